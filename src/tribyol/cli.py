@@ -1,0 +1,147 @@
+"""The ``tribyol`` command: pretrain, export, demo, and the commands other modules register.
+
+Sub-command groups live beside the code they drive (for example ``tribyol.eval.cli``); each
+exposes ``add_commands(subparsers)`` and is listed in ``COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from tribyol.config import ConfigError, load_config
+
+# Modules that add their own sub-commands; a missing one is skipped.
+COMMAND_MODULES = ("tribyol.eval.cli", "tribyol.report.cli")
+
+# Short flags -> dotted config keys.
+PRETRAIN_FLAGS = {
+    "method": "method.name",
+    "dataset": "data.dataset",
+    "data_root": "data.root",
+    "download": "data.download",
+    "batch_size": "train.batch_size",
+    "epochs": "train.epochs",
+    "max_steps": "train.max_steps",
+    "backbone": "model.backbone",
+    "precision": "train.precision",
+    "seed": "train.seed",
+    "run_dir": "run_dir",
+    "name": "name",
+    "views": "method.views",
+    "devices": "train.devices",
+    "strategy": "train.strategy",
+    "accelerator": "train.accelerator",
+    "limit": "data.limit",
+}
+
+
+def overrides_from_args(args: argparse.Namespace, flags: dict[str, str]) -> list:
+    """Explicit flags first, then ``--set key=value`` overrides (which win)."""
+    out: list = []
+    for attr, key in flags.items():
+        value = getattr(args, attr, None)
+        if value is not None and value is not False:
+            out.append((key, value))
+    out.extend(args.set or [])
+    return out
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file; flags and --set override it")
+    p.add_argument(
+        "--set", "-o", action="append", metavar="KEY=VALUE",
+        help="dotted override, e.g. --set optim.lr=0.1 --set method.target_policy=shared",
+    )
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from tribyol.engine import pretrain
+
+    cfg = load_config(args.config, overrides_from_args(args, PRETRAIN_FLAGS))
+    run_dir = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tribyol.export import export_encoder
+
+    out = export_encoder(args.run, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tribyol.demo import run_demo
+
+    run_demo(run_dir=args.run_dir, quick=args.quick)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tribyol", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="self-supervised pre-training")
+    add_config_args(p)
+    p.add_argument("--method", help="tribyol, byol, ... (see docs)")
+    p.add_argument("--dataset", help="mnist, fashionmnist, cifar10, folder, ...")
+    p.add_argument("--data-root", help="folder with the dataset's files")
+    p.add_argument("--download", action="store_true", help="fetch the dataset (needs internet)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--backbone", help="convnet, resnet18, resnet50")
+    p.add_argument("--precision", help="auto, bf16-mixed, 32")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--views", type=int, help="TriBYOL: number of views (>= 3)")
+    p.add_argument("--devices", help="e.g. 4, or auto")
+    p.add_argument("--strategy", help="e.g. ddp")
+    p.add_argument("--accelerator", help="cpu, gpu, auto")
+    p.add_argument("--limit", type=int, help="use only the first N training images")
+    p.add_argument("--run-dir", help="parent folder of run directories (default runs/)")
+    p.add_argument("--name", help="run directory name (default: derived from the config)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in its directory")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("export", help="write a run's encoder as safetensors")
+    p.add_argument("run", help="run directory (or a .ckpt file)")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="a 3-minute offline demo: TriBYOL vs BYOL vs random init")
+    p.add_argument("--run-dir", default="runs/demo", help="where the demo writes its runs")
+    p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
+    p.set_defaults(func=cmd_demo)
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+            continue
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""Typed run configuration: dataclasses, YAML files and dotted overrides, validated up front.
+
+Every number the poster leaves open is a field here (or in a method's ``Options``) with its
+default documented beside it. Method-specific options live on the method class so that adding a
+method never touches this file; they are validated against it when the config is resolved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot work; raised before any training starts."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashionmnist"  # a name in tribyol.data registry, or "folder"
+    root: str = "data"  # where the dataset's files are (or go, with download)
+    download: bool = False  # opt-in: nothing is fetched unless asked
+    image_size: int | None = None  # None: the dataset's preset size
+    resize: int | None = None  # folder datasets: shorter side resized to this before crop
+    channels: int = 3  # folder datasets: 3 (RGB) or 1 (grayscale scans)
+    limit: int | None = None  # use only the first N training images (quick runs, tests)
+    on_device: bool = True  # hold in-memory datasets as one uint8 tensor on the device
+    monitor_fraction: float = 0.0  # labelled train fraction held out for the online kNN monitor
+    bad_images: str = "skip"  # folder datasets: "skip" corrupt files (logged) or "error"
+    num_workers: int = 0  # loader workers for folder datasets (in-memory ones need none)
+
+
+@dataclass
+class ViewsConfig:
+    """Batched augmentation; defaults follow BYOL's recipe (Grill et al. 2020, table 6)."""
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.2
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    # Per-view probabilities, cycled over views (BYOL's asymmetric pair). ``None`` for blur
+    # means: BYOL's [1.0, 0.1] above ``blur_min_size`` px, none at or below it.
+    blur_p: list[float] | None = None
+    blur_min_size: int = 32
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.2])
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "convnet"  # convnet | resnet18 | resnet50
+    small_stem: bool | None = None  # None: 3x3 stem without max-pool at <= 64 px
+    width: int = 32  # convnet base width
+    hidden_dim: int = 512  # poster: MLP hidden size 512
+    proj_dim: int = 128  # poster: projection size 128
+    sync_bn: bool = False  # SyncBatchNorm under DDP
+    channels_last: bool = False
+
+
+@dataclass
+class OptimConfig:
+    """Not on the poster. Default: SGD lr 0.03, momentum 0.9, wd 4e-4 (public re-implementations)."""
+
+    name: str = "sgd"  # sgd | adamw | lars
+    lr: float = 0.03  # at batch 256 when scale_lr is on, else as is
+    scale_lr: bool = False  # linear scaling rule lr * batch / 256
+    momentum: float = 0.9
+    weight_decay: float = 4e-4
+    schedule: str = "cosine"  # cosine | constant
+    warmup_epochs: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 80  # poster: 80 epochs
+    batch_size: int = 32
+    max_steps: int = -1  # > 0 stops early (tests, benchmarks)
+    accumulate: int = 1  # gradient accumulation; not the same as a larger batch
+    precision: str = "auto"  # auto (bf16 where supported) | bf16-mixed | 32
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # e.g. ddp
+    seed: int = 0
+    deterministic: bool = False
+    ckpt_every_steps: int = 0  # 0: a checkpoint every epoch and at the end only
+    log_every_steps: int = 10
+    progress_bar: bool = True
+    knn_every_epochs: int = 0  # online kNN monitor (needs data.monitor_fraction > 0)
+    knn_k: int = 20
+    online_probe: bool = True  # linear probe on detached features (labelled data only)
+
+
+@dataclass
+class RunConfig:
+    """A whole pre-training run. ``method`` holds ``name`` plus that method's options."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "tribyol"})
+    run_dir: str = "runs"  # parent folder of run directories
+    name: str | None = None  # run directory name; None: derived from method/backbone/batch
+
+
+def _closest(key: str, options: typing.Iterable[str]) -> str:
+    match = difflib.get_close_matches(key, list(options), n=1, cutoff=0.0)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Coerce YAML / command-line values to the annotated type, or fail naming the key."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if hint is Any:
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, where) for v in value]
+        return tuple(out) if origin is tuple else out
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            number = hint(value) if not isinstance(value, str) else hint(float(value))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if hint is int and isinstance(value, (float, str)) and float(value) != number:
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return number
+    if hint is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    return value
+
+
+def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
+    """Build a (nested) dataclass from a dict, rejecting unknown keys with the closest valid one."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise ConfigError(f"unknown config key '{path}'.{_closest(key, fields)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = build_dataclass(hint, value, path)
+        elif key == "method" and cls is RunConfig:
+            if isinstance(value, str):
+                value = {"name": value}
+            kwargs[key] = dict(value)
+        else:
+            kwargs[key] = _coerce(value, hint, path)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain, YAML-safe dict (tuples become lists)."""
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return x
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """``set_dotted(d, "optim.lr", 0.1)`` sets ``d["optim"]["lr"]``, creating sections."""
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"'{dotted}': '{key}' is a value, not a section")
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=0.1"`` -> ``("optim.lr", 0.1)`` with the value read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. optim.lr=0.1")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(
+    path: str | Path | None = None, overrides: typing.Iterable[str | tuple[str, Any]] = ()
+) -> RunConfig:
+    """Defaults <- YAML file <- dotted overrides, then validated (including method options)."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass an existing YAML file")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        tree = loaded
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        set_dotted(tree, key, value)
+    apply_view_preset(tree)
+    cfg = build_dataclass(RunConfig, tree)
+    validate(cfg)
+    return cfg
+
+
+def apply_view_preset(tree: dict[str, Any]) -> None:
+    """Put the dataset's view preset under the user's own ``views`` settings (theirs win)."""
+    from tribyol.data import DATASETS
+
+    data = tree.get("data") or {}
+    name = data.get("dataset", DataConfig.dataset) if isinstance(data, dict) else None
+    views = tree.get("views", {})
+    if name in DATASETS and isinstance(views, dict):
+        tree["views"] = {**DATASETS[name].views, **views}
+
+
+def validate(cfg: RunConfig) -> None:
+    """Reject impossible values before any data is read or any step is taken."""
+    from tribyol.data import DATASETS
+    from tribyol.methods import resolve_options
+    from tribyol.nets import BACKBONES
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    t, d, o, m, v = cfg.train, cfg.data, cfg.optim, cfg.model, cfg.views
+    check(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
+    check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
+    check(t.accumulate >= 1, f"train.accumulate must be >= 1, got {t.accumulate}")
+    check(
+        t.precision in ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true"),
+        f"train.precision '{t.precision}' is not one of auto, bf16-mixed, 16-mixed, 32",
+    )
+    check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+    check(o.name in ("sgd", "adamw", "lars"), f"optim.name '{o.name}' is not sgd, adamw or lars")
+    check(o.schedule in ("cosine", "constant"), f"optim.schedule '{o.schedule}' unknown")
+    check(
+        d.dataset in DATASETS,
+        f"unknown dataset '{d.dataset}'.{_closest(d.dataset, DATASETS)} "
+        f"Known: {', '.join(sorted(DATASETS))}",
+    )
+    check(d.image_size is None or d.image_size >= 8, "data.image_size must be >= 8")
+    check(0.0 <= d.monitor_fraction < 1.0, "data.monitor_fraction must be in [0, 1)")
+    check(d.bad_images in ("skip", "error"), "data.bad_images must be 'skip' or 'error'")
+    check(
+        m.backbone in BACKBONES,
+        f"unknown backbone '{m.backbone}'.{_closest(m.backbone, BACKBONES)} "
+        f"Known: {', '.join(sorted(BACKBONES))}",
+    )
+    check(m.hidden_dim >= 1 and m.proj_dim >= 1, "model.hidden_dim and proj_dim must be >= 1")
+    check(0 < v.crop_scale[0] <= v.crop_scale[1] <= 1, "views.crop_scale must be 0 < a <= b <= 1")
+    for name in ("flip_p", "jitter_p", "grayscale_p"):
+        p = getattr(v, name)
+        check(0.0 <= p <= 1.0, f"views.{name} must be in [0, 1], got {p}")
+    for p in [*(v.blur_p or []), *v.solarize_p]:
+        check(0.0 <= p <= 1.0, f"views probabilities must be in [0, 1], got {p}")
+    resolve_options(cfg.method)  # unknown method / option / bad value -> ConfigError

@@ -1,0 +1,234 @@
+"""Dataset registry: name -> spec (reader, channels, size, normalisation, classes, view preset).
+
+The eight benchmarks are read with the real torchvision readers (download only on request);
+``folder`` reads the user's own ImageFolder trees of any size; ``digits`` is scikit-learn's
+8x8 digits, and ``fashionmnist`` also finds Debian's ``dataset-fashion-mnist`` package.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tribyol.data.images import FolderImages, TensorImages
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+# Per-dataset view presets, applied under the user's own ``views`` settings.
+DIGIT_VIEWS = {"crop_scale": [0.25, 1.0], "flip_p": 0.0}  # flips change a digit's meaning
+GRAY_SMALL_VIEWS = {"crop_scale": [0.25, 1.0]}  # 28 px: an 8 % crop keeps too little
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's files are not where we looked; the message names the path and the fix."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    channels: int
+    image_size: int  # the size views are produced at by default
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    reader: Callable[..., Any]  # (root, split, download, **options) -> image set
+    views: dict[str, Any] = field(default_factory=dict)
+    pretrain_split: str = "train"  # STL-10 pre-trains on train+unlabeled
+    in_memory: bool = True
+
+
+def _as_images(array: Any, layout: str) -> torch.Tensor:
+    """numpy/tensor in ``layout`` (NHW, NHWC or NCHW) -> contiguous uint8 NCHW tensor."""
+    data = torch.as_tensor(np.array(array))  # a copy: readers may hand read-only buffers
+    if data.dtype != torch.uint8:
+        data = data.clamp(0, 255).to(torch.uint8)
+    if layout == "NHW":
+        data = data.unsqueeze(1)
+    elif layout == "NHWC":
+        data = data.permute(0, 3, 1, 2)
+    return data.contiguous()
+
+
+def _not_found(name: str, path: Path, err: Exception, expected: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"{name} not found: looked in {path} ({err}). Put the files there ({expected}), point "
+        f"--data-root at the folder that holds them, or pass --download to fetch them "
+        f"(needs internet)."
+    )
+
+
+def _torchvision(cls_name: str, expected: str, layout: str) -> Callable[..., TensorImages]:
+    """A reader built on ``torchvision.datasets.<cls_name>``."""
+
+    def read(root: str | Path, split: str, download: bool = False, **_: Any) -> TensorImages:
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, cls_name)
+        root = Path(root)
+        if cls_name in ("SVHN", "STL10"):
+            kwargs = {"split": split}
+        else:
+            kwargs = {"train": split == "train"}
+        try:
+            ds = cls(str(root), download=download, **kwargs)
+        except (RuntimeError, FileNotFoundError, OSError) as err:
+            folder = getattr(cls, "base_folder", "") or cls.__name__
+            looked = root / folder if cls_name not in ("USPS",) else root
+            raise _not_found(cls_name, looked, err, expected) from err
+        labels = getattr(ds, "targets", None)
+        if labels is None:
+            labels = ds.labels
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        return TensorImages(_as_images(ds.data, layout), labels, getattr(ds, "classes", ()))
+
+    return read
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST family's format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _read_idx_folder(folder: Path, split: str) -> TensorImages:
+    prefix = "train" if split == "train" else "t10k"
+
+    def find(kind: str) -> Path:
+        for name in (f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte",):
+            for candidate in (folder / name, folder / f"{name}.gz"):
+                if candidate.exists():
+                    return candidate
+        raise FileNotFoundError(f"{folder}/{prefix}-{kind}-idx*-ubyte[.gz]")
+
+    images = read_idx(find("images"))
+    labels = read_idx(find("labels"))
+    return TensorImages(_as_images(images, "NHW"), torch.as_tensor(labels.astype(np.int64)))
+
+
+def read_fashionmnist(root: str | Path, split: str, download: bool = False, **kw: Any):
+    """torchvision's FashionMNIST under ``root``; else Debian's package, found automatically."""
+    try:
+        return _torchvision("FashionMNIST", "FashionMNIST/raw/*-ubyte", "NHW")(
+            root, split, download
+        )
+    except DatasetNotFoundError as err:
+        if download or not DEBIAN_FASHION_MNIST.is_dir():
+            raise DatasetNotFoundError(
+                f"{err} Or, on Debian: apt-get install dataset-fashion-mnist "
+                f"(files under {DEBIAN_FASHION_MNIST})."
+            ) from None
+        return _read_idx_folder(DEBIAN_FASHION_MNIST, split)
+
+
+def read_digits(root: str | Path, split: str, download: bool = False, **_: Any) -> TensorImages:
+    """scikit-learn's 8x8 digits (1,797 real images); a seeded, stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    index = np.arange(len(images))
+    train, test = train_test_split(index, test_size=0.2, random_state=0, stratify=digits.target)
+    chosen = train if split in ("train", "train+unlabeled") else test
+    return TensorImages(
+        _as_images(images[chosen], "NHW"), torch.as_tensor(digits.target[chosen]).long()
+    )
+
+
+def read_folder(
+    root: str | Path,
+    split: str,
+    download: bool = False,
+    image_size: int = 224,
+    resize: int | None = None,
+    channels: int = 3,
+    bad_images: str = "skip",
+    **_: Any,
+) -> FolderImages:
+    """``root/<split>/<class>/*`` when such split folders exist, else ``root/<class>/*``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"image folder {root} does not exist. Point --data-root at a folder laid out as "
+            f"ROOT/<class>/<images> or ROOT/train/<class>/<images> (+ ROOT/test/...)."
+        )
+    base = split.split("+")[0]
+    folder = root / base if (root / base).is_dir() else root
+    if base == "test" and folder == root:
+        raise DatasetNotFoundError(
+            f"{root} has no test/ folder; evaluation needs ROOT/test/<class>/<images>"
+        )
+    return FolderImages(folder, image_size, resize, channels, bad_images)
+
+
+_MNIST_STATS = dict(channels=1, image_size=28, num_classes=10)
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("mnist", **_MNIST_STATS, mean=(0.1307,), std=(0.3081,),
+                    reader=_torchvision("MNIST", "MNIST/raw/*-ubyte", "NHW"), views=DIGIT_VIEWS),
+        DatasetSpec("fashionmnist", **_MNIST_STATS, mean=(0.2860,), std=(0.3530,),
+                    reader=read_fashionmnist, views=GRAY_SMALL_VIEWS),
+        DatasetSpec("kmnist", **_MNIST_STATS, mean=(0.1918,), std=(0.3483,),
+                    reader=_torchvision("KMNIST", "KMNIST/raw/*-ubyte", "NHW"),
+                    views=DIGIT_VIEWS),
+        DatasetSpec("usps", channels=1, image_size=16, num_classes=10, mean=(0.2469,),
+                    std=(0.2989,), reader=_torchvision("USPS", "usps.bz2, usps.t.bz2", "NHW"),
+                    views=DIGIT_VIEWS),
+        DatasetSpec("svhn", channels=3, image_size=32, num_classes=10,
+                    mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
+                    reader=_torchvision("SVHN", "train_32x32.mat, test_32x32.mat", "NCHW"),
+                    views={"flip_p": 0.0}),
+        DatasetSpec("cifar10", channels=3, image_size=32, num_classes=10,
+                    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
+                    reader=_torchvision("CIFAR10", "cifar-10-batches-py/", "NHWC")),
+        DatasetSpec("cifar100", channels=3, image_size=32, num_classes=100,
+                    mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
+                    reader=_torchvision("CIFAR100", "cifar-100-python/", "NHWC")),
+        DatasetSpec("stl10", channels=3, image_size=96, num_classes=10,
+                    mean=(0.4467, 0.4398, 0.4066), std=(0.2603, 0.2566, 0.2713),
+                    reader=_torchvision("STL10", "stl10_binary/*.bin", "NCHW"),
+                    pretrain_split="train+unlabeled"),
+        DatasetSpec("digits", channels=1, image_size=16, num_classes=10, mean=(0.3,),
+                    std=(0.35,), reader=read_digits, views=DIGIT_VIEWS),
+        DatasetSpec("folder", channels=3, image_size=224, num_classes=0, mean=IMAGENET_MEAN,
+                    std=IMAGENET_STD, reader=read_folder, in_memory=False),
+    )
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def load_split(
+    name: str,
+    root: str | Path,
+    split: str,
+    download: bool = False,
+    **options: Any,
+) -> TensorImages | FolderImages:
+    """Read ``split`` ("train", "test" or "pretrain") of dataset ``name``.
+
+    ``options`` reach the folder reader (image_size, resize, channels, bad_images).
+    """
+    spec = get_spec(name)
+    if split == "pretrain":
+        split = spec.pretrain_split
+    return spec.reader(root, split, download=download, **options)

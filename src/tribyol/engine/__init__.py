@@ -1,0 +1,13 @@
+"""Engine: the Lightning module, data loading, callbacks and the run driver."""
+
+from tribyol.engine.module import NonFiniteLossError, PretrainModule
+from tribyol.engine.run import RunDirExistsError, build_trainer, prepare_run_dir, pretrain
+
+__all__ = [
+    "NonFiniteLossError",
+    "PretrainModule",
+    "RunDirExistsError",
+    "build_trainer",
+    "prepare_run_dir",
+    "pretrain",
+]

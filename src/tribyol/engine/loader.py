@@ -1,0 +1,115 @@
+"""Batch loading without per-sample Python for in-memory data, resumable mid-epoch.
+
+``EpochBatches`` draws a permutation from (seed, epoch), shards it over ranks and cuts it into
+full batches. ``BatchLoader`` turns those index batches into ``(uint8 images, labels)`` batches:
+one fancy-index for tensors held in memory (or on the device), a worker-backed DataLoader for
+folders decoded from disk. It implements Lightning's ``state_dict``/``load_state_dict``
+protocol, so a run resumed from a mid-epoch checkpoint continues with the very next batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from tribyol.data import TensorImages
+
+
+class EpochBatches:
+    """Index batches for one epoch: a seeded permutation, sharded over ranks, drop-last."""
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+    ) -> None:
+        if num_items < batch_size * world_size:
+            raise ValueError(
+                f"{num_items} images are fewer than one batch of {batch_size} per rank x "
+                f"{world_size} ranks; lower the batch size or add data"
+            )
+        self.num_items, self.batch_size = num_items, batch_size
+        self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_items // (self.batch_size * self.world_size)
+
+    def indices(self) -> Tensor:
+        """``[num_batches, batch_size]`` indices of this rank for the current epoch."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.num_items, generator=g)
+        else:
+            order = torch.arange(self.num_items)
+        per_rank = len(self) * self.batch_size
+        mine = order[: per_rank * self.world_size].view(self.world_size, per_rank)[self.rank]
+        return mine.view(len(self), self.batch_size)
+
+
+class _IndexBatches(Dataset):
+    """Adapts a list of index batches to a map-style dataset of whole batches (for workers)."""
+
+    def __init__(self, dataset: Dataset, batches: Tensor) -> None:
+        self.dataset, self.batches = dataset, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[self.batches[i].tolist()]
+
+
+class BatchLoader:
+    """An iterable of ``(images, labels)`` batches that Lightning can checkpoint and resume."""
+
+    def __init__(
+        self, dataset: Dataset, sampler: EpochBatches, num_workers: int = 0, pin_memory: bool = False
+    ) -> None:
+        self.dataset, self.sampler = dataset, sampler
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.completed = 0  # batches of the current epoch already trained on (set by the engine)
+        self._resume: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        batches = self.sampler.indices()
+        skip = 0
+        if self._resume is not None and self._resume["epoch"] == self.sampler.epoch:
+            skip = self._resume["completed"]
+        self._resume = None
+        self.completed = skip
+        batches = batches[skip:]
+        if isinstance(self.dataset, TensorImages) or self.num_workers == 0:
+            device = getattr(getattr(self.dataset, "images", None), "device", torch.device("cpu"))
+            for idx in batches:
+                yield self.dataset[idx.to(device) if isinstance(self.dataset, TensorImages)
+                                   else idx.tolist()]
+            return
+        loader = DataLoader(
+            _IndexBatches(self.dataset, batches),
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
+        yield from loader
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "completed": self.completed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state["epoch"]), "completed": int(state["completed"])}

@@ -1,0 +1,187 @@
+"""The one training loop: a LightningModule that runs any registered method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tribyol.config import RunConfig, build_dataclass
+from tribyol.data import get_spec
+from tribyol.engine.optim import build_optimizer, lr_lambda
+from tribyol.methods import MethodContext, resolve_options
+from tribyol.nets import build_backbone
+from tribyol.views import MultiViewAugment
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or a weight became NaN/Inf; the message names the step and the tensor."""
+
+
+@dataclass
+class DataInfo:
+    """What the networks need to know about the pre-training data."""
+
+    channels: int
+    image_size: int  # the size of the views fed to the encoder
+    num_classes: int
+    num_train_images: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def collapse_std(z: Tensor) -> Tensor:
+    """Mean per-dimension std of L2-normalised projections: ~1/sqrt(d) healthy, 0 collapsed."""
+    return F.normalize(z.float(), dim=1).std(dim=0).mean()
+
+
+def build_encoder(cfg: RunConfig, info: DataInfo) -> nn.Module:
+    m = cfg.model
+    return build_backbone(m.backbone, info.channels, info.image_size, m.small_stem, m.width)
+
+
+class PretrainModule(L.LightningModule):
+    """Views -> method -> loss, plus the EMA step, an online probe and collapse monitors.
+
+    The checkpoint's hyper-parameters hold the whole resolved config and the data info, so a
+    run directory alone is enough to rebuild the encoder for evaluation or export.
+    """
+
+    def __init__(self, config: dict[str, Any], data_info: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        cfg = self.cfg = build_dataclass(RunConfig, config)
+        info = self.info = DataInfo(**{k: tuple(v) if isinstance(v, list) else v
+                                       for k, v in data_info.items()})
+        cls, options = resolve_options(cfg.method)
+        ctx = MethodContext(
+            backbone=build_encoder(cfg, info),
+            hidden_dim=cfg.model.hidden_dim,
+            proj_dim=cfg.model.proj_dim,
+            num_classes=info.num_classes,
+            num_train_images=info.num_train_images,
+            image_size=info.image_size,
+            channels=info.channels,
+        )
+        self.method = cls(ctx, options)
+        self.views = MultiViewAugment(cfg.views, info.image_size, info.mean, info.std)
+        use_probe = cfg.train.online_probe and info.num_classes > 0 and not cls.needs_labels
+        self.probe = nn.Linear(ctx.backbone.out_dim, info.num_classes) if use_probe else None
+        # Any NaN/Inf seen since the last check; read only at log steps and before saving.
+        self.register_buffer("nonfinite", torch.zeros((), dtype=torch.bool), persistent=False)
+        self._total_steps = 0
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _generator(self) -> torch.Generator:
+        """Augmentation randomness from (seed, micro-batch, rank) alone: resumable for free."""
+        accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
+        micro = self.trainer.global_step * accumulate + self._micro_in_step() if self._trainer else 0
+        g = torch.Generator(device=self.device)
+        g.manual_seed(hash((self.cfg.train.seed, micro, self.global_rank)) & 0x7FFF_FFFF_FFFF)
+        return g
+
+    def _micro_in_step(self) -> int:
+        loop = self.trainer.fit_loop.epoch_loop
+        return loop.batch_progress.current.ready % max(1, self.trainer.accumulate_grad_batches)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        views = self.views(images, self.method.num_views, self._generator())
+        if self.cfg.model.channels_last:
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        out = self.method(views, labels)
+        loss = out.loss
+        self.nonfinite |= ~torch.isfinite(loss.detach())
+        self.log("train/loss", loss.detach(), prog_bar=True)
+        if out.projections is not None:
+            self.log("train/z_std", collapse_std(out.projections))
+        for key, value in out.logs.items():
+            self.log(f"train/{key}", value)
+        tau = getattr(self.method, "tau", None)
+        if tau is not None:
+            self.log("train/tau", tau.float())
+        if self.probe is not None and out.features is not None:
+            known = labels >= 0
+            logits = self.probe(out.features.float())
+            probe_loss = F.cross_entropy(logits[known], labels[known]) if known.any() else 0.0
+            loss = loss + probe_loss
+            acc = (logits.argmax(1)[known] == labels[known]).float().mean()
+            self.log("train/probe_acc", acc)
+        if (self.global_step + 1) % max(1, self.cfg.train.log_every_steps) == 0:
+            self.check_finite()
+        return loss
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Once per optimizer step (never per micro-batch); global_step already counts this step.
+        self.method.after_optimizer_step(self.trainer.global_step, self._total_steps)
+
+    def check_finite(self) -> None:
+        """Raise ``NonFiniteLossError`` naming the step and the tensor, if anything went bad."""
+        step = self.trainer.global_step if self._trainer else 0
+        if bool(self.nonfinite):
+            raise NonFiniteLossError(
+                f"loss became NaN/Inf at or before step {step} (checked every "
+                f"train.log_every_steps={self.cfg.train.log_every_steps} steps); the last good "
+                "checkpoint is kept. Lower optim.lr, or use train.precision=32."
+            )
+        for name, p in self.method.named_parameters():
+            if not torch.isfinite(p).all():
+                raise NonFiniteLossError(
+                    f"weight 'method.{name}' holds NaN/Inf at step {step}; the last good "
+                    "checkpoint is kept. Lower optim.lr, or use train.precision=32."
+                )
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        loader = getattr(self.trainer.datamodule, "loader", None)
+        if loader is not None:
+            loader.completed += 1  # counted as done once its step ends; checkpoints read it then
+
+    def on_fit_start(self) -> None:
+        self._total_steps = int(self.trainer.estimated_stepping_batches)
+
+    # -- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        t = self.cfg.train
+        world = self.trainer.world_size if self._trainer else 1
+        extra = []
+        if self.probe is not None:
+            extra.append({"params": list(self.probe.parameters()), "weight_decay": 0.0})
+        optimizer = build_optimizer(
+            self.cfg.optim,
+            self.method.trainable_parameters(),
+            t.batch_size * world * t.accumulate,
+            extra,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = max(1, total // max(1, t.epochs))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(self.cfg.optim, total, steps_per_epoch)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.method.backbone
+
+
+def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:
+    """Derive the networks' data info from the spec, the config and the loaded dataset."""
+    spec = get_spec(cfg.data.dataset)
+    channels = getattr(dataset, "channels", spec.channels)
+    num_classes = len(getattr(dataset, "classes", ()) or ()) or spec.num_classes
+    mean, std = spec.mean, spec.std
+    if channels != len(mean):
+        mean, std = (0.5,) * channels, (0.5,) * channels
+    return DataInfo(
+        channels=channels,
+        image_size=cfg.data.image_size or spec.image_size,
+        num_classes=num_classes,
+        num_train_images=len(dataset),
+        mean=tuple(mean),
+        std=tuple(std),
+    )

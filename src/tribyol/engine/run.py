@@ -1,0 +1,174 @@
+"""Pre-training runs: run directories, the data module, the Trainer, resume."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+
+from tribyol.config import RunConfig, to_dict
+from tribyol.data import TensorImages, load_split
+from tribyol.engine.callbacks import CHECKPOINT_NAME, AtomicCheckpoint, RNGState, Throughput
+from tribyol.engine.loader import BatchLoader, EpochBatches
+from tribyol.engine.module import PretrainModule, data_info_for
+
+log = logging.getLogger(__name__)
+
+
+class RunDirExistsError(FileExistsError):
+    """A run directory is already there and neither resume nor overwrite was asked for."""
+
+
+def run_name(cfg: RunConfig) -> str:
+    """mmpretrain-style: method, backbone, effective batch, epochs, dataset."""
+    t = cfg.train
+    batch = f"b{t.batch_size}" + (f"-accum{t.accumulate}" if t.accumulate > 1 else "")
+    return cfg.name or f"{cfg.method['name']}_{cfg.model.backbone}_{batch}_e{t.epochs}_{cfg.data.dataset}"
+
+
+def prepare_run_dir(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    run_dir = Path(cfg.run_dir) / run_name(cfg)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if overwrite:
+            shutil.rmtree(run_dir)
+        elif not resume:
+            raise RunDirExistsError(
+                f"run directory {run_dir} already exists. Pass --resume to continue it, "
+                f"--overwrite to replace it, or --name to start a new one."
+            )
+    elif resume:
+        raise FileNotFoundError(f"--resume given but {run_dir} does not exist; drop --resume")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def load_pretrain_data(cfg: RunConfig) -> Any:
+    d = cfg.data
+    dataset = load_split(
+        d.dataset,
+        d.root,
+        "pretrain",
+        download=d.download,
+        image_size=d.image_size or 224,
+        resize=d.resize,
+        channels=d.channels,
+        bad_images=d.bad_images,
+    )
+    if d.limit is not None and isinstance(dataset, TensorImages):
+        dataset = dataset.subset(torch.arange(min(d.limit, len(dataset))))
+    elif d.limit is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(d.limit, len(dataset))))
+    return dataset
+
+
+class PretrainData(L.LightningDataModule):
+    """Serves the pre-training set, moved onto the training device when it fits in memory."""
+
+    def __init__(self, cfg: RunConfig, dataset: Any) -> None:
+        super().__init__()
+        self.cfg, self.dataset = cfg, dataset
+        self.loader: BatchLoader | None = None
+
+    def setup(self, stage: str) -> None:
+        if isinstance(self.dataset, TensorImages) and self.cfg.data.on_device:
+            self.dataset = self.dataset.to(self.trainer.strategy.root_device)
+
+    def train_dataloader(self) -> BatchLoader:
+        t = self.cfg.train
+        sampler = EpochBatches(
+            len(self.dataset), t.batch_size, t.seed, self.trainer.global_rank, self.trainer.world_size
+        )
+        pin = torch.cuda.is_available() and not isinstance(self.dataset, TensorImages)
+        self.loader = BatchLoader(self.dataset, sampler, self.cfg.data.num_workers, pin)
+        return self.loader
+
+
+def resolve_precision(cfg: RunConfig) -> str:
+    """``auto``: bf16 autocast where the device runs it natively, else fp32."""
+    p = cfg.train.precision
+    if p != "auto":
+        return p
+    accel = cfg.train.accelerator
+    if accel in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    # On CPUs, bf16 pays off only with AMX or AVX512-BF16; elsewhere it is emulated and slower.
+    fast_bf16 = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or getattr(
+        torch.cpu, "_is_avx512_bf16_supported", lambda: False
+    )()
+    return "bf16-mixed" if fast_bf16 else "32-true"
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    t = cfg.train
+    loggers = [CSVLogger(str(run_dir), name="", version="logs")]
+    try:
+        loggers.append(TensorBoardLogger(str(run_dir), name="", version="tb"))
+    except ModuleNotFoundError:  # tensorboard is a dependency, but keep training without it
+        log.warning("tensorboard is not installed; logging to CSV only")
+    callbacks = [
+        AtomicCheckpoint(run_dir / "checkpoints", t.ckpt_every_steps),
+        RNGState(),
+        Throughput(t.batch_size, run_dir / "throughput.json"),
+        *(extra_callbacks or []),
+    ]
+    if t.progress_bar:
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_steps)))
+    return L.Trainer(
+        max_epochs=t.epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=resolve_precision(cfg),
+        accumulate_grad_batches=t.accumulate,
+        deterministic=t.deterministic,
+        sync_batchnorm=cfg.model.sync_bn,
+        logger=loggers,
+        callbacks=callbacks,
+        enable_checkpointing=False,  # AtomicCheckpoint does it
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=t.log_every_steps,
+        use_distributed_sampler=False,  # EpochBatches shards by rank itself
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=str(run_dir),
+    )
+
+
+def pretrain(
+    cfg: RunConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    extra_callbacks: list | None = None,
+) -> Path:
+    """Run (or resume) a pre-training; returns the run directory."""
+    run_dir = prepare_run_dir(cfg, resume, overwrite)
+    ckpt = run_dir / "checkpoints" / CHECKPOINT_NAME
+    if resume:
+        saved = run_dir / "config.yaml"
+        if saved.exists() and yaml.safe_load(saved.read_text()) != to_dict(cfg):
+            log.warning("resuming with a config that differs from %s; the new one is used", saved)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    dataset = load_pretrain_data(cfg)
+    info = data_info_for(cfg, dataset)
+    module = PretrainModule(to_dict(cfg), vars(info))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    trainer = build_trainer(cfg, run_dir, extra_callbacks)
+    trainer.fit(
+        module,
+        datamodule=PretrainData(cfg, dataset),
+        ckpt_path=str(ckpt) if resume and ckpt.exists() else None,
+        weights_only=True,
+    )
+    return run_dir

@@ -1,0 +1,27 @@
+"""Self-supervised methods, one file each, registered by name."""
+
+from tribyol.methods import byol, tribyol  # noqa: F401  (registers the methods)
+from tribyol.methods.base import (
+    Method,
+    MethodContext,
+    MomentumMethod,
+    MomentumOptions,
+    StepOutput,
+    ema_update_,
+    normalized_mse,
+)
+from tribyol.methods.registry import METHODS, default_options, register, resolve_options
+
+__all__ = [
+    "METHODS",
+    "Method",
+    "MethodContext",
+    "MomentumMethod",
+    "MomentumOptions",
+    "StepOutput",
+    "default_options",
+    "ema_update_",
+    "normalized_mse",
+    "register",
+    "resolve_options",
+]

@@ -1,0 +1,162 @@
+"""Method base classes: ``Method`` (networks + loss over a list of views) and ``MomentumMethod``
+(adds EMA targets). A method says only what is specific to it; the engine does the rest."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class MethodContext:
+    """What a method may need to know to build its networks."""
+
+    backbone: nn.Module  # the online encoder; has ``out_dim``
+    hidden_dim: int = 512
+    proj_dim: int = 128
+    num_classes: int = 10
+    num_train_images: int = 0
+    image_size: int = 32
+    channels: int = 3
+
+
+@dataclass
+class StepOutput:
+    """The result of one training step's forward pass."""
+
+    loss: Tensor
+    features: Tensor | None = None  # online encoder features of the first view (for the probe)
+    projections: Tensor | None = None  # online projections (for the collapse monitor)
+    logs: dict[str, Tensor] = field(default_factory=dict)
+
+
+def normalized_mse(q: Tensor, z: Tensor) -> Tensor:
+    """BYOL's loss ``||q/|q| - z/|z|||^2 = 2 - 2 cos(q, z)``, batch mean, normalised in fp32."""
+    q = F.normalize(q.float(), dim=-1)
+    z = F.normalize(z.float(), dim=-1)
+    return (2.0 - 2.0 * (q * z).sum(dim=-1)).mean()
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy that takes no gradients (a target network)."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+def reinitialize(module: nn.Module) -> nn.Module:
+    """Give every layer of ``module`` fresh random weights (uses the current torch RNG)."""
+    for m in module.modules():
+        if m is not module and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return module
+
+
+@torch.no_grad()
+def ema_update_(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """``target <- tau * target + (1 - tau) * online`` over parameters, in place.
+
+    Buffers (BatchNorm running statistics) are not averaged: a target runs in train mode and
+    keeps its own running estimates, as in BYOL.
+    """
+    t_params = [p for p in target.parameters()]
+    o_params = [p.detach() for p in online.parameters()]
+    if len(t_params) != len(o_params):
+        raise ValueError("EMA pair has different parameter lists")
+    torch._foreach_mul_(t_params, tau)
+    torch._foreach_add_(t_params, o_params, alpha=1.0 - tau)
+
+
+def tau_at(step: int, total_steps: int, base: float, schedule: str, final: float = 1.0) -> float:
+    """EMA coefficient at ``step``: constant, or BYOL's cosine rise from ``base`` to ``final``."""
+    if schedule == "constant" or total_steps <= 0:
+        return base
+    progress = min(step / total_steps, 1.0)
+    return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+class Method(nn.Module):
+    """Networks and a loss over ``num_views`` augmented views of a batch.
+
+    Subclasses set ``name``, an ``Options`` dataclass, and implement ``forward_views``.
+    ``self.backbone`` is the encoder that evaluation and export use.
+    """
+
+    name: ClassVar[str] = ""
+    needs_labels: ClassVar[bool] = False
+
+    @dataclass
+    class Options:
+        pass
+
+    def __init__(self, ctx: MethodContext, options: Any) -> None:
+        super().__init__()
+        self.options = options
+        self.backbone = ctx.backbone
+
+    @property
+    def num_views(self) -> int:
+        return 2
+
+    def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
+        raise NotImplementedError
+
+    def forward(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
+        return self.forward_views(views, labels)
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Called once per optimizer step (not per micro-batch) with the new step count."""
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for p in self.parameters() if p.requires_grad)
+
+
+@dataclass
+class MomentumOptions:
+    """EMA options shared by every momentum method."""
+
+    tau: float = 0.996  # poster: moving average 0.996
+    tau_schedule: str = "constant"  # constant (poster) | cosine (BYOL: rises to tau_final)
+    tau_final: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tau <= 1.0 or not 0.0 <= self.tau_final <= 1.0:
+            raise ValueError(f"tau and tau_final must be in [0, 1], got {self.tau}, {self.tau_final}")
+        if self.tau_schedule not in ("constant", "cosine"):
+            raise ValueError(f"tau_schedule must be 'constant' or 'cosine', got {self.tau_schedule!r}")
+
+
+class MomentumMethod(Method):
+    """A method with EMA target networks. Subclasses list ``(online, target)`` pairs.
+
+    Options it reads: ``tau`` (base EMA coefficient), ``tau_schedule`` ("constant" or
+    "cosine" towards ``tau_final``).
+    """
+
+    def __init__(self, ctx: MethodContext, options: Any) -> None:
+        super().__init__(ctx, options)
+        # Saved in checkpoints so a resumed run reports the same tau it had.
+        self.register_buffer("tau", torch.tensor(float(options.tau), dtype=torch.float64))
+
+    def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
+        """The (online, target) pairs to update after optimizer step ``step``."""
+        raise NotImplementedError
+
+    def current_tau(self, step: int, total_steps: int) -> float:
+        o = self.options
+        return tau_at(step, total_steps, o.tau, o.tau_schedule, o.tau_final)
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        # The tau used for update number `step` is the one scheduled before that step.
+        tau = self.current_tau(step - 1, total_steps)
+        for online, target in self.momentum_pairs(step):
+            ema_update_(target, online, tau)
+        self.tau.fill_(self.current_tau(step, total_steps))

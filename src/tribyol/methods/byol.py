@@ -1,0 +1,53 @@
+"""BYOL (Grill et al., NeurIPS 2020): an online encoder-projector-predictor regresses the
+projection of an EMA target network on another view; the loss is symmetrised over the pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from tribyol.methods.base import (
+    MethodContext,
+    MomentumMethod,
+    MomentumOptions,
+    StepOutput,
+    frozen_copy,
+    normalized_mse,
+)
+from tribyol.methods.registry import register
+from tribyol.nets import MLPHead
+
+
+@register
+class BYOL(MomentumMethod):
+    name = "byol"
+
+    @dataclass
+    class Options(MomentumOptions):
+        symmetric: bool = True  # BYOL symmetrises: l(q(v), z'(v')) + l(q(v'), z'(v))
+
+    def __init__(self, ctx: MethodContext, options: Options) -> None:
+        super().__init__(ctx, options)
+        self.projector = MLPHead(ctx.backbone.out_dim, ctx.hidden_dim, ctx.proj_dim)
+        self.predictor = MLPHead(ctx.proj_dim, ctx.hidden_dim, ctx.proj_dim)
+        self.online = nn.Sequential(self.backbone, self.projector)
+        self.target = frozen_copy(self.online)
+
+    def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.online, self.target)]
+
+    def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
+        v1, v2 = views
+        y1 = self.backbone(v1)
+        z1 = self.projector(y1)
+        with torch.no_grad():
+            t2 = self.target(v2)
+        loss = normalized_mse(self.predictor(z1), t2)
+        if self.options.symmetric:
+            q2 = self.predictor(self.online(v2))
+            with torch.no_grad():
+                t1 = self.target(v1)
+            loss = loss + normalized_mse(q2, t1)
+        return StepOutput(loss=loss, features=y1.detach(), projections=z1.detach())

@@ -1,0 +1,115 @@
+"""TriBYOL (Li et al., ICASSP 2022): one online network and EMA targets over three views.
+
+With views v0 (anchor), v1, v2 and target j's projection z_j, the symmetric triple-view loss is
+``L = 1/2 [l(q(v0), z1(v1)) + l(q(v1), z1(v0))] + 1/2 [l(q(v0), z2(v2)) + l(q(v2), z2(v0))]``
+and the one-directional one ``L = l(q(v0), z1(v1)) + l(q(v0), z2(v2))``, where
+``l(q, z) = 2 - 2 cos(q, z)``. With ``views = N > 3`` the same form runs over N - 1 non-anchor
+views, averaged so that the loss keeps the scale of N = 3:
+``L = 2/(N-1) * sum_j 1/2 [l(q(v0), z_j(v_j)) + l(q(v_j), z_j(v0))]``.
+lightly's FastSiam (4 views) differs: it averages the target projections of the other views
+into one target per view; here every non-anchor view is its own pair with the anchor, as on the
+poster, and each pair may have its own target network.
+
+``target_policy`` settles how the targets differ, which the poster leaves open:
+
+- ``shared`` (default): one target network. Two copies that start equal and take the same EMA
+  stay equal forever, so this is exactly what the poster's figure computes, at half the
+  target memory; each view's target projection is computed once and reused.
+- ``independent-init``: N - 1 targets, the first a copy of the online network and the others
+  freshly initialised, all following the online network by EMA.
+- ``alternating-ema``: N - 1 targets, copies of the online network, updated round-robin
+  (target k takes the EMA on steps where ``step % (N - 1) == k``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from tribyol.methods.base import (
+    MethodContext,
+    MomentumMethod,
+    MomentumOptions,
+    StepOutput,
+    frozen_copy,
+    normalized_mse,
+    reinitialize,
+)
+from tribyol.methods.registry import register
+from tribyol.nets import MLPHead
+
+TARGET_POLICIES = ("shared", "independent-init", "alternating-ema")
+
+
+@register
+class TriBYOL(MomentumMethod):
+    name = "tribyol"
+
+    @dataclass
+    class Options(MomentumOptions):
+        target_policy: str = "shared"  # shared | independent-init | alternating-ema
+        symmetric: bool = True  # the poster's symmetrised loss, as BYOL does
+        views: int = 3  # >= 3; more than 3 generalises the triple-view loss
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.target_policy not in TARGET_POLICIES:
+                raise ValueError(
+                    f"target_policy must be one of {', '.join(TARGET_POLICIES)}, "
+                    f"got {self.target_policy!r}"
+                )
+            if self.views < 3:
+                raise ValueError(f"views must be >= 3 for TriBYOL, got {self.views}")
+
+    def __init__(self, ctx: MethodContext, options: Options) -> None:
+        super().__init__(ctx, options)
+        self.projector = MLPHead(ctx.backbone.out_dim, ctx.hidden_dim, ctx.proj_dim)
+        self.predictor = MLPHead(ctx.proj_dim, ctx.hidden_dim, ctx.proj_dim)
+        self.online = nn.Sequential(self.backbone, self.projector)
+        num_targets = 1 if options.target_policy == "shared" else options.views - 1
+        targets = [frozen_copy(self.online) for _ in range(num_targets)]
+        if options.target_policy == "independent-init":
+            for target in targets[1:]:
+                reinitialize(target)
+        self.targets = nn.ModuleList(targets)
+
+    @property
+    def num_views(self) -> int:
+        return self.options.views
+
+    def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
+        if self.options.target_policy == "alternating-ema":
+            # step counts from 1: target 0 takes step 1, target 1 step 2, ...
+            return [(self.online, self.targets[(step - 1) % len(self.targets)])]
+        return [(self.online, target) for target in self.targets]
+
+    def _target(self, pair: int) -> nn.Module:
+        return self.targets[0 if len(self.targets) == 1 else pair]
+
+    def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
+        anchor, others = views[0], views[1:]
+        y0 = self.backbone(anchor)
+        z0 = self.projector(y0)
+        q0 = self.predictor(z0)
+        symmetric = self.options.symmetric
+        shared = len(self.targets) == 1
+        with torch.no_grad():
+            # The shared target sees the anchor once, not once per pair.
+            t_anchor_shared = self.targets[0](anchor) if shared and symmetric else None
+        pair_losses = []
+        for j, view in enumerate(others):
+            target = self._target(j)
+            with torch.no_grad():
+                t_view = target(view)
+            pair = normalized_mse(q0, t_view)
+            if symmetric:
+                q_view = self.predictor(self.online(view))
+                with torch.no_grad():
+                    t_anchor = t_anchor_shared if shared else target(anchor)
+                pair = 0.5 * (pair + normalized_mse(q_view, t_anchor))
+            pair_losses.append(pair)
+        scale = 2.0 / len(others)  # keeps the scale of the 3-view loss for any N
+        loss = scale * torch.stack(pair_losses).sum()
+        return StepOutput(loss=loss, features=y0.detach(), projections=z0.detach())
