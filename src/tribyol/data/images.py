@@ -9,10 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,24 @@ def resize_and_center_crop(image, resize: int, crop: int):
     return image.crop((left, top, left + crop, top + crop))
 
 
+def to_8bit(image: PILImage, channels: int) -> PILImage:
+    """PIL image of any mode -> 8-bit ``L`` (channels=1) or ``RGB``.
+
+    16-bit and 32-bit integer images (scans, microscopy) are scaled from the 16-bit range and
+    float images from [0, 1]; PIL's own ``convert`` would clip them to 255 (all white).
+    """
+    from PIL import Image
+
+    if image.mode.startswith("I") or image.mode == "F":
+        import numpy as np
+
+        data = np.asarray(image, dtype=np.float64)
+        peak = 1.0 if image.mode == "F" else 65535.0
+        data = np.clip(np.rint(data * (255.0 / peak)), 0, 255).astype(np.uint8)
+        image = Image.fromarray(data)  # 2-D uint8 -> mode "L"
+    return image.convert("L" if channels == 1 else "RGB")
+
+
 class FolderImages(Dataset):
     """Images in ``root/<class>/<file>`` of any size, decoded to a fixed ``image_size``.
 
@@ -119,13 +141,13 @@ class FolderImages(Dataset):
         return len(self.samples)
 
     def _decode(self, i: int) -> Tensor:
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         path = self.samples[i][0]
         try:
             with Image.open(path) as img:
                 img.load()
-                img = img.convert("L" if self.channels == 1 else "RGB")
+                img = to_8bit(ImageOps.exif_transpose(img), self.channels)
         except Exception as err:  # PIL raises many types for broken files
             raise BadImageError(f"cannot decode image {path}: {err}") from err
         img = resize_and_center_crop(img, self.resize, self.image_size)

@@ -8,6 +8,7 @@ The eight benchmarks are read with the real torchvision readers (download only o
 from __future__ import annotations
 
 import gzip
+import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 
 from tribyol.data.images import FolderImages, TensorImages
+
+log = logging.getLogger(__name__)
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -57,15 +60,48 @@ def _as_images(array: Any, layout: str) -> torch.Tensor:
     return data.contiguous()
 
 
+# What each torchvision reader opens, relative to the data root. The CIFAR and STL-10 readers
+# check every file of the archive (by md5) whichever split is asked for.
+_MNIST_FAMILY = ("MNIST", "FashionMNIST", "KMNIST")
+_CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+_STL10_FILES = ["train_X.bin", "train_y.bin", "unlabeled_X.bin", "test_X.bin", "test_y.bin"]
+
+
+def _expected_files(cls_name: str, split: str) -> tuple[str, list[str]]:
+    """(folder under the root, file names in it) that torchvision's ``cls_name`` reads."""
+    if cls_name in _MNIST_FAMILY:
+        prefix = "train" if split == "train" else "t10k"
+        return f"{cls_name}/raw", [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
+    if cls_name == "USPS":
+        return "", ["usps.bz2" if split == "train" else "usps.t.bz2"]
+    if cls_name == "SVHN":
+        return "", [f"{split}_32x32.mat"]
+    if cls_name == "CIFAR10":
+        return "cifar-10-batches-py", _CIFAR10_FILES
+    if cls_name == "CIFAR100":
+        return "cifar-100-python", ["train", "test", "meta"]
+    if cls_name == "STL10":
+        return "stl10_binary", _STL10_FILES
+    raise KeyError(cls_name)
+
+
 def _not_found(name: str, path: Path, err: Exception, expected: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(
-        f"{name} not found: looked in {path} ({err}). Put the files there ({expected}), point "
+        f"{name} not found: looked in {path} for {expected} ({err}). Put the files there, point "
         f"--data-root at the folder that holds them, or pass --download to fetch them "
         f"(needs internet)."
     )
 
 
-def _torchvision(cls_name: str, expected: str, layout: str) -> Callable[..., TensorImages]:
+def _unreadable(name: str, path: Path, err: Exception) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"{name}: the files in {path} are there but cannot be read ({err}); they are probably "
+        f"truncated or corrupt (torchvision checks their md5 sums). Pass --download to fetch "
+        f"them again (needs internet), or replace them."
+    )
+
+
+def _torchvision(cls_name: str, layout: str) -> Callable[..., TensorImages]:
     """A reader built on ``torchvision.datasets.<cls_name>``."""
 
     def read(root: str | Path, split: str, download: bool = False, **_: Any) -> TensorImages:
@@ -74,15 +110,19 @@ def _torchvision(cls_name: str, expected: str, layout: str) -> Callable[..., Ten
         cls = getattr(tvd, cls_name)
         root = Path(root)
         if cls_name in ("SVHN", "STL10"):
-            kwargs = {"split": split}
+            kwargs: dict[str, Any] = {"split": split}
         else:
             kwargs = {"train": split == "train"}
         try:
             ds = cls(str(root), download=download, **kwargs)
-        except (RuntimeError, FileNotFoundError, OSError) as err:
-            folder = getattr(cls, "base_folder", "") or cls.__name__
-            looked = root / folder if cls_name not in ("USPS",) else root
-            raise _not_found(cls_name, looked, err, expected) from err
+        except (RuntimeError, OSError, ValueError, EOFError) as err:
+            # ValueError / EOFError: a truncated pickle, .mat or bz2 file.
+            sub, files = _expected_files(cls_name, split)
+            folder = root / sub if sub else root
+            missing = [f for f in files if not (folder / f).is_file()]
+            if missing:
+                raise _not_found(cls_name, folder, err, ", ".join(missing)) from err
+            raise _unreadable(cls_name, folder, err) from err
         labels = getattr(ds, "targets", None)
         if labels is None:
             labels = ds.labels
@@ -104,34 +144,64 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _read_idx_folder(folder: Path, split: str) -> TensorImages:
+def _read_idx_folder(folder: Path, split: str, classes: tuple[str, ...] = ()) -> TensorImages:
+    """``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` in ``folder``."""
     prefix = "train" if split == "train" else "t10k"
 
     def find(kind: str) -> Path:
-        for name in (f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte",):
-            for candidate in (folder / name, folder / f"{name}.gz"):
-                if candidate.exists():
-                    return candidate
-        raise FileNotFoundError(f"{folder}/{prefix}-{kind}-idx*-ubyte[.gz]")
+        name = f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.exists():
+                return candidate
+        raise FileNotFoundError(f"{folder / name}[.gz] does not exist")
 
     images = read_idx(find("images"))
     labels = read_idx(find("labels"))
-    return TensorImages(_as_images(images, "NHW"), torch.as_tensor(labels.astype(np.int64)))
+    if images.ndim != 3 or len(images) != len(labels):
+        raise ValueError(f"{folder}: {images.shape} images do not match {labels.shape} labels")
+    return TensorImages(
+        _as_images(images, "NHW"), torch.as_tensor(labels.astype(np.int64)), classes
+    )
 
 
-def read_fashionmnist(root: str | Path, split: str, download: bool = False, **kw: Any):
-    """torchvision's FashionMNIST under ``root``; else Debian's package, found automatically."""
-    try:
-        return _torchvision("FashionMNIST", "FashionMNIST/raw/*-ubyte", "NHW")(
-            root, split, download
-        )
-    except DatasetNotFoundError as err:
-        if download or not DEBIAN_FASHION_MNIST.is_dir():
+_read_fashionmnist_torchvision = _torchvision("FashionMNIST", "NHW")
+
+
+def read_fashionmnist(
+    root: str | Path, split: str, download: bool = False, **_: Any
+) -> TensorImages:
+    """torchvision's FashionMNIST under ``root``; else Debian's package, found automatically.
+
+    Debian's copy is used only when ``root`` lacks the files and no download was asked for;
+    files that are present but broken raise instead of being silently replaced.
+    """
+    import torchvision.datasets as tvd
+
+    sub, files = _expected_files("FashionMNIST", split)
+    own = Path(root) / sub
+    have_own = all((own / f).is_file() for f in files)
+    if have_own or download or not DEBIAN_FASHION_MNIST.is_dir():
+        try:
+            return _read_fashionmnist_torchvision(root, split, download)
+        except DatasetNotFoundError as err:
+            if have_own or download:
+                raise
             raise DatasetNotFoundError(
                 f"{err} Or, on Debian: apt-get install dataset-fashion-mnist "
                 f"(files under {DEBIAN_FASHION_MNIST})."
             ) from None
-        return _read_idx_folder(DEBIAN_FASHION_MNIST, split)
+    try:
+        data = _read_idx_folder(DEBIAN_FASHION_MNIST, split, tuple(tvd.FashionMNIST.classes))
+    except (OSError, ValueError, EOFError) as err:
+        raise DatasetNotFoundError(
+            f"FashionMNIST not found: looked in {own} for {', '.join(files)}, and Debian's copy "
+            f"in {DEBIAN_FASHION_MNIST} cannot be read ({err}). Put the files in {own}, point "
+            f"--data-root at the folder that holds FashionMNIST/raw, reinstall "
+            f"dataset-fashion-mnist, or pass --download to fetch them (needs internet)."
+        ) from err
+    log.info("FashionMNIST: %s has no files; reading Debian's copy in %s", own,
+             DEBIAN_FASHION_MNIST)
+    return data
 
 
 def read_digits(root: str | Path, split: str, download: bool = False, **_: Any) -> TensorImages:
@@ -180,28 +250,28 @@ DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec("mnist", **_MNIST_STATS, mean=(0.1307,), std=(0.3081,),
-                    reader=_torchvision("MNIST", "MNIST/raw/*-ubyte", "NHW"), views=DIGIT_VIEWS),
+                    reader=_torchvision("MNIST", "NHW"), views=DIGIT_VIEWS),
         DatasetSpec("fashionmnist", **_MNIST_STATS, mean=(0.2860,), std=(0.3530,),
                     reader=read_fashionmnist, views=GRAY_SMALL_VIEWS),
         DatasetSpec("kmnist", **_MNIST_STATS, mean=(0.1918,), std=(0.3483,),
-                    reader=_torchvision("KMNIST", "KMNIST/raw/*-ubyte", "NHW"),
+                    reader=_torchvision("KMNIST", "NHW"),
                     views=DIGIT_VIEWS),
         DatasetSpec("usps", channels=1, image_size=16, num_classes=10, mean=(0.2469,),
-                    std=(0.2989,), reader=_torchvision("USPS", "usps.bz2, usps.t.bz2", "NHW"),
+                    std=(0.2989,), reader=_torchvision("USPS", "NHW"),
                     views=DIGIT_VIEWS),
         DatasetSpec("svhn", channels=3, image_size=32, num_classes=10,
                     mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
-                    reader=_torchvision("SVHN", "train_32x32.mat, test_32x32.mat", "NCHW"),
+                    reader=_torchvision("SVHN", "NCHW"),
                     views={"flip_p": 0.0}),
         DatasetSpec("cifar10", channels=3, image_size=32, num_classes=10,
                     mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
-                    reader=_torchvision("CIFAR10", "cifar-10-batches-py/", "NHWC")),
+                    reader=_torchvision("CIFAR10", "NHWC")),
         DatasetSpec("cifar100", channels=3, image_size=32, num_classes=100,
                     mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
-                    reader=_torchvision("CIFAR100", "cifar-100-python/", "NHWC")),
+                    reader=_torchvision("CIFAR100", "NHWC")),
         DatasetSpec("stl10", channels=3, image_size=96, num_classes=10,
                     mean=(0.4467, 0.4398, 0.4066), std=(0.2603, 0.2566, 0.2713),
-                    reader=_torchvision("STL10", "stl10_binary/*.bin", "NCHW"),
+                    reader=_torchvision("STL10", "NCHW"),
                     pretrain_split="train+unlabeled"),
         DatasetSpec("digits", channels=1, image_size=16, num_classes=10, mean=(0.3,),
                     std=(0.35,), reader=read_digits, views=DIGIT_VIEWS),

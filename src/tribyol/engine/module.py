@@ -117,8 +117,9 @@ class PretrainModule(L.LightningModule):
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
-        # Once per optimizer step (never per micro-batch); global_step already counts this step.
-        self.method.after_optimizer_step(self.trainer.global_step, self._total_steps)
+        # Once per optimizer step (never per micro-batch). Lightning counts this step in
+        # global_step only after the hook returns, hence + 1 (tests/engine pins this).
+        self.method.after_optimizer_step(self.trainer.global_step + 1, self._total_steps)
 
     def check_finite(self) -> None:
         """Raise ``NonFiniteLossError`` naming the step and the tensor, if anything went bad."""

@@ -107,7 +107,9 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = 
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     t = cfg.train
-    loggers = [CSVLogger(str(run_dir), name="", version="logs")]
+    # One CSV folder per attempt: Lightning's CSV logger would wipe an existing one on resume.
+    attempt = len(list((run_dir / "logs").glob("attempt*"))) if (run_dir / "logs").exists() else 0
+    loggers = [CSVLogger(str(run_dir), name="logs", version=f"attempt{attempt}")]
     try:
         loggers.append(TensorBoardLogger(str(run_dir), name="", version="tb"))
     except ModuleNotFoundError:  # tensorboard is a dependency, but keep training without it
@@ -144,6 +146,20 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = 
         limit_val_batches=0,
         default_root_dir=str(run_dir),
     )
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    """All rows of a run's CSV logs, every attempt (resume) in order; empty cells dropped."""
+    import csv
+
+    rows: list[dict[str, float]] = []
+    attempts = sorted(Path(run_dir, "logs").glob("attempt*"), key=lambda p: int(p.name[7:]))
+    for folder in attempts:
+        path = folder / "metrics.csv"
+        if path.exists():
+            with open(path, newline="") as f:
+                rows += [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    return rows
 
 
 def pretrain(

@@ -1,0 +1,107 @@
+"""PIRL-Jigsaw (Misra & van der Maaten, CVPR 2020, "Self-Supervised Learning of
+Pretext-Invariant Representations"), with the jigsaw transform.
+
+The transform cuts a view into a ``grid`` x ``grid`` set of tiles and shuffles them by a random
+permutation per image. Every tile goes through the shared encoder and a per-tile linear head;
+the tile codes are concatenated in their shuffled order and a linear layer maps them to ``g``.
+The loss is PIRL's (see ``memory_bank.PIRLBase``):
+``L = lam * NCE(g(jigsaw(v)), m) + (1 - lam) * NCE(f(v), m)``.
+
+Small images: tiles of a 28 px view are 9 px, of a 16 px view 5 px. Tiles are resized
+(bilinear) to at least ``min_tile_size`` px so the encoder's strided layers keep some spatial
+extent. PIRL's random 64-of-85 px crop inside each tile is left out: the views are already
+randomly cropped, and at 9 px there is nothing to spare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tribyol.methods.base import MethodContext
+from tribyol.methods.memory_bank import PIRLBase, PIRLOptions
+from tribyol.methods.registry import register
+
+
+def to_tiles(x: Tensor, grid: int) -> Tensor:
+    """``[B, C, H, W]`` -> ``[B, grid*grid, C, t, t]``, tile ``k`` at row ``k // grid``, column
+    ``k % grid`` of the centred ``grid*t`` square, ``t = min(H, W) // grid``."""
+    b, c, h, w = x.shape
+    t = min(h, w) // grid
+    if t < 1:
+        raise ValueError(f"a {h}x{w} image cannot be cut into {grid}x{grid} tiles")
+    top, left = (h - grid * t) // 2, (w - grid * t) // 2
+    x = x[:, :, top : top + grid * t, left : left + grid * t]
+    x = x.reshape(b, c, grid, t, grid, t).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, grid * grid, c, t, t)
+
+
+def from_tiles(tiles: Tensor, grid: int) -> Tensor:
+    """The inverse of ``to_tiles``: ``[B, grid*grid, C, t, t]`` -> ``[B, C, grid*t, grid*t]``."""
+    b, _, c, t, _ = tiles.shape
+    x = tiles.reshape(b, grid, grid, c, t, t).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, c, grid * t, grid * t)
+
+
+def random_permutations(batch: int, n: int, device: torch.device | str = "cpu",
+                        generator: torch.Generator | None = None) -> Tensor:
+    """``[batch, n]``: an independent uniform permutation of ``range(n)`` per row."""
+    return torch.rand(batch, n, device=device, generator=generator).argsort(dim=1)
+
+
+def shuffle_tiles(tiles: Tensor, perm: Tensor) -> Tensor:
+    """Position ``k`` of image ``b`` receives tile ``perm[b, k]``: ``out[b, k] = tiles[b, perm[b, k]]``."""
+    rows = torch.arange(tiles.shape[0], device=tiles.device).unsqueeze(1)
+    return tiles[rows, perm]
+
+
+def invert_permutations(perm: Tensor) -> Tensor:
+    """Per row, the permutation that undoes ``perm`` under ``shuffle_tiles``."""
+    return perm.argsort(dim=1)
+
+
+@register
+class PIRLJigsaw(PIRLBase):
+    name = "pirl-jigsaw"
+
+    @dataclass
+    class Options(PIRLOptions):
+        grid: int = 3  # PIRL: 3x3 tiles
+        min_tile_size: int = 8  # tiles smaller than this (px) are resized up to it
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.grid < 2:
+                raise ValueError(f"grid must be >= 2, got {self.grid}")
+            if self.min_tile_size < 1:
+                raise ValueError(f"min_tile_size must be >= 1, got {self.min_tile_size}")
+
+    def __init__(self, ctx: MethodContext, options: Options) -> None:
+        super().__init__(ctx, options)
+        if ctx.image_size // options.grid < 1:
+            raise ValueError(f"{ctx.image_size} px views cannot be cut into {options.grid}^2 tiles")
+        n = options.grid**2
+        self.tile_head = nn.Linear(ctx.backbone.out_dim, ctx.proj_dim)
+        self.combine = nn.Linear(n * ctx.proj_dim, ctx.proj_dim)
+
+    def jigsaw(self, view: Tensor) -> Tensor:
+        """Tiles of ``view`` shuffled per image, resized to the tile size: ``[B, n, C, s, s]``."""
+        grid = self.options.grid
+        tiles = to_tiles(view, grid)
+        b, n, c, t, _ = tiles.shape
+        tiles = shuffle_tiles(tiles, random_permutations(b, n, view.device))
+        size = max(self.options.min_tile_size, t)
+        if size != t:
+            flat = F.interpolate(tiles.reshape(b * n, c, t, t), size=(size, size),
+                                 mode="bilinear", align_corners=False)
+            tiles = flat.reshape(b, n, c, size, size)
+        return tiles
+
+    def transformed_embedding(self, view: Tensor) -> Tensor:
+        tiles = self.jigsaw(view)
+        b, n = tiles.shape[:2]
+        codes = self.tile_head(self.backbone(tiles.flatten(0, 1)))  # all tiles in one batch
+        return self.combine(codes.reshape(b, n * codes.shape[-1]))

@@ -1,0 +1,103 @@
+"""SimCLR (Chen et al., ICML 2020, "A Simple Framework for Contrastive Learning of Visual
+Representations").
+
+Encoder -> projector, then NT-Xent over the 2B projections of a batch's two views: each
+projection's positive is the other view of its image and the other 2B - 2 are negatives,
+``l_i = -log exp(s_ip / t) / sum_{k != i} exp(s_ik / t)`` with cosine similarity ``s`` and
+temperature ``t``, averaged over all 2B anchors. Under DDP the negatives are gathered from every
+rank (gradients flow back to the rank that made them), so the contrast is over the global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from tribyol.methods.base import Method, MethodContext, StepOutput
+from tribyol.methods.registry import register
+from tribyol.nets import MLPHead
+
+
+def distributed_world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) when no process group is running."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward hands each rank the summed gradient of its slice.
+
+    Backward is an all-reduce (supported by every backend, gloo included) followed by taking
+    this rank's slice; ``torch.distributed.nn``'s version needs all-to-all on non-NCCL backends.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        rank, world = distributed_world()
+        ctx.rank, ctx.size = rank, x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every rank's loss depends on every rank's slice
+        return grad[ctx.rank * ctx.size : (ctx.rank + 1) * ctx.size]
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """``x`` from every rank, concatenated in rank order; ``x`` itself when not distributed."""
+    return _GatherWithGrad.apply(x) if distributed_world()[1] > 1 else x
+
+
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
+    """NT-Xent over this rank's anchors against the (gathered) global batch; fp32."""
+    rank, world = distributed_world()
+    b = z1.shape[0]
+    a1 = F.normalize(z1.float(), dim=1)
+    a2 = F.normalize(z2.float(), dim=1)
+    k1, k2 = gather_with_grad(a1), gather_with_grad(a2)
+    n = k1.shape[0]  # global batch = world * b
+    keys = torch.cat([k1, k2])  # [2n, d]: all first views, then all second views
+    anchors = torch.cat([a1, a2])  # [2b, d]
+    logits = anchors @ keys.T / temperature
+    own = rank * b + torch.arange(b, device=z1.device)
+    self_idx = torch.cat([own, own + n])  # where each anchor sits among the keys
+    pos_idx = torch.cat([own + n, own])  # the other view of the same image
+    rows = torch.arange(2 * b, device=z1.device)
+    is_self = torch.zeros_like(logits, dtype=torch.bool)
+    is_self[rows, self_idx] = True
+    logits = logits.masked_fill(is_self, float("-inf"))  # an anchor is never its own negative
+    return F.cross_entropy(logits, pos_idx)
+
+
+@register
+class SimCLR(Method):
+    name = "simclr"
+
+    @dataclass
+    class Options:
+        temperature: float = 0.5  # SimCLR's CIFAR-10 setting (0.1 suits very large batches)
+
+        def __post_init__(self) -> None:
+            if self.temperature <= 0:
+                raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def __init__(self, ctx: MethodContext, options: Options) -> None:
+        super().__init__(ctx, options)
+        self.projector = MLPHead(ctx.backbone.out_dim, ctx.hidden_dim, ctx.proj_dim)
+
+    def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
+        v1, v2 = views
+        y1 = self.backbone(v1)
+        z1 = self.projector(y1)
+        z2 = self.projector(self.backbone(v2))
+        loss = nt_xent(z1, z2, self.options.temperature)
+        return StepOutput(loss=loss, features=y1.detach(), projections=z1.detach())

@@ -1,0 +1,175 @@
+"""Supervised baselines (the poster's "from scratch" and "ImageNet (supervised)" rows).
+
+``supervised``: encoder -> linear classifier trained with cross-entropy on the labels of one
+augmented view, ``L = CE(W E(v), y)``, from random weights.
+
+``supervised-imagenet``: the same, starting from torchvision's ImageNet weights (He et al.,
+CVPR 2016 ResNets as trained by torchvision), i.e. supervised transfer. The weights are read,
+offline, from ``method.weights`` (a path) or else from the torch hub cache,
+``torch.hub.get_dir()/checkpoints/<torchvision's file name>`` (e.g. ``resnet18-f37072fd.pth``),
+always with ``torch.load(weights_only=True)``. Adapting the stem to the data:
+
+- 1-channel (or any non-RGB) input: conv1's kernel is summed over RGB and spread evenly over the
+  input channels, so a grey image gives the response ImageNet's conv1 gives to that grey
+  copied into R, G and B (a mean would divide it by 3 and unbalance bn1's statistics);
+- small stem (3x3, stride 1, no max-pool; the default at <= 64 px): a 7x7 ImageNet kernel does
+  not fit, so conv1 and bn1 keep their random initialisation and everything from layer1 on is
+  ImageNet's (a warning says so). ``--set model.small_stem=false`` keeps the whole ImageNet
+  network, best with larger views (``data.image_size``).
+
+Both log ``train/acc``; ``train/z_std`` is measured on the encoder features (there is no
+projector).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from tribyol.config import ConfigError
+from tribyol.methods.base import Method, MethodContext, StepOutput
+from tribyol.methods.registry import register
+
+log = logging.getLogger(__name__)
+
+# torchvision's ImageNet weight sets per backbone, in the order they are looked for.
+IMAGENET_WEIGHTS = {
+    "resnet18": (torchvision.models.ResNet18_Weights.IMAGENET1K_V1,),
+    "resnet50": (
+        torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
+        torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
+    ),
+}
+
+
+def backbone_name(encoder: nn.Module) -> str:
+    """``resnet18`` / ``resnet50`` from the encoder's layout (the context carries no name)."""
+    if isinstance(encoder, torchvision.models.ResNet):
+        block = type(encoder.layer1[0]).__name__
+        depth = sum(len(getattr(encoder, f"layer{i}")) for i in range(1, 5))
+        if block == "BasicBlock" and depth == 8:
+            return "resnet18"
+        if block == "Bottleneck" and depth == 16:
+            return "resnet50"
+    return type(encoder).__name__.lower()
+
+
+def hub_weight_paths(backbone: str) -> list[Path]:
+    """Where torchvision would have cached this backbone's ImageNet weights."""
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    return [folder / w.url.rsplit("/", 1)[-1] for w in IMAGENET_WEIGHTS.get(backbone, ())]
+
+
+def find_imagenet_weights(backbone: str, weights: str | None = None) -> Path:
+    """The weight file to use, or ``FileNotFoundError`` naming every path looked at and the fix."""
+    if backbone not in IMAGENET_WEIGHTS:
+        raise ConfigError(
+            f"supervised-imagenet needs model.backbone resnet18 or resnet50 (torchvision's "
+            f"ImageNet weights), got '{backbone}'"
+        )
+    candidates = [Path(weights).expanduser()] if weights else hub_weight_paths(backbone)
+    for path in candidates:
+        if path.is_file():
+            return path
+    urls = ", ".join(w.url for w in IMAGENET_WEIGHTS[backbone])
+    raise FileNotFoundError(
+        f"ImageNet weights for {backbone} not found; looked at: "
+        f"{', '.join(str(p) for p in candidates)}. Copy the file there (download {urls} on a "
+        f"machine with internet, e.g. torchvision.models.{backbone}(weights='DEFAULT') fills "
+        f"the hub cache), or pass --set method.weights=PATH."
+    )
+
+
+def adapt_imagenet_state(state: dict[str, Tensor], encoder: nn.Module) -> tuple[dict[str, Tensor], list[str]]:
+    """ImageNet state dict -> one that loads into ``encoder``; returns it and the keys kept fresh."""
+    own = encoder.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the encoder has no fc
+    fresh: list[str] = []
+    conv = state.get("conv1.weight")
+    target = own.get("conv1.weight")
+    if conv is not None and target is not None and conv.shape != target.shape:
+        if conv.shape[2:] == target.shape[2:]:  # same kernel, other channel count
+            channels = target.shape[1]
+            state["conv1.weight"] = conv.sum(dim=1, keepdim=True).repeat(1, channels, 1, 1) / channels
+        else:  # 3x3 small stem: no sensible mapping from a 7x7 kernel
+            fresh = [k for k in own if k.startswith(("conv1.", "bn1."))]
+            for key in fresh:
+                state[key] = own[key]
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"weights do not fit the encoder: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return state, fresh
+
+
+def load_imagenet_weights(encoder: nn.Module, path: Path) -> list[str]:
+    """Load an ImageNet state dict (``weights_only``) into ``encoder``; returns the fresh keys."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict")
+    state, fresh = adapt_imagenet_state(state, encoder)
+    encoder.load_state_dict(state)
+    return fresh
+
+
+@register
+class Supervised(Method):
+    name = "supervised"
+    needs_labels = True
+
+    @dataclass
+    class Options:
+        pass
+
+    def __init__(self, ctx: MethodContext, options: Options) -> None:
+        super().__init__(ctx, options)
+        if ctx.num_classes < 1:
+            raise ConfigError(f"method '{self.name}' needs a labelled dataset (no classes found)")
+        self.classifier = nn.Linear(ctx.backbone.out_dim, ctx.num_classes)
+
+    @property
+    def num_views(self) -> int:
+        return 1
+
+    def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
+        if labels is None:
+            raise ValueError(f"method '{self.name}' needs labels")
+        y = self.backbone(views[0])
+        logits = self.classifier(y)
+        known = labels >= 0  # -1 marks unlabelled images (e.g. STL-10's unlabeled split)
+        if known.any():
+            loss = F.cross_entropy(logits[known].float(), labels[known])
+            acc = (logits[known].argmax(1) == labels[known]).float().mean()
+        else:  # keep a graph so every rank runs the same backward
+            loss, acc = logits.sum() * 0.0, logits.new_zeros(())
+        return StepOutput(loss=loss, features=y.detach(), projections=y.detach(),
+                          logs={"acc": acc.detach()})
+
+
+@register
+class SupervisedImageNet(Supervised):
+    name = "supervised-imagenet"
+
+    @dataclass
+    class Options:
+        weights: str | None = None  # a state-dict file; None: the torch hub cache (see above)
+
+    def __init__(self, ctx: MethodContext, options: Options) -> None:
+        super().__init__(ctx, options)
+        backbone = backbone_name(self.backbone)
+        path = find_imagenet_weights(backbone, options.weights)
+        fresh = load_imagenet_weights(self.backbone, path)
+        log.info("supervised-imagenet: loaded %s into %s", path, backbone)
+        if fresh:
+            log.warning(
+                "supervised-imagenet: the small 3x3 stem cannot take ImageNet's 7x7 conv1, so "
+                "conv1 and bn1 start random; set model.small_stem=false to keep them"
+            )

@@ -1,0 +1,65 @@
+"""Test-only hooks for `python -m tribyol.cli` subprocesses; inert unless TRIBYOL_TEST_HOOKS=1.
+
+Put this folder on PYTHONPATH and Python imports it at start-up (and so does every DDP rank
+Lightning launches, since they inherit the environment). It adds one callback to the trainer
+that ``tribyol.engine.run.pretrain`` builds, so the library carries no test code:
+
+- ``TRIBYOL_TEST_PROGRESS=FILE``: rank 0 writes the global step after every step (flushed).
+- ``TRIBYOL_TEST_PAUSE_AT=N``: after step N (and after any checkpoint of that step) rank 0
+  touches ``FILE.paused`` and sleeps until it is killed: the test kills it at a known step.
+- ``TRIBYOL_TEST_DUMP_DIR=DIR``: at the end of fit each rank writes ``rank<r>.json`` with a
+  SHA-256 of every tensor of its ``state_dict`` and what the method recorded in ``debug``.
+"""
+
+from __future__ import annotations
+
+import os
+
+if os.environ.get("TRIBYOL_TEST_HOOKS") == "1":
+    import hashlib
+    import json
+    import time
+    from pathlib import Path
+
+    import lightning as L
+
+    import tribyol.engine.run as _run
+
+    class _TestHooks(L.Callback):
+        def __init__(self) -> None:
+            progress = os.environ.get("TRIBYOL_TEST_PROGRESS")
+            self.progress = Path(progress) if progress else None
+            self.pause_at = int(os.environ.get("TRIBYOL_TEST_PAUSE_AT", "-1"))
+            dump = os.environ.get("TRIBYOL_TEST_DUMP_DIR")
+            self.dump = Path(dump) if dump else None
+
+        def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+            if not trainer.is_global_zero:
+                return
+            step = trainer.global_step
+            if self.progress is not None:
+                self.progress.write_text(str(step))
+            if step == self.pause_at and self.progress is not None:
+                Path(f"{self.progress}.paused").touch()
+                while True:  # wait for SIGKILL
+                    time.sleep(1)
+
+        def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            if self.dump is None:
+                return
+            hashes = {
+                key: hashlib.sha256(value.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+                for key, value in module.state_dict().items()
+            }
+            debug = getattr(module.method, "debug", {})
+            out = {"step": trainer.global_step, "world_size": trainer.world_size,
+                   "hashes": hashes, "debug": {k: v for k, v in debug.items()}}
+            self.dump.mkdir(parents=True, exist_ok=True)
+            (self.dump / f"rank{trainer.global_rank}.json").write_text(json.dumps(out))
+
+    _build_trainer = _run.build_trainer
+
+    def _with_hooks(cfg, run_dir, extra_callbacks=None):  # type: ignore[no-untyped-def]
+        return _build_trainer(cfg, run_dir, [*(extra_callbacks or []), _TestHooks()])
+
+    _run.build_trainer = _with_hooks

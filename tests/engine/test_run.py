@@ -1,0 +1,74 @@
+"""The engine end to end: a run directory, resume after an interruption, EMA per step."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+import yaml
+
+from tribyol.engine import RunDirExistsError, pretrain
+from tribyol.export import load_checkpoint
+
+
+class StopAfterFirstEpoch(L.Callback):
+    """Simulates an interruption at the first epoch boundary (the run's config is unchanged)."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        trainer.should_stop = True
+
+
+def weights(run_dir):
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    return ckpt["global_step"], ckpt["state_dict"]
+
+
+def test_run_directory_layout(tiny):
+    run_dir = pretrain(tiny(("method.name", "byol")))
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert (run_dir / "logs" / "attempt0" / "metrics.csv").exists()
+    assert any((run_dir / "tb").glob("events.out.tfevents.*"))
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["method"]["name"] == "byol" and saved["train"]["batch_size"] == 16
+
+
+@pytest.mark.parametrize("method", ["tribyol", "byol"])
+def test_interrupted_run_resumed_matches_uninterrupted(tiny, method):
+    overrides = [("method.name", method), ("train.epochs", 2), ("train.deterministic", True)]
+    full = pretrain(tiny(*overrides, ("name", "full")))
+    cut_cfg = tiny(*overrides, ("name", "cut"))
+    cut = pretrain(cut_cfg, extra_callbacks=[StopAfterFirstEpoch()])
+    step_cut, _ = weights(cut)
+    step_full, state_full = weights(full)
+    assert step_cut == step_full // 2
+    pretrain(cut_cfg, resume=True)
+    step_resumed, state_resumed = weights(cut)
+    assert step_resumed == step_full
+    assert state_resumed.keys() == state_full.keys()
+    for key, value in state_full.items():
+        torch.testing.assert_close(state_resumed[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_ema_runs_once_per_optimizer_step_with_accumulation(tiny, monkeypatch):
+    from tribyol.methods.base import MomentumMethod
+
+    calls = []
+    original = MomentumMethod.after_optimizer_step
+    monkeypatch.setattr(
+        MomentumMethod,
+        "after_optimizer_step",
+        lambda self, step, total: (calls.append(step), original(self, step, total)),
+    )
+    cfg = tiny(("method.name", "byol"), ("train.accumulate", 2), ("train.max_steps", 3),
+                 ("train.epochs", 2))
+    run_dir = pretrain(cfg)
+    assert calls == [1, 2, 3]  # 6 micro-batches, 3 optimizer steps, 3 EMA updates
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+
+def test_existing_run_directory_is_refused(tiny):
+    cfg = tiny(("train.max_steps", 1))
+    pretrain(cfg)
+    with pytest.raises(RunDirExistsError, match="--resume"):
+        pretrain(cfg)
+    pretrain(cfg, overwrite=True)

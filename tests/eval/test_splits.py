@@ -1,0 +1,42 @@
+import torch
+
+from tribyol.eval.splits import label_subset, stratified_sample, stratified_split
+
+
+def unbalanced_labels():
+    return torch.cat([torch.full((n,), c) for c, n in enumerate([500, 300, 200])])
+
+
+def test_fraction_subset_sizes_and_balance():
+    labels = unbalanced_labels()
+    for fraction, expected in ((0.01, [5, 3, 2]), (0.1, [50, 30, 20])):
+        idx = stratified_sample(labels, fraction, seed=0)
+        assert len(idx) == round(fraction * 1000)
+        assert torch.bincount(labels[idx], minlength=3).tolist() == expected
+        assert len(idx.unique()) == len(idx)
+
+
+def test_every_class_gets_one_and_unlabelled_never_picked():
+    labels = torch.cat([torch.zeros(1000), torch.ones(5), torch.full((50,), -1)]).long()
+    idx = stratified_sample(labels, 0.01, seed=0)
+    assert (labels[idx] >= 0).all()
+    assert torch.bincount(labels[idx]).tolist() == [10, 1]
+
+
+def test_same_seed_same_subset_other_seed_differs(tmp_path):
+    labels = unbalanced_labels()
+    a = stratified_sample(labels, 0.1, seed=7)
+    assert torch.equal(a, stratified_sample(labels, 0.1, seed=7))
+    assert not torch.equal(a, stratified_sample(labels, 0.1, seed=8))
+    rest, held = stratified_split(labels, 0.2, seed=1)
+    assert len(rest) + len(held) == 1000 and not set(rest.tolist()) & set(held.tolist())
+
+
+def test_label_subset_index_file_is_reused(tmp_path):
+    labels = unbalanced_labels()
+    path = tmp_path / "splits" / "toy_0.1_seed0.json"
+    first = label_subset(labels, 0.1, seed=0, index_file=path)
+    assert path.exists()
+    # the file wins, even if asked with another seed: every method sees the same images
+    assert torch.equal(label_subset(labels, 0.1, seed=99, index_file=path), first)
+    assert len(label_subset(labels, 1.0, seed=0)) == 1000

@@ -1,0 +1,46 @@
+"""The shared pieces: BYOL's normalised loss, the EMA update and its schedule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from tribyol.methods.base import ema_update_, frozen_copy, normalized_mse, tau_at
+
+
+def test_normalized_mse_hand_computed():
+    q = torch.tensor([[1.0, 0.0], [1.0, 1.0], [3.0, 0.0]])
+    z = torch.tensor([[0.0, 1.0], [1.0, 0.0], [-2.0, 0.0]])
+    # orthogonal: 2 - 0; 45 degrees: 2 - 2/sqrt(2); opposite: 2 + 2
+    expected = (2.0 + (2.0 - math.sqrt(2.0)) + 4.0) / 3
+    assert normalized_mse(q, z).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_normalized_mse_is_fp32_under_bf16_inputs():
+    q = torch.randn(4, 8).bfloat16()
+    z = torch.randn(4, 8).bfloat16()
+    assert normalized_mse(q, z).dtype == torch.float32
+
+
+def test_ema_update_is_exact():
+    torch.manual_seed(0)
+    online = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    target = frozen_copy(online)
+    with torch.no_grad():
+        for p in online.parameters():
+            p.add_(torch.randn_like(p))
+    before = [p.clone() for p in target.parameters()]
+    ema_update_(target, online, 0.9)
+    for t, t0, o in zip(target.parameters(), before, online.parameters(), strict=True):
+        torch.testing.assert_close(t, 0.9 * t0 + 0.1 * o, rtol=0, atol=1e-7)
+        assert not t.requires_grad
+
+
+def test_tau_schedules():
+    assert tau_at(50, 100, 0.996, "constant") == 0.996
+    assert tau_at(0, 100, 0.996, "cosine") == pytest.approx(0.996)
+    assert tau_at(100, 100, 0.996, "cosine") == pytest.approx(1.0)
+    assert tau_at(50, 100, 0.996, "cosine") == pytest.approx(0.998)

@@ -1,0 +1,97 @@
+"""TriBYOL: the triple-view loss, target policies, target passes, N views."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tribyol.config import ConfigError
+from tribyol.methods.base import normalized_mse
+from tests.methods.test_byol import make, views
+
+
+def ell(m, target, a, b):
+    """l(q(a), z_target(b)) without gradients."""
+    with torch.no_grad():
+        return normalized_mse(m.predictor(m.online(a)), target(b))
+
+
+def test_symmetric_triple_view_loss_matches_poster_formula():
+    m = make("tribyol", target_policy="independent-init")
+    v, v1, v2 = views(3)
+    loss = m([v, v1, v2]).loss.detach()
+    t1, t2 = m.targets
+    expected = 0.5 * (ell(m, t1, v, v1) + ell(m, t1, v1, v)) + 0.5 * (
+        ell(m, t2, v, v2) + ell(m, t2, v2, v)
+    )
+    torch.testing.assert_close(loss, expected)
+
+
+def test_one_directional_triple_view_loss():
+    m = make("tribyol", target_policy="independent-init", symmetric=False)
+    v, v1, v2 = views(3)
+    loss = m([v, v1, v2]).loss.detach()
+    t1, t2 = m.targets
+    torch.testing.assert_close(loss, ell(m, t1, v, v1) + ell(m, t2, v, v2))
+
+
+def test_four_views_keep_the_three_view_scale():
+    m = make("tribyol", views=4)
+    vs = views(4)
+    loss = m(vs).loss.detach()
+    t = m.targets[0]
+    pairs = [0.5 * (ell(m, t, vs[0], vj) + ell(m, t, vj, vs[0])) for vj in vs[1:]]
+    torch.testing.assert_close(loss, (2 / 3) * sum(pairs))
+    assert m.num_views == 4
+
+
+@pytest.mark.parametrize(
+    ("policy", "symmetric", "calls"),
+    [("shared", True, 3), ("shared", False, 2), ("independent-init", True, 4)],
+)
+def test_target_passes(policy, symmetric, calls):
+    m = make("tribyol", target_policy=policy, symmetric=symmetric)
+    count = {"n": 0}
+    for t in m.targets:
+        t.register_forward_hook(lambda *_: count.__setitem__("n", count["n"] + 1))
+    m(views(3))
+    assert count["n"] == calls  # shared: each view's target projection computed once
+
+
+def test_shared_has_one_target_and_independent_init_differs():
+    assert len(make("tribyol").targets) == 1
+    m = make("tribyol", target_policy="independent-init")
+    a, b = (list(t.parameters())[0] for t in m.targets)
+    assert not torch.equal(a, b)
+    torch.testing.assert_close(a, list(m.online.parameters())[0])
+
+
+def test_alternating_ema_updates_one_target_per_step():
+    m = make("tribyol", target_policy="alternating-ema", tau=0.5)
+    with torch.no_grad():
+        for p in m.online.parameters():
+            p.add_(1.0)
+    before = [[p.clone() for p in t.parameters()] for t in m.targets]
+    m.after_optimizer_step(1, 10)  # step 1 -> target 0
+    changed = [
+        any(not torch.equal(p, q) for p, q in zip(t.parameters(), b, strict=True))
+        for t, b in zip(m.targets, before, strict=True)
+    ]
+    assert changed == [True, False]
+    m.after_optimizer_step(2, 10)  # step 2 -> target 1
+    assert not torch.equal(list(m.targets[1].parameters())[0], before[1][0])
+
+
+def test_targets_take_no_gradient():
+    m = make("tribyol", target_policy="independent-init")
+    m(views(3)).loss.backward()
+    assert all(p.grad is None for t in m.targets for p in t.parameters())
+    assert all(p.grad is not None for p in m.predictor.parameters())
+
+
+@pytest.mark.parametrize(
+    "bad", [{"target_policy": "copy"}, {"views": 2}, {"tau": 1.5}, {"symetric": True}]
+)
+def test_bad_options_are_rejected(bad):
+    with pytest.raises(ConfigError):
+        make("tribyol", **bad)
