@@ -60,18 +60,20 @@ def _as_images(array: Any, layout: str) -> torch.Tensor:
     return data.contiguous()
 
 
-# What each torchvision reader opens, relative to the data root. The CIFAR and STL-10 readers
-# check every file of the archive (by md5) whichever split is asked for.
+# What each torchvision reader needs, relative to the data root. The MNIST family, CIFAR and
+# STL-10 readers check every file of the archive (CIFAR and STL-10 by md5) whichever split is
+# asked for.
 _MNIST_FAMILY = ("MNIST", "FashionMNIST", "KMNIST")
+_MNIST_FILES = [f"{prefix}-{kind}-ubyte" for prefix in ("train", "t10k")
+                for kind in ("images-idx3", "labels-idx1")]
 _CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
 _STL10_FILES = ["train_X.bin", "train_y.bin", "unlabeled_X.bin", "test_X.bin", "test_y.bin"]
 
 
 def _expected_files(cls_name: str, split: str) -> tuple[str, list[str]]:
     """(folder under the root, file names in it) that torchvision's ``cls_name`` reads."""
-    if cls_name in _MNIST_FAMILY:
-        prefix = "train" if split == "train" else "t10k"
-        return f"{cls_name}/raw", [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
+    if cls_name in _MNIST_FAMILY:  # torchvision wants both splits' files for either split
+        return f"{cls_name}/raw", _MNIST_FILES
     if cls_name == "USPS":
         return "", ["usps.bz2" if split == "train" else "usps.t.bz2"]
     if cls_name == "SVHN":
@@ -126,7 +128,8 @@ def _torchvision(cls_name: str, layout: str) -> Callable[..., TensorImages]:
         labels = getattr(ds, "targets", None)
         if labels is None:
             labels = ds.labels
-        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        # reshape: SVHN squeezes its [N, 1] labels, to a 0-d array when N == 1.
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
         return TensorImages(_as_images(ds.data, layout), labels, getattr(ds, "classes", ()))
 
     return read

@@ -16,6 +16,7 @@ from tribyol.data import TensorImages, load_split
 from tribyol.engine.callbacks import CHECKPOINT_NAME, AtomicCheckpoint, RNGState, Throughput
 from tribyol.engine.loader import BatchLoader, EpochBatches
 from tribyol.engine.module import PretrainModule, data_info_for
+from tribyol.engine.monitor import knn_monitor
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +178,11 @@ def pretrain(
             log.warning("resuming with a config that differs from %s; the new one is used", saved)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     dataset = load_pretrain_data(cfg)
+    dataset, monitors = knn_monitor(cfg, dataset)  # holds out data.monitor_fraction, if on
     info = data_info_for(cfg, dataset)
     module = PretrainModule(to_dict(cfg), vars(info))
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    trainer = build_trainer(cfg, run_dir, extra_callbacks)
+    trainer = build_trainer(cfg, run_dir, [*monitors, *(extra_callbacks or [])])
     trainer.fit(
         module,
         datamodule=PretrainData(cfg, dataset),

@@ -1,7 +1,15 @@
 """Self-supervised methods, one file each, registered by name."""
 
-from tribyol.methods import byol, tribyol  # noqa: F401  (registers the methods)
-from tribyol.methods import cross, pirl_jigsaw, pirl_rotation, simclr, simsiam, supervised  # noqa: F401
+from tribyol.methods import (  # noqa: F401  (registers the methods)
+    byol,
+    cross,
+    pirl_jigsaw,
+    pirl_rotation,
+    simclr,
+    simsiam,
+    supervised,
+    tribyol,
+)
 from tribyol.methods.base import (
     Method,
     MethodContext,

@@ -134,6 +134,26 @@ class MomentumOptions:
             raise ValueError(f"tau_schedule must be 'constant' or 'cosine', got {self.tau_schedule!r}")
 
 
+@dataclass
+class ConcatViewsOptions:
+    """Opt-in: run all views through a network as one batch (one pass instead of one per view).
+
+    Faster (fewer, larger kernels), but BatchNorm then normalises over every view's samples
+    together (statistics over ``N * B`` samples instead of ``B`` per view), which changes the
+    training dynamics; off by default so that the default matches the separate passes of BYOL.
+    """
+
+    concat_views: bool = False
+
+
+def forward_each(net: nn.Module, views: list[Tensor], concat: bool) -> list[Tensor]:
+    """``[net(v) for v in views]``, or one pass over ``torch.cat(views)`` split back per view."""
+    if not concat or len(views) == 1:
+        return [net(v) for v in views]
+    out = net(torch.cat(views))
+    return list(out.split([len(v) for v in views]))
+
+
 class MomentumMethod(Method):
     """A method with EMA target networks. Subclasses list ``(online, target)`` pairs.
 

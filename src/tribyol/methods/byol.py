@@ -9,10 +9,12 @@ import torch
 from torch import Tensor, nn
 
 from tribyol.methods.base import (
+    ConcatViewsOptions,
     MethodContext,
     MomentumMethod,
     MomentumOptions,
     StepOutput,
+    forward_each,
     frozen_copy,
     normalized_mse,
 )
@@ -25,8 +27,9 @@ class BYOL(MomentumMethod):
     name = "byol"
 
     @dataclass
-    class Options(MomentumOptions):
+    class Options(MomentumOptions, ConcatViewsOptions):
         symmetric: bool = True  # BYOL symmetrises: l(q(v), z'(v')) + l(q(v'), z'(v))
+        # concat_views (default off): both views in one online and one target pass; changes BN.
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
@@ -39,6 +42,8 @@ class BYOL(MomentumMethod):
         return [(self.online, self.target)]
 
     def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
+        if self.options.concat_views and self.options.symmetric:
+            return self._forward_concat(views)
         v1, v2 = views
         y1 = self.backbone(v1)
         z1 = self.projector(y1)
@@ -51,3 +56,14 @@ class BYOL(MomentumMethod):
                 t1 = self.target(v1)
             loss = loss + normalized_mse(q2, t1)
         return StepOutput(loss=loss, features=y1.detach(), projections=z1.detach())
+
+    def _forward_concat(self, views: list[Tensor]) -> StepOutput:
+        """The symmetric loss with both views in one online and one target pass."""
+        b = len(views[0])
+        y = self.backbone(torch.cat(views))
+        z = self.projector(y)
+        q1, q2 = self.predictor(z).split(b)
+        with torch.no_grad():
+            t1, t2 = forward_each(self.target, views, concat=True)
+        loss = normalized_mse(q1, t2) + normalized_mse(q2, t1)
+        return StepOutput(loss=loss, features=y[:b].detach(), projections=z[:b].detach())

@@ -29,10 +29,12 @@ import torch
 from torch import Tensor, nn
 
 from tribyol.methods.base import (
+    ConcatViewsOptions,
     MethodContext,
     MomentumMethod,
     MomentumOptions,
     StepOutput,
+    forward_each,
     frozen_copy,
     normalized_mse,
     reinitialize,
@@ -48,10 +50,12 @@ class TriBYOL(MomentumMethod):
     name = "tribyol"
 
     @dataclass
-    class Options(MomentumOptions):
+    class Options(MomentumOptions, ConcatViewsOptions):
         target_policy: str = "shared"  # shared | independent-init | alternating-ema
         symmetric: bool = True  # the poster's symmetrised loss, as BYOL does
         views: int = 3  # >= 3; more than 3 generalises the triple-view loss
+        # concat_views (default off): all views in one online pass and one pass per target
+        # network (BN then sees N * B samples at once).
 
         def __post_init__(self) -> None:
             super().__post_init__()
@@ -88,27 +92,44 @@ class TriBYOL(MomentumMethod):
     def _target(self, pair: int) -> nn.Module:
         return self.targets[0 if len(self.targets) == 1 else pair]
 
+    def _target_projections(
+        self, anchor: Tensor, others: list[Tensor], concat: bool
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Target projections of each non-anchor view, and of the anchor for each pair
+        (empty when one-directional). The shared target sees each view once, not once per pair."""
+        symmetric = self.options.symmetric
+        if len(self.targets) == 1:
+            outs = forward_each(self.targets[0], [anchor, *others] if symmetric else others, concat)
+            return (outs[1:], [outs[0]] * len(others)) if symmetric else (outs, [])
+        t_views, t_anchors = [], []
+        for j, view in enumerate(others):
+            outs = forward_each(self._target(j), [view, anchor] if symmetric else [view], concat)
+            t_views.append(outs[0])
+            t_anchors.extend(outs[1:])
+        return t_views, t_anchors
+
     def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
         anchor, others = views[0], views[1:]
-        y0 = self.backbone(anchor)
-        z0 = self.projector(y0)
-        q0 = self.predictor(z0)
-        symmetric = self.options.symmetric
-        shared = len(self.targets) == 1
-        with torch.no_grad():
-            # The shared target sees the anchor once, not once per pair.
-            t_anchor_shared = self.targets[0](anchor) if shared and symmetric else None
-        pair_losses = []
-        for j, view in enumerate(others):
-            target = self._target(j)
-            with torch.no_grad():
-                t_view = target(view)
-            pair = normalized_mse(q0, t_view)
+        symmetric, concat = self.options.symmetric, self.options.concat_views
+        b = len(anchor)
+        if concat:
+            y = self.backbone(torch.cat(views if symmetric else [anchor]))
+            z = self.projector(y)
+            q = list(self.predictor(z).split(b))
+            y0, z0 = y[:b], z[:b]
+        else:
+            y0 = self.backbone(anchor)
+            z0 = self.projector(y0)
+            q = [self.predictor(z0)]
             if symmetric:
-                q_view = self.predictor(self.online(view))
-                with torch.no_grad():
-                    t_anchor = t_anchor_shared if shared else target(anchor)
-                pair = 0.5 * (pair + normalized_mse(q_view, t_anchor))
+                q += [self.predictor(self.online(view)) for view in others]
+        with torch.no_grad():
+            t_views, t_anchors = self._target_projections(anchor, others, concat)
+        pair_losses = []
+        for j in range(len(others)):
+            pair = normalized_mse(q[0], t_views[j])
+            if symmetric:
+                pair = 0.5 * (pair + normalized_mse(q[j + 1], t_anchors[j]))
             pair_losses.append(pair)
         scale = 2.0 / len(others)  # keeps the scale of the 3-view loss for any N
         loss = scale * torch.stack(pair_losses).sum()

@@ -18,7 +18,7 @@ class MultiViewAugment(nn.Module):
 
     Per-view probabilities (``blur_p``, ``solarize_p``) are cycled over the views, so view k
     uses entry ``k % len(list)``: views 0 and 1 are BYOL's asymmetric pair, view 2 repeats
-    view 0's settings, and so on.
+    view 0's settings, and so on. An empty list means the op is off.
     """
 
     def __init__(
@@ -34,7 +34,8 @@ class MultiViewAugment(nn.Module):
         blur = cfg.blur_p
         if blur is None:
             blur = list(BYOL_BLUR_P) if image_size > cfg.blur_min_size else [0.0]
-        self.blur_p = list(blur)
+        self.blur_p = list(blur) or [0.0]
+        self.solarize_p = list(cfg.solarize_p) or [0.0]
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
@@ -52,12 +53,17 @@ class MultiViewAugment(nn.Module):
         )
         x = augment.random_grayscale(x, g, c.grayscale_p)
         x = augment.gaussian_blur(x, g, self.blur_p[index % len(self.blur_p)], c.blur_sigma)
-        x = augment.solarize(x, g, c.solarize_p[index % len(c.solarize_p)])
+        x = augment.solarize(x, g, self.solarize_p[index % len(self.solarize_p)])
         return self.normalize(x)
 
     @torch.no_grad()
     def forward(self, images: Tensor, num_views: int, g: torch.Generator) -> list[Tensor]:
         """``images``: uint8 ``[B, C, H, W]``. Returns ``num_views`` float32 batches."""
+        if images.shape[1] != self.mean.shape[1]:  # else broadcasting makes 1 channel 3
+            raise ValueError(
+                f"batch has {images.shape[1]} channels but normalisation has "
+                f"{self.mean.shape[1]} (mean {self.mean.flatten().tolist()})"
+            )
         x = images.float().div_(255.0)
         return [self.view(x, k, g) for k in range(num_views)]
 

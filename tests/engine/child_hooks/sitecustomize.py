@@ -33,12 +33,17 @@ if os.environ.get("TRIBYOL_TEST_HOOKS") == "1":
             dump = os.environ.get("TRIBYOL_TEST_DUMP_DIR")
             self.dump = Path(dump) if dump else None
 
-        def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: object,
+                               batch: tuple, batch_idx: int) -> None:
             if not trainer.is_global_zero:
                 return
             step = trainer.global_step
             if self.progress is not None:
                 self.progress.write_text(str(step))
+                # which batch each step trained on: a resumed run must continue with the next one
+                digest = hashlib.sha256(batch[0].cpu().numpy().tobytes()).hexdigest()[:16]
+                with open(f"{self.progress}.batches", "a") as f:
+                    f.write(f"{step} {trainer.current_epoch} {batch_idx} {digest}\n")
             if step == self.pause_at and self.progress is not None:
                 Path(f"{self.progress}.paused").touch()
                 while True:  # wait for SIGKILL

@@ -1,0 +1,263 @@
+"""``tribyol eval linear|knn|finetune|transfer``: evaluate an encoder, append to the store."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from tribyol.report.store import DEFAULT_STORE, append_result
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPLITS_DIR = Path("results") / "splits"
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _common(p: argparse.ArgumentParser, many_sources: bool = False) -> None:
+    if many_sources:
+        p.add_argument("sources", nargs="+", metavar="SOURCE",
+                       help="run directories, .ckpt or exported .safetensors encoders")
+    else:
+        p.add_argument("source", metavar="SOURCE",
+                       help="run directory, .ckpt or exported .safetensors encoder")
+    p.add_argument("--data-root", default="data", help="folder with the datasets (default: data)")
+    p.add_argument("--download", action="store_true", help="fetch missing datasets (needs internet)")
+    p.add_argument("--limit-train", type=int, help="seeded, stratified subset of N training images")
+    p.add_argument("--limit-test", type=int, help="seeded, stratified subset of N test images")
+    p.add_argument("--seed", type=int, default=0, help="splits, subsets and training (default 0)")
+    p.add_argument("--eval-batch-size", type=int, default=256, help="feature extraction batch")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--cache-dir", help="feature cache (default: $TRIBYOL_CACHE_DIR or "
+                                       "~/.cache/tribyol/features)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
+    p.add_argument("--store", default=str(DEFAULT_STORE), help=f"results file (default {DEFAULT_STORE})")
+    p.add_argument("--no-store", action="store_true", help="print only; append nothing")
+    p.add_argument("--random-init", action="store_true",
+                   help="baseline: the same architecture with random weights")
+
+
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="dataset to evaluate on (default: the pre-training one)")
+    p.add_argument("--dataset-label", help="name in the results store (default: the dataset "
+                                           "name; folders: folder:<dirname>)")
+    p.add_argument("--test-from-train", type=float, metavar="FRACTION",
+                   help="no test split (e.g. a folder without test/): hold out this seeded, "
+                        "stratified fraction of train as the test set, e.g. 0.2")
+
+
+def _setup(args: argparse.Namespace):
+    from tribyol.eval.common import load_eval_data, load_source
+    from tribyol.eval.features import FeatureCache
+
+    src = load_source(args.source, args.random_init, args.seed)
+    name = args.dataset or src.meta.get("dataset")
+    data = load_eval_data(
+        name, args.data_root, image_size=src.image_size, channels=src.in_channels,
+        test_from_train=args.test_from_train, limit_train=args.limit_train,
+        limit_test=args.limit_test, seed=args.seed, download=args.download,
+        label=args.dataset_label,
+    )
+    cache = FeatureCache(args.cache_dir, enabled=not args.no_cache)
+    return src, data, cache
+
+
+def _features(args: argparse.Namespace, src: Any, data: Any, cache: Any):
+    from tribyol.eval.common import cache_name, channel_stats
+
+    common = dict(name=cache_name(data, args.data_root), image_size=src.image_size,
+                  mean=channel_stats(src.mean, src.in_channels),
+                  std=channel_stats(src.std, src.in_channels), in_channels=src.in_channels,
+                  batch_size=args.eval_batch_size, device=args.device)
+    train_x, train_y, _ = cache.features(src.encoder, data.train, split="train",
+                                         indices=data.train_indices, **common)
+    test_split = "test" if data.test is not data.train else "train"
+    test_x, test_y, test_file = cache.features(src.encoder, data.test, split=test_split,
+                                               indices=data.test_indices, **common)
+    return train_x, train_y, test_x, test_y, test_file
+
+
+def _save(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    if not args.no_store:
+        append_result(args.store, record)
+        log.info("appended to %s", args.store)
+
+
+def cmd_linear(args: argparse.Namespace) -> int:
+    from tribyol.eval.common import base_record
+    from tribyol.eval.linear import linear_probe
+
+    src, data, cache = _setup(args)
+    train_x, train_y, test_x, test_y, test_file = _features(args, src, data, cache)
+    result = linear_probe(train_x, train_y, test_x, test_y, val_fraction=args.val_fraction,
+                          seed=args.seed, weight_decays=args.weight_decays,
+                          max_iter=args.max_iter, num_classes=data.num_classes)
+    print(f"linear {src.run_id} on {data.name}: top-1 {result.top1:.2f}% "
+          f"(val {result.val_top1:.2f}%, wd {result.weight_decay:g}, "
+          f"{result.num_train} train / {result.num_test} test, test split: {data.test_split})")
+    record = base_record(src, data, "linear", args.seed)
+    record.update(value=result.top1, params={**result.as_dict(), "features_file": test_file})
+    _save(args, record)
+    return 0
+
+
+def cmd_knn(args: argparse.Namespace) -> int:
+    from tribyol.eval.common import base_record
+    from tribyol.eval.knn import knn_accuracy
+
+    src, data, cache = _setup(args)
+    train_x, train_y, test_x, test_y, test_file = _features(args, src, data, cache)
+    top1 = knn_accuracy(train_x, train_y, test_x, test_y, args.k, args.temperature)
+    print(f"knn {src.run_id} on {data.name}: top-1 {top1:.2f}% (k {args.k}, T {args.temperature:g}, "
+          f"{len(train_y)} train / {len(test_y)} test, test split: {data.test_split})")
+    record = base_record(src, data, "knn", args.seed)
+    record.update(value=top1, params={"k": args.k, "temperature": args.temperature,
+                                      "num_train": len(train_y), "num_test": len(test_y),
+                                      "features_file": test_file})
+    _save(args, record)
+    return 0
+
+
+def subset_file(splits_dir: str | Path, data: Any, fraction: float, seed: int, pool: int) -> Path:
+    """Index file name: dataset, how test was carved, pool size, fraction and seed."""
+    carve = "test" if data.test_split == "test" else "carved"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in data.name)
+    return Path(splits_dir) / f"{safe}_{carve}_pool{pool}_frac{fraction:g}_seed{seed}.json"
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import torch
+
+    from tribyol.data import get_spec
+    from tribyol.eval.common import base_record, channel_stats
+    from tribyol.eval.finetune import FinetuneOptions, finetune
+    from tribyol.eval.splits import label_subset
+
+    if not 0 < args.label_fraction <= 1:
+        raise SystemExit("--label-fraction must be in (0, 1], e.g. 0.01, 0.1 or 1.0")
+    src, data, _ = _setup(args)
+    # Items outside the training pool get label -1, so the subset is drawn from the pool only
+    # and its indices refer to the dataset itself.
+    labels = torch.full((len(data.train),), -1, dtype=torch.long)
+    labels[data.train_indices] = torch.as_tensor(data.train.labels).long().cpu()[data.train_indices]
+    path = subset_file(args.splits_dir, data, args.label_fraction, args.seed, len(data.train_indices))
+    if args.label_fraction >= 1:
+        subset = data.train_indices
+    else:
+        subset = label_subset(labels, args.label_fraction, args.seed, path)
+    options = FinetuneOptions(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, augment=args.augment, crop_min=args.crop_min,
+        seed=args.seed, eval_batch_size=args.eval_batch_size,
+    )
+    spec_name = args.dataset or src.meta.get("dataset")
+    result = finetune(
+        src.encoder, data.train, subset, data.test, data.test_indices,
+        num_classes=data.num_classes, image_size=src.image_size,
+        mean=channel_stats(src.mean, src.in_channels), std=channel_stats(src.std, src.in_channels),
+        in_channels=src.in_channels, views_preset=get_spec(spec_name).views, options=options,
+        device=args.device,
+    )
+    print(f"finetune {src.run_id} on {data.name} with {args.label_fraction:g} of the labels "
+          f"({result.num_train} images): top-1 {result.top1:.2f}% after {result.steps} steps "
+          f"({result.num_test} test images, test split: {data.test_split})")
+    record = base_record(src, data, "finetune", args.seed)
+    if args.random_init:
+        record["method"] = "scratch"
+    record.update(value=result.top1, label_fraction=args.label_fraction,
+                  params={**vars(result), "subset_file": str(path) if args.label_fraction < 1 else None})
+    _save(args, record)
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from tribyol.eval.common import base_record, load_source
+    from tribyol.eval.features import FeatureCache, weights_hash
+    from tribyol.eval.transfer import format_table, transfer
+
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    cache = FeatureCache(args.cache_dir, enabled=not args.no_cache)
+    for source in args.sources:
+        src = load_source(source, args.random_init, args.seed)
+
+        def save(row, src=src):
+            if row.status == "ok":
+                record = base_record(src, row.data, "transfer", args.seed)
+                record.update(value=row.top1, params={**row.result.as_dict(), "norm": args.norm})
+                _save(args, record)
+
+        rows = transfer(
+            src, targets, cache, root=args.data_root, norm=args.norm, seed=args.seed,
+            limit_train=args.limit_train, limit_test=args.limit_test, download=args.download,
+            on_result=save, batch_size=args.eval_batch_size, device=args.device,
+            encoder_hash=weights_hash(src.encoder), val_fraction=args.val_fraction,
+            max_iter=args.max_iter, weight_decays=args.weight_decays,
+        )
+        print(format_table(src, rows))
+        print()
+    return 0
+
+
+def _probe_args(p: argparse.ArgumentParser) -> None:
+    from tribyol.eval.linear import MAX_ITER, WEIGHT_DECAY_GRID
+
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="stratified validation split of train for choosing the penalty (0.1)")
+    p.add_argument("--max-iter", type=int, default=MAX_ITER, help=f"L-BFGS iterations ({MAX_ITER})")
+    p.add_argument("--weight-decays", type=_floats, default=list(WEIGHT_DECAY_GRID),
+                   help="comma-separated L2 penalty grid (default "
+                        f"{','.join(f'{w:g}' for w in WEIGHT_DECAY_GRID)})")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from tribyol.eval.finetune import AUGMENTS, FinetuneOptions
+    from tribyol.eval.knn import KNN_K, KNN_TEMPERATURE
+    from tribyol.eval.transfer import NORMS, POSTER_TARGETS
+
+    evaluate = sub.add_parser("eval", help="evaluate an encoder (linear, knn, finetune, transfer)")
+    protocols = evaluate.add_subparsers(dest="protocol", required=True)
+
+    p = protocols.add_parser("linear", help="linear probe on frozen features")
+    _common(p)
+    _dataset_args(p)
+    _probe_args(p)
+    p.set_defaults(func=cmd_linear)
+
+    p = protocols.add_parser("knn", help="weighted kNN (cosine) on frozen features")
+    _common(p)
+    _dataset_args(p)
+    p.add_argument("--k", type=int, default=KNN_K, help=f"neighbours (default {KNN_K})")
+    p.add_argument("--temperature", type=float, default=KNN_TEMPERATURE,
+                   help=f"vote weight exp(sim/T) (default {KNN_TEMPERATURE})")
+    p.set_defaults(func=cmd_knn)
+
+    d = FinetuneOptions()
+    p = protocols.add_parser("finetune", help="fine-tune the whole encoder + a linear head")
+    _common(p)
+    _dataset_args(p)
+    p.add_argument("--label-fraction", type=float, required=True,
+                   help="fraction of training labels: 0.01, 0.1 or 1.0")
+    p.add_argument("--splits-dir", default=str(DEFAULT_SPLITS_DIR),
+                   help=f"label-subset index files (default {DEFAULT_SPLITS_DIR})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"(default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"SGD, cosine decay (default {d.lr})")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help=f"(default {d.weight_decay})")
+    p.add_argument("--augment", choices=AUGMENTS, default=d.augment, help=f"(default {d.augment})")
+    p.add_argument("--crop-min", type=float, default=d.crop_min,
+                   help=f"crop-flip: crop scale lower bound (default {d.crop_min})")
+    p.set_defaults(func=cmd_finetune)
+
+    p = protocols.add_parser("transfer", help="linear probe of one encoder on many targets")
+    _common(p, many_sources=True)
+    p.add_argument("--targets", default=",".join(POSTER_TARGETS),
+                   help="comma-separated datasets (default: the poster's eight)")
+    p.add_argument("--norm", choices=NORMS, default="encoder",
+                   help="normalise targets with the encoder's statistics (default) or their own")
+    _probe_args(p)
+    p.set_defaults(func=cmd_transfer)

@@ -1,0 +1,150 @@
+"""Fine-tuning with a fraction of the labels: the whole encoder plus a linear head.
+
+The labelled subset comes from ``splits.label_subset`` (a seeded, stratified index file), so
+every method is fine-tuned on the same images. Augmentation reuses the batched
+``MultiViewAugment`` with one view. No hyper-parameter is chosen on the test set: the model
+after the last epoch is scored once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tribyol.config import ViewsConfig, build_dataclass
+from tribyol.eval.features import adapt_channels, default_device, extract_features
+from tribyol.views import MultiViewAugment, eval_transform
+
+log = logging.getLogger(__name__)
+
+AUGMENTS = ("crop-flip", "byol", "none")
+
+
+@dataclass
+class FinetuneOptions:
+    epochs: int = 20  # CPU-scale default; the poster does not state its fine-tuning schedule
+    batch_size: int = 64
+    lr: float = 0.05  # SGD + Nesterov momentum, cosine decay to 0 over all steps
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: str = "crop-flip"  # crop-flip | byol (the pre-training preset) | none
+    crop_min: float = 0.5  # crop-flip: random resized crop scale (crop_min, 1)
+    seed: int = 0
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+
+
+@dataclass
+class FinetuneResult:
+    top1: float  # test top-1, percent
+    train_top1: float  # on the augmented training batches of the last epoch
+    final_loss: float
+    num_train: int
+    num_test: int
+    steps: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def views_config(augment: str, preset: dict[str, Any], crop_min: float) -> ViewsConfig | None:
+    """The augmentation for fine-tuning; ``None`` means the plain evaluation view."""
+    if augment == "none":
+        return None
+    cfg = build_dataclass(ViewsConfig, dict(preset))
+    if augment == "crop-flip":
+        cfg.crop_scale = (crop_min, 1.0)
+        cfg.jitter_p, cfg.grayscale_p, cfg.blur_p, cfg.solarize_p = 0.0, 0.0, [0.0], [0.0]
+    return cfg
+
+
+def finetune(
+    encoder: nn.Module,
+    train: Any,
+    train_indices: Tensor,
+    test: Any,
+    test_indices: Tensor,
+    *,
+    num_classes: int,
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    in_channels: int | None = None,
+    views_preset: dict[str, Any] | None = None,
+    options: FinetuneOptions | None = None,
+    device: torch.device | str | None = None,
+) -> FinetuneResult:
+    """Fine-tune ``encoder`` (in place) with a new linear head; returns test top-1."""
+    opt = options or FinetuneOptions()
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(opt.seed)
+    head = nn.Linear(encoder.out_dim, num_classes)
+    model = nn.Sequential(encoder, head).to(device)
+    vcfg = views_config(opt.augment, views_preset or {}, opt.crop_min)
+    augment = MultiViewAugment(vcfg, image_size, mean, std).to(device) if vcfg else None
+    train_indices = torch.as_tensor(train_indices).long().cpu()
+    n = len(train_indices)
+    batch = min(opt.batch_size, n)
+    steps_per_epoch = max(1, math.ceil(n / batch))
+    total = opt.epochs * steps_per_epoch
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BN and biases
+    sgd = torch.optim.SGD(
+        [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=opt.lr, momentum=opt.momentum, nesterov=True,
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    g = torch.Generator(device=device).manual_seed(opt.seed)
+    order_g = torch.Generator().manual_seed(opt.seed)
+    step, loss_value, correct, seen = 0, float("nan"), 0, 0
+    model.train()
+    for epoch in range(opt.epochs):
+        order = train_indices[torch.randperm(n, generator=order_g)]
+        correct = seen = 0
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            if len(idx) < 2 and n >= 2:  # BatchNorm cannot train on a single image
+                continue
+            images, labels = train[idx.tolist()]
+            images, labels = images.to(device), torch.as_tensor(labels).long().to(device)
+            if in_channels is not None:
+                images = adapt_channels(images, in_channels)
+            if augment is not None:
+                x = augment(images, 1, g)[0]
+            else:
+                x = eval_transform(images, image_size, mean, std)
+            logits = model(x)
+            loss = F.cross_entropy(logits, labels)
+            sgd.zero_grad(set_to_none=True)
+            loss.backward()
+            sgd.step()
+            schedule.step()
+            step += 1
+            loss_value = loss.item()
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += len(labels)
+        log.info("fine-tune epoch %d/%d: loss %.4f", epoch + 1, opt.epochs, loss_value)
+    logits, labels = extract_features(
+        model, test, image_size, mean, std, opt.eval_batch_size, device,
+        in_channels=in_channels, indices=test_indices,
+    )
+    top1 = 100.0 * (logits.argmax(1) == labels).float().mean().item() if len(labels) else float("nan")
+    return FinetuneResult(
+        top1=top1,
+        train_top1=100.0 * correct / max(1, seen),
+        final_loss=loss_value,
+        num_train=n,
+        num_test=len(labels),
+        steps=step,
+        options=asdict(opt),
+    )

@@ -1,0 +1,129 @@
+"""Transfer: one encoder, a linear probe on each target dataset (the poster's third table).
+
+Targets are brought to the encoder's input: 1-channel images are repeated to 3 channels,
+3-channel ones turned to 1 by luma, and all resized to the encoder's ``image_size``. A target
+whose files are missing becomes a "missing" row that names the path and the remedy; the rest
+of the table is still computed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tribyol.data import DatasetNotFoundError, get_spec
+from tribyol.eval.common import EvalData, Source, cache_name, channel_stats, load_eval_data
+from tribyol.eval.features import FeatureCache
+from tribyol.eval.linear import LinearResult, linear_probe
+
+log = logging.getLogger(__name__)
+
+POSTER_TARGETS = ("mnist", "fashionmnist", "kmnist", "usps", "svhn", "cifar10", "cifar100", "stl10")
+NORMS = ("encoder", "target")
+
+
+@dataclass
+class TransferRow:
+    target: str
+    status: str  # ok | missing | error
+    top1: float | None = None
+    message: str = ""
+    result: LinearResult | None = None
+    data: EvalData | None = None
+
+
+def normalisation(src: Source, target: str, norm: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``encoder``: the statistics the encoder was trained with; ``target``: the target's own."""
+    if norm == "encoder":
+        return src.mean, src.std
+    spec = get_spec(target)
+    return channel_stats(spec.mean, src.in_channels), channel_stats(spec.std, src.in_channels)
+
+
+def transfer_one(
+    src: Source,
+    data: EvalData,
+    cache: FeatureCache,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    root: str | Path = "data",
+    seed: int = 0,
+    batch_size: int = 256,
+    device: Any = None,
+    encoder_hash: str | None = None,
+    **probe: Any,
+) -> tuple[LinearResult, Path | None]:
+    """Linear probe of ``src``'s encoder on one target's data (channels and size adapted)."""
+    common = dict(name=cache_name(data, root), image_size=src.image_size, mean=mean, std=std,
+                  in_channels=src.in_channels, batch_size=batch_size, device=device,
+                  encoder_hash=encoder_hash)
+    train_x, train_y, _ = cache.features(src.encoder, data.train, split="train",
+                                         indices=data.train_indices, **common)
+    test_split = "test" if data.test is not data.train else "train"
+    test_x, test_y, test_file = cache.features(src.encoder, data.test, split=test_split,
+                                               indices=data.test_indices, **common)
+    result = linear_probe(train_x, train_y, test_x, test_y, seed=seed,
+                          num_classes=data.num_classes, **probe)
+    return result, test_file
+
+
+def transfer(
+    src: Source,
+    targets: Sequence[str],
+    cache: FeatureCache,
+    *,
+    root: str | Path = "data",
+    norm: str = "encoder",
+    seed: int = 0,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    download: bool = False,
+    on_result: Callable[[TransferRow], None] | None = None,
+    **kwargs: Any,
+) -> list[TransferRow]:
+    """One row per target; missing data and failures become rows, not exceptions."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    rows = []
+    for target in targets:
+        try:
+            data = load_eval_data(target, root, image_size=src.image_size, channels=src.in_channels,
+                                  limit_train=limit_train, limit_test=limit_test, seed=seed,
+                                  download=download)
+            mean, std = normalisation(src, target, norm)
+            result, _ = transfer_one(src, data, cache, mean=mean, std=std, root=root, seed=seed,
+                                     **kwargs)
+            row = TransferRow(target, "ok", result.top1, result=result, data=data)
+        except DatasetNotFoundError as err:
+            row = TransferRow(target, "missing", message=str(err))
+        except Exception as err:  # one broken target must not lose the rest of the table
+            log.exception("transfer to %s failed", target)
+            row = TransferRow(target, "error", message=f"{type(err).__name__}: {err}")
+        rows.append(row)
+        if on_result is not None:
+            on_result(row)
+    return rows
+
+
+def format_table(src: Source, rows: Sequence[TransferRow]) -> str:
+    """A Markdown table of one source's transfer results."""
+    lines = [
+        f"Transfer (linear) from {src.run_id} ({src.meta.get('method')}, "
+        f"{src.meta.get('backbone')}, pre-trained on {src.meta.get('dataset')} at batch "
+        f"{src.meta.get('batch_size')})",
+        "",
+        "| Target | Top-1 % | Train / test images | Note |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        if row.status == "ok" and row.result is not None:
+            r = row.result
+            lines.append(f"| {row.target} | {row.top1:.2f} | {r.num_train} / {r.num_test} | "
+                         f"wd {r.weight_decay:g} |")
+        else:
+            lines.append(f"| {row.target} | {row.status} | – | {row.message.replace('|', '/')} |")
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""PNG plots: linear accuracy vs pre-training batch size per method, and t-SNE of features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tribyol.report import paper
+from tribyol.report.tables import latest
+
+TSNE_POINTS = 2000  # t-SNE is O(n log n) but slow on 2 cores beyond a few thousand points
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_batch_curves(
+    records: list[dict[str, Any]], out: str | Path, protocol: str = "linear"
+) -> Path | None:
+    """One panel per dataset: top-1 vs pre-training batch, ours solid, the poster's dashed."""
+    ours: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for r in latest(records):
+        if r.get("protocol") == protocol and r.get("pretrain_batch_size") and r.get("value") is not None:
+            ours.setdefault(r["dataset"], {}).setdefault(r.get("method") or "?", {}).setdefault(
+                int(r["pretrain_batch_size"]), []).append(float(r["value"]))
+    poster: dict[str, dict[str, dict[int, float]]] = {}
+    if protocol == "linear":
+        for method, row in paper.LINEAR.items():
+            for (dataset, batch), value in row.items():
+                if value is not None:
+                    poster.setdefault(dataset, {}).setdefault(method, {})[batch] = value
+    datasets = sorted(set(ours)) + [d for d in poster if d not in ours]
+    if not datasets:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
+    colours = {m: f"C{i}" for i, m in enumerate(paper.METHOD_NAMES)}
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for method, points in sorted(poster.get(dataset, {}).items()):
+            xs = sorted(points)
+            ax.plot(xs, [points[x] for x in xs], "--", marker="x", color=colours.get(method),
+                    alpha=0.6, label=f"{paper.method_name(method)} (poster)")
+        for method, points in sorted(ours.get(dataset, {}).items()):
+            xs = sorted(points)
+            ys = [sum(points[x]) / len(points[x]) for x in xs]
+            ax.plot(xs, ys, "-", marker="o", color=colours.get(method),
+                    label=f"{paper.method_name(method)} (ours)")
+        ax.set_xscale("log", base=2)
+        ax.set_title(paper.dataset_name(dataset))
+        ax.set_xlabel("pre-training batch size")
+        ax.set_ylabel(f"{protocol} top-1 %")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_tsne(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    out: str | Path,
+    title: str = "",
+    max_points: int = TSNE_POINTS,
+    seed: int = 0,
+) -> Path:
+    """2-D t-SNE (scikit-learn) of up to ``max_points`` features, coloured by class."""
+    from sklearn.manifold import TSNE
+
+    from tribyol.eval.splits import stratified_sample
+
+    labels = labels.long()
+    if len(labels) > max_points:
+        idx = stratified_sample(labels, int(max_points), seed)
+        features, labels = features[idx], labels[idx]
+    x = features.float()
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+    perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
+    emb = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x.numpy())
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    cmap = "tab10" if labels.max() < 10 else "tab20"
+    scatter = ax.scatter(emb[:, 0], emb[:, 1], c=labels.numpy(), cmap=cmap, s=4)
+    ax.legend(*scatter.legend_elements(), fontsize=6, title="class", loc="best", markerscale=0.8)
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

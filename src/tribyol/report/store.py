@@ -1,0 +1,94 @@
+"""The results store: one JSON object per line, appended by every evaluation.
+
+Appending a line is the only write, so concurrent evaluations never lose each other's results
+(each line is written with one ``write`` call on a file opened in append mode). Lines that do
+not parse (a killed writer) are skipped with a warning rather than failing the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORE = Path("results") / "results.jsonl"
+
+# The fields every record has; anything else goes under "params".
+FIELDS = (
+    "run_id",  # run directory or export name
+    "method",  # pre-training method (tribyol, byol, ...; "random-init" / "scratch" baselines)
+    "backbone",
+    "dataset",  # the dataset evaluated on
+    "pretrain_dataset",
+    "pretrain_batch_size",
+    "pretrain_epochs",
+    "protocol",  # linear | knn | finetune | transfer
+    "label_fraction",  # fine-tuning only, else null
+    "metric",  # top1
+    "value",
+    "seed",
+    "git_commit",
+    "test_split",  # "test", or how the test images were carved from train
+    "time",  # UTC, ISO 8601
+    "source",
+)
+
+
+@cache
+def git_commit() -> str | None:
+    """The commit of the checkout this package runs from (``+dirty`` if modified), or None."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here,
+                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "") if sha else None
+
+
+def make_record(**values: Any) -> dict[str, Any]:
+    """A record with every field in ``FIELDS`` (missing ones null); extras go to ``params``."""
+    params = dict(values.pop("params", {}) or {})
+    record: dict[str, Any] = {name: values.pop(name, None) for name in FIELDS}
+    params.update(values)
+    record["git_commit"] = record["git_commit"] or git_commit()
+    record["time"] = record["time"] or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    record["params"] = params
+    return record
+
+
+def append_result(store: str | Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Append ``record`` (completed by ``make_record``) as one line of ``store``."""
+    record = make_record(**record)
+    path = Path(store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=False, default=str) + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+    return record
+
+
+def read_results(store: str | Path) -> list[dict[str, Any]]:
+    """All records of ``store`` in file order; unreadable lines are skipped with a warning."""
+    path = Path(store)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"results store {path} does not exist; run `tribyol eval ...` first or pass --store"
+        )
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s line %d is not valid JSON; skipped", path, number)
+    return records

@@ -1,0 +1,194 @@
+"""Tables shaped like the poster's three (linear by batch, fine-tuning by label fraction,
+transfer by target) with our numbers beside the poster's, as Markdown and CSV.
+
+A cell reads ``ours / poster``. Ours is the mean over seeds and runs of the latest record of
+each (run, protocol, dataset, label fraction, seed); ``±`` gives the std when there are several.
+``†`` marks results measured on a test set carved out of train (no official test split).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tribyol.report import paper
+
+CARVED = "†"
+
+
+@dataclass
+class Cell:
+    values: list[float] = field(default_factory=list)
+    carved: bool = False
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    def text(self) -> str:
+        if not self.values:
+            return "–"
+        out = f"{self.mean:.2f}"
+        if len(self.values) > 1:
+            out += f"±{statistics.stdev(self.values):.2f}"
+        return out + (CARVED if self.carved else "")
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[tuple[str, Any]]  # (dataset, key)
+    column_label: Callable[[str, Any], str]
+    ours: dict[str, dict[tuple[str, Any], Cell]]
+    poster: dict[str, dict[tuple[str, Any], float | None]]
+    note: str = ""
+
+    def methods(self) -> list[str]:
+        known = [m for m in paper.METHOD_NAMES if m in self.ours or m in self.poster]
+        return known + sorted(set(self.ours) - set(known))
+
+    def cells(self, method: str, col: tuple[str, Any]) -> tuple[Cell, float | None]:
+        return self.ours.get(method, {}).get(col, Cell()), self.poster.get(method, {}).get(col)
+
+    def markdown(self) -> str:
+        labels = [self.column_label(*c) for c in self.columns]
+        lines = [f"### {self.title}", "", "| Method | " + " | ".join(labels) + " |",
+                 "|---" * (len(labels) + 1) + "|"]
+        for method in self.methods():
+            row = []
+            for col in self.columns:
+                ours, theirs = self.cells(method, col)
+                row.append(f"{ours.text()} / {'–' if theirs is None else f'{theirs:.2f}'}")
+            lines.append(f"| {paper.method_name(method)} | " + " | ".join(row) + " |")
+        if self.note:
+            lines += ["", self.note]
+        return "\n".join(lines)
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        header = ["method"]
+        for col in self.columns:
+            label = self.column_label(*col)
+            header += [f"{label} ours", f"{label} ours n", f"{label} poster"]
+        writer.writerow(header)
+        for method in self.methods():
+            row: list[Any] = [paper.method_name(method)]
+            for col in self.columns:
+                ours, theirs = self.cells(method, col)
+                row += [f"{ours.mean:.4f}" if ours.values else "", len(ours.values),
+                        "" if theirs is None else theirs]
+            writer.writerow(row)
+        return buf.getvalue()
+
+
+def latest(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last record of each (run, protocol, dataset, fraction, seed, metric): re-runs replace."""
+    keep: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        key = (r.get("run_id"), r.get("protocol"), r.get("dataset"), r.get("label_fraction"),
+               r.get("seed"), r.get("metric"))
+        keep.pop(key, None)  # re-insert so the order stays "last written"
+        keep[key] = r
+    return list(keep.values())
+
+
+def filter_records(records: Iterable[dict[str, Any]], filters: dict[str, str]) -> list[dict[str, Any]]:
+    """Keep records whose fields equal every ``filters`` value (compared as text)."""
+    return [r for r in records if all(str(r.get(k)) == v for k, v in filters.items())]
+
+
+def _collect(records: list[dict[str, Any]], protocol: str, key: Callable[[dict], Any]):
+    ours: dict[str, dict[tuple[str, Any], Cell]] = {}
+    for r in records:
+        if r.get("protocol") != protocol or r.get("metric") != "top1" or r.get("value") is None:
+            continue
+        cell = ours.setdefault(r.get("method") or "?", {}).setdefault((r["dataset"], key(r)), Cell())
+        cell.values.append(float(r["value"]))
+        cell.carved |= (r.get("test_split") or "test") != "test"
+    return ours
+
+
+def _columns(poster: dict, ours: dict, first: Iterable[str]) -> list[tuple[str, Any]]:
+    cols = {c for table in (poster, ours) for row in table.values() for c in row}
+    order = {d: i for i, d in enumerate(first)}
+
+    def sort_key(c: tuple[str, Any]) -> tuple:
+        return (order.get(c[0], len(order)), c[0], -1 if c[1] is None else float(c[1]))
+
+    return sorted(cols, key=sort_key)
+
+
+def _fraction(value: Any) -> str:
+    return f"{100 * float(value):g}%"
+
+
+def build_tables(records: list[dict[str, Any]]) -> list[Table]:
+    """The poster's three tables (+ kNN, ours only), from the store's latest records."""
+    records = latest(records)
+    batch = lambda r: r.get("pretrain_batch_size")  # noqa: E731
+    tables = []
+    ours = _collect(records, "linear", batch)
+    tables.append(Table(
+        "Linear evaluation by pre-training batch size (top-1 %, ours / poster)",
+        _columns(paper.LINEAR, ours, ("cifar10", "cifar100", "stl10")),
+        lambda d, b: f"{paper.dataset_name(d)} b{b}", ours, paper.LINEAR,
+    ))
+    ours = _collect(records, "finetune", lambda r: r.get("label_fraction"))
+    tables.append(Table(
+        "Fine-tuning by label fraction (top-1 %, ours / poster)",
+        _columns(paper.FINETUNE, ours, ("cifar10", "cifar100", "stl10")),
+        lambda d, f: f"{paper.dataset_name(d)} {_fraction(f)}", ours, paper.FINETUNE,
+        note=f"The poster fine-tunes encoders pre-trained at batch {paper.FINETUNE_BATCH}; ours "
+             "are averaged over whatever pre-training batch the store holds (see the runs table).",
+    ))
+    ours = _collect(records, "transfer", lambda r: None)
+    poster_transfer = {m: {(t, None): v for t, v in row.items()} for m, row in paper.TRANSFER.items()}
+    tables.append(Table(
+        "Transfer (linear) by target (top-1 %, ours / poster)",
+        _columns(poster_transfer, ours, paper.TRANSFER_TARGETS),
+        lambda d, _: paper.dataset_name(d), ours, poster_transfer,
+    ))
+    ours = _collect(records, "knn", batch)
+    if ours:
+        tables.append(Table(
+            "kNN (cosine, weighted) by pre-training batch size (top-1 %, ours only)",
+            _columns({}, ours, ()), lambda d, b: f"{paper.dataset_name(d)} b{b}", ours, {},
+        ))
+    return tables
+
+
+RUN_FIELDS = ("run_id", "method", "backbone", "pretrain_dataset", "pretrain_batch_size",
+              "pretrain_epochs", "protocol", "dataset", "label_fraction", "value", "seed",
+              "test_split", "git_commit")
+
+
+def runs_table(records: list[dict[str, Any]]) -> tuple[str, str]:
+    """Every latest record, one line each: (Markdown, CSV)."""
+    rows = latest(records)
+    lines = ["### All results (latest per run, protocol, dataset, fraction, seed)", "",
+             "| " + " | ".join(RUN_FIELDS) + " |", "|---" * len(RUN_FIELDS) + "|"]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(RUN_FIELDS)
+    for r in rows:
+        values = [r.get(f) for f in RUN_FIELDS]
+        writer.writerow(["" if v is None else v for v in values])
+        text = [f"{v:.2f}" if isinstance(v, float) and f == "value" else ("–" if v is None else str(v))
+                for f, v in zip(RUN_FIELDS, values, strict=True)]
+        lines.append("| " + " | ".join(t.replace("|", "/") for t in text) + " |")
+    return "\n".join(lines), buf.getvalue()
+
+
+def render_markdown(tables: list[Table], runs_md: str) -> str:
+    parts = ["# tribyol results", "",
+             f"Cells read `ours / poster`; `–` = no result. {CARVED} = test set carved out of train "
+             "(seeded, stratified), not the official test split.", ""]
+    for t in tables:
+        parts += [t.markdown(), ""]
+    parts.append(runs_md)
+    return "\n".join(parts) + "\n"

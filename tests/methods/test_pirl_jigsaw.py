@@ -1,0 +1,107 @@
+"""PIRL-Jigsaw: tiles, the permutation and its inverse, the loss and its gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.methods.test_byol import make, views
+from tribyol.config import ConfigError
+from tribyol.methods.memory_bank import info_nce
+from tribyol.methods.pirl_jigsaw import (
+    from_tiles,
+    invert_permutations,
+    random_permutations,
+    shuffle_tiles,
+    to_tiles,
+)
+
+
+def numbered(b: int = 2, c: int = 1, size: int = 9) -> torch.Tensor:
+    return torch.arange(b * c * size * size, dtype=torch.float32).view(b, c, size, size)
+
+
+def test_tiles_are_cut_row_major_and_reassemble():
+    x = numbered()
+    tiles = to_tiles(x, 3)
+    assert tiles.shape == (2, 9, 1, 3, 3)
+    for k in range(9):
+        r, c = divmod(k, 3)
+        torch.testing.assert_close(tiles[:, k], x[:, :, 3 * r : 3 * r + 3, 3 * c : 3 * c + 3])
+    torch.testing.assert_close(from_tiles(tiles, 3), x)
+
+
+def test_tiles_take_the_centred_square_of_an_uneven_image():
+    x = numbered(1, 1, 11)  # 3 tiles of 3 px, one px left over on each side
+    torch.testing.assert_close(from_tiles(to_tiles(x, 3), 3), x[:, :, 1:10, 1:10])
+
+
+def test_permutation_puts_tiles_where_it_says_and_inverts():
+    x = numbered(b=4, c=2)
+    tiles = to_tiles(x, 3)
+    perm = random_permutations(4, 9, generator=torch.Generator().manual_seed(0))
+    assert all(sorted(row.tolist()) == list(range(9)) for row in perm)
+    shuffled = shuffle_tiles(tiles, perm)
+    for b in range(4):
+        for k in range(9):
+            src = int(perm[b, k])
+            r, c = divmod(src, 3)  # tile perm[b, k] came from grid cell (r, c)
+            torch.testing.assert_close(shuffled[b, k], x[b, :, 3 * r : 3 * r + 3, 3 * c : 3 * c + 3])
+    torch.testing.assert_close(shuffle_tiles(shuffled, invert_permutations(perm)), tiles)
+    assert not torch.equal(shuffled, tiles)  # 4 identity draws out of 9! would be a miracle
+
+
+def test_hand_permutation():
+    tiles = torch.arange(3).view(1, 3, 1, 1, 1).float()  # tiles "0", "1", "2"
+    perm = torch.tensor([[2, 0, 1]])
+    assert shuffle_tiles(tiles, perm).flatten().tolist() == [2.0, 0.0, 1.0]
+    assert invert_permutations(perm).tolist() == [[1, 2, 0]]
+
+
+@pytest.mark.parametrize(("size", "tile"), [(16, 8), (28, 9), (48, 16)])
+def test_small_tiles_are_resized_up(size, tile):
+    m = make("pirl-jigsaw", min_tile_size=8)
+    out = m.jigsaw(torch.randn(2, 1, size, size))
+    assert out.shape == (2, 9, 1, tile, tile)
+
+
+def test_loss_and_gradients():
+    m = make("pirl-jigsaw", bank_size=16, lam=0.3)
+    v, v_key = views(2)
+    bank_before = m.bank.queue.clone()
+    torch.manual_seed(5)
+    out = m([v, v_key])
+    out.loss.backward()
+    # The loss is lam * NCE(g) + (1 - lam) * NCE(f) over the bank as it was before the push.
+    torch.manual_seed(5)
+    with torch.no_grad():
+        g = m.transformed_embedding(v)
+        f = m.head_f(m.backbone(v))
+        key = m.key(v_key)
+    expected = 0.3 * info_nce(g, key, bank_before, 0.07) + 0.7 * info_nce(f, key, bank_before, 0.07)
+    torch.testing.assert_close(out.loss.detach(), expected, rtol=1e-4, atol=1e-5)
+    for name, p in m.named_parameters():
+        if name.startswith("key."):
+            assert p.grad is None, name
+        else:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    # The keys of this batch went into the bank, after the loss used the old one.
+    torch.testing.assert_close(m.bank.queue[:6], torch.nn.functional.normalize(key, dim=1))
+    assert int(m.bank.ptr) == 6
+
+
+def test_key_network_follows_by_bank_momentum():
+    m = make("pirl-jigsaw", bank_momentum=0.5)
+    with torch.no_grad():
+        for p in m.online_f.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in m.key.parameters()]
+    m.after_optimizer_step(1, 10)
+    for k, k0, o in zip(m.key.parameters(), before, m.online_f.parameters(), strict=True):
+        torch.testing.assert_close(k, 0.5 * k0 + 0.5 * o)
+
+
+@pytest.mark.parametrize("bad", [{"grid": 1}, {"lam": 1.5}, {"bank_size": 0}, {"temperature": 0}])
+def test_bad_options(bad):
+    with pytest.raises(ConfigError):
+        make("pirl-jigsaw", **bad)

@@ -1,0 +1,131 @@
+"""Supervised baselines: cross-entropy from scratch, and transfer from ImageNet weights."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from tribyol.cli import main
+from tribyol.config import ConfigError
+from tribyol.engine.run import read_metrics
+from tribyol.methods import MethodContext, resolve_options
+from tribyol.methods.supervised import hub_weight_paths
+from tribyol.nets import build_backbone
+
+
+def make(name: str = "supervised", backbone: str = "convnet", channels: int = 1,
+         image_size: int = 16, small_stem: bool | None = None, **options):
+    torch.manual_seed(0)
+    cls, opts = resolve_options({"name": name, **options})
+    net = build_backbone(backbone, channels, image_size, small_stem, width=4)
+    return cls(MethodContext(net, hidden_dim=16, proj_dim=8, num_classes=10), opts)
+
+
+def imagenet_file(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A stand-in for torchvision's resnet18 ImageNet file: a random resnet18's state dict."""
+    torch.manual_seed(123)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    path = folder / "resnet18-f37072fd.pth"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path, state
+
+
+def test_cross_entropy_hand_computed_and_unlabelled_ignored():
+    m = make()
+    with torch.no_grad():
+        m.classifier.weight.zero_()
+        m.classifier.bias.zero_()
+    x = torch.randn(4, 1, 16, 16)
+    out = m([x], torch.tensor([1, 2, -1, 3]))
+    assert out.loss.item() == pytest.approx(math.log(10), rel=1e-6)  # uniform logits
+    with torch.no_grad():
+        m.classifier.bias.copy_(torch.arange(10.0))
+    # logits = bias for every image: CE of class c = logsumexp(0..9) - c
+    lse = math.log(sum(math.exp(c) for c in range(10)))
+    out = m([x], torch.tensor([1, 2, -1, 3]))
+    assert out.loss.item() == pytest.approx(lse - 2.0, rel=1e-5)  # mean of classes 1, 2, 3
+    assert m.num_views == 1 and m.needs_labels
+
+
+def test_one_step_gradients_flow_everywhere():
+    m = make()
+    m([torch.randn(6, 1, 16, 16)], torch.arange(6)).loss.backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_batch_without_labels_gives_zero_loss_with_a_graph():
+    m = make()
+    loss = m([torch.randn(3, 1, 16, 16)], torch.full((3,), -1)).loss
+    loss.backward()
+    assert loss.item() == 0.0
+
+
+def test_imagenet_weights_from_an_option_path(tmp_path):
+    path, state = imagenet_file(tmp_path)
+    m = make("supervised-imagenet", "resnet18", channels=3, image_size=224, weights=str(path))
+    own = m.backbone.state_dict()
+    for key, value in state.items():
+        if not key.startswith("fc."):
+            torch.testing.assert_close(own[key], value)
+
+
+def test_imagenet_weights_from_the_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert hub_weight_paths("resnet18") == [tmp_path / "hub/checkpoints/resnet18-f37072fd.pth"]
+    _, state = imagenet_file(tmp_path / "hub" / "checkpoints")
+    m = make("supervised-imagenet", "resnet18", channels=3, image_size=224)
+    torch.testing.assert_close(m.backbone.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+
+
+def test_one_channel_sums_conv1_over_rgb(tmp_path):
+    path, state = imagenet_file(tmp_path)
+    m = make("supervised-imagenet", "resnet18", channels=1, image_size=224, weights=str(path))
+    expected = state["conv1.weight"].sum(dim=1, keepdim=True)
+    torch.testing.assert_close(m.backbone.conv1.weight, expected)
+    # a grey image gives the response RGB conv1 gives to that grey copied into 3 channels
+    grey = torch.rand(1, 1, 7, 7)
+    rgb_response = (state["conv1.weight"] * grey.expand(1, 3, 7, 7)).sum(dim=(1, 2, 3))
+    torch.testing.assert_close((m.backbone.conv1.weight * grey).sum(dim=(1, 2, 3)), rgb_response)
+
+
+def test_small_stem_keeps_a_fresh_conv1_and_loads_the_rest(tmp_path):
+    path, state = imagenet_file(tmp_path)
+    m = make("supervised-imagenet", "resnet18", channels=1, image_size=32, weights=str(path))
+    assert m.backbone.conv1.weight.shape == (64, 1, 3, 3)
+    torch.testing.assert_close(m.backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+
+
+def test_missing_weights_error_names_paths_and_remedy(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError) as err:
+        make("supervised-imagenet", "resnet18", channels=3, image_size=224)
+    message = str(err.value)
+    assert str(tmp_path / "hub/checkpoints/resnet18-f37072fd.pth") in message
+    assert "method.weights" in message and "download.pytorch.org" in message
+    with pytest.raises(FileNotFoundError, match="nothere.pth"):
+        make("supervised-imagenet", "resnet18", weights=str(tmp_path / "nothere.pth"))
+
+
+def test_imagenet_needs_a_resnet(tmp_path):
+    with pytest.raises(ConfigError, match="resnet18 or resnet50"):
+        make("supervised-imagenet", "convnet")
+
+
+def test_cli_pretrain_with_weights_option_and_clear_error(tmp_path, capsys, monkeypatch):
+    path, state = imagenet_file(tmp_path)
+    args = ["pretrain", "--method", "supervised-imagenet", "--dataset", "digits", "--limit", "32",
+            "--batch-size", "16", "--epochs", "1", "--backbone", "resnet18",
+            "--accelerator", "cpu", "--precision", "32", "--run-dir", str(tmp_path / "runs"),
+            "--set", "train.progress_bar=false", "--set", "train.log_every_steps=1",
+            "--set", "train.devices=1"]
+    assert main([*args, "--set", f"method.weights={path}"]) == 0
+    assert "train/acc" in read_metrics(next((tmp_path / "runs").iterdir()))[-1]
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert main([*args, "--name", "missing"]) == 2
+    assert "ImageNet weights for resnet18 not found" in capsys.readouterr().err

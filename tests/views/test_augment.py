@@ -1,0 +1,244 @@
+"""Batched augmentation: per-sample randomness, reproducibility, and what each op does."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tribyol.config import ViewsConfig
+from tribyol.views import MultiViewAugment, augment, eval_transform
+
+RGB_MEAN, RGB_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def images(b: int = 4, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (b, c, size, size), generator=gen(seed), dtype=torch.uint8)
+
+
+def plain_views(**changes: object) -> ViewsConfig:
+    """Identity crop, no flip, no colour, blur or solarize; ``changes`` switch ops back on."""
+    base = ViewsConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
+                       grayscale_p=0.0, blur_p=[0.0], solarize_p=[0.0])
+    return dataclasses.replace(base, **changes)
+
+
+# -- the pipeline -------------------------------------------------------------------------------
+
+
+def test_views_shapes_and_dtype() -> None:
+    aug = MultiViewAugment(ViewsConfig(), 24, RGB_MEAN, RGB_STD)
+    batch = images(5, 3, 40)
+    views = aug(batch, 3, gen())
+    assert len(views) == 3
+    for v in views:
+        assert v.dtype == torch.float32 and tuple(v.shape) == (5, 3, 24, 24)
+        assert torch.isfinite(v).all()
+    assert batch.dtype == torch.uint8  # the input batch is not touched
+
+
+def test_identical_images_get_different_views_across_the_batch() -> None:
+    aug = MultiViewAugment(ViewsConfig(), 32, RGB_MEAN, RGB_STD)
+    batch = images(1, 3, 32).expand(8, -1, -1, -1).contiguous()
+    for view in aug(batch, 2, gen()):
+        for i, j in itertools.combinations(range(8), 2):
+            assert not torch.allclose(view[i], view[j]), (i, j)
+    # Two views of one image differ too.
+    v0, v1 = aug(batch, 2, gen(1))
+    assert all(not torch.allclose(v0[i], v1[i]) for i in range(8))
+
+
+def test_crops_alone_differ_per_sample() -> None:
+    x = torch.linspace(0, 1, 32).expand(6, 1, 32, 32).contiguous()  # a horizontal ramp
+    out = augment.random_resized_crop(x, 16, gen(), scale=(0.1, 0.5), flip_p=0.0)
+    starts = out[:, 0, 8, 0]
+    assert len(set(starts.tolist())) == 6  # every sample starts its crop elsewhere
+
+
+def test_same_seed_same_views_other_seed_other_views() -> None:
+    aug = MultiViewAugment(ViewsConfig(solarize_p=[0.5, 0.5]), 64, RGB_MEAN, RGB_STD)
+    batch = images(4, 3, 64)
+    first, again, other = aug(batch, 3, gen(7)), aug(batch, 3, gen(7)), aug(batch, 3, gen(8))
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+    assert not any(torch.allclose(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_one_channel_batches_work() -> None:
+    aug = MultiViewAugment(ViewsConfig(), 28, (0.3,), (0.3,))
+    views = aug(images(4, 1, 28), 3, gen())
+    assert [tuple(v.shape) for v in views] == [(4, 1, 28, 28)] * 3
+    assert all(torch.isfinite(v).all() for v in views)
+
+
+def test_blur_off_at_small_sizes_byol_pair_above() -> None:
+    cfg = ViewsConfig()
+    assert cfg.blur_p is None and cfg.blur_min_size == 32
+    assert MultiViewAugment(cfg, 16, RGB_MEAN, RGB_STD).blur_p == [0.0]
+    assert MultiViewAugment(cfg, 32, RGB_MEAN, RGB_STD).blur_p == [0.0]
+    assert MultiViewAugment(cfg, 33, RGB_MEAN, RGB_STD).blur_p == [1.0, 0.1]
+    assert MultiViewAugment(cfg, 224, RGB_MEAN, RGB_STD).blur_p == [1.0, 0.1]
+    lowered = ViewsConfig(blur_min_size=8)
+    assert MultiViewAugment(lowered, 16, RGB_MEAN, RGB_STD).blur_p == [1.0, 0.1]
+    explicit = ViewsConfig(blur_p=[0.3])
+    assert MultiViewAugment(explicit, 224, RGB_MEAN, RGB_STD).blur_p == [0.3]
+    assert MultiViewAugment(explicit, 16, RGB_MEAN, RGB_STD).blur_p == [0.3]
+
+
+def test_default_views_at_32px_are_never_blurred() -> None:
+    """With blur off, a view with everything else off is the image itself (no blur drawn)."""
+    cfg = plain_views(blur_p=None)
+    batch = images(4, 3, 32)
+    for v in MultiViewAugment(cfg, 32, (0.0,) * 3, (1.0,) * 3)(batch, 4, gen()):
+        assert torch.allclose(v, batch.float() / 255, atol=1e-6)
+
+
+def test_blur_and_solarize_probabilities_cycle_over_views() -> None:
+    # blur on even views (period 2); solarize on views 2 and 5 (period 3).
+    cfg = plain_views(blur_p=[1.0, 0.0], solarize_p=[0.0, 0.0, 1.0], blur_sigma=(1.5, 2.0))
+    aug = MultiViewAugment(cfg, 64, (0.0,) * 3, (1.0,) * 3)  # identity normalisation
+    batch = images(3, 3, 64)
+    x = batch.float() / 255
+    solarized = torch.where(x >= 0.5, 1 - x, x)
+    views = aug(batch, 6, gen())
+    assert torch.allclose(views[1], x, atol=1e-5)
+    assert torch.allclose(views[3], x, atol=1e-5)
+    assert torch.allclose(views[5], solarized, atol=1e-5)
+    for k in (0, 4):  # blurred only: smoother than the noise image, same mean
+        assert views[k].std() < 0.5 * x.std()
+        assert torch.allclose(views[k].mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=0.01)
+    # View 2: blurred, then solarized; blurred values sit near 0.5, solarizing folds them.
+    assert views[2].std() < 0.5 * x.std() and views[2].max() <= 0.5 + 1e-6
+
+
+def test_normalisation_uses_mean_and_std() -> None:
+    aug = MultiViewAugment(plain_views(), 8, (0.25, 0.5, 0.75), (0.5, 0.25, 0.125))
+    batch = torch.full((2, 3, 8, 8), 255, dtype=torch.uint8)
+    (v,) = aug(batch, 1, gen())
+    assert torch.allclose(v[:, :, 0, 0], torch.tensor([1.5, 2.0, 2.0]).expand(2, 3))
+
+
+# -- the ops ------------------------------------------------------------------------------------
+
+
+def test_full_crop_without_flip_is_the_identity() -> None:
+    x = torch.rand(3, 3, 20, 20, generator=gen())
+    out = augment.random_resized_crop(x, 20, gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0),
+                                      flip_p=0.0)
+    assert torch.allclose(out, x, atol=1e-5)
+    bigger = augment.random_resized_crop(x, 40, gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0),
+                                         flip_p=0.0)
+    expected = F.interpolate(x, size=(40, 40), mode="bilinear", align_corners=False)
+    assert torch.allclose(bigger[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], atol=1e-5)
+
+
+def test_flip_mirrors_horizontally() -> None:
+    x = torch.rand(3, 2, 16, 16, generator=gen())
+    out = augment.random_resized_crop(x, 16, gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0),
+                                      flip_p=1.0)
+    assert torch.allclose(out, x.flip(-1), atol=1e-5)
+
+
+def test_crop_area_follows_scale() -> None:
+    ramp = torch.linspace(0, 1, 64).expand(16, 1, 64, 64).contiguous()
+    out = augment.random_resized_crop(ramp, 32, gen(), scale=(0.25, 0.25), ratio=(1.0, 1.0),
+                                      flip_p=0.0)
+    span = out[:, 0, 0, -1] - out[:, 0, 0, 0]  # 0.25 of the area: half the width
+    assert torch.allclose(span, torch.full_like(span, 0.5), atol=0.03)
+    assert out.min() >= 0 and out.max() <= 1  # the box stays inside the image
+
+
+def test_solarize_inverts_at_and_above_the_threshold() -> None:
+    x = torch.tensor([0.0, 0.2, 0.49, 0.5, 0.7, 1.0]).view(1, 1, 1, 6)
+    out = augment.solarize(x, gen(), p=1.0, threshold=0.5)
+    assert torch.allclose(out.flatten(), torch.tensor([0.0, 0.2, 0.49, 0.5, 0.3, 0.0]))
+    assert torch.equal(augment.solarize(x, gen(), p=0.0), x)
+
+
+def test_blur_keeps_a_constant_image_and_smooths_noise() -> None:
+    const = torch.full((4, 3, 64, 64), 0.37)
+    assert torch.allclose(augment.gaussian_blur(const, gen(), p=1.0), const, atol=1e-6)
+    noise = torch.rand(4, 3, 64, 64, generator=gen())
+    blurred = augment.gaussian_blur(noise, gen(), p=1.0, sigma=(1.5, 2.0))
+    assert blurred.shape == noise.shape
+    assert blurred.std() < 0.5 * noise.std()
+    assert torch.allclose(blurred.mean(dim=(2, 3)), noise.mean(dim=(2, 3)), atol=0.01)
+    assert torch.equal(augment.gaussian_blur(noise, gen(), p=0.0), noise)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_colour_ops_stay_in_unit_range(channels: int) -> None:
+    x = torch.rand(16, channels, 8, 8, generator=gen())
+    out = augment.color_jitter(x, gen(), 1.0, brightness=0.9, contrast=0.9, saturation=0.9,
+                               hue=0.5)
+    assert out.min() >= 0 and out.max() <= 1
+    assert not torch.allclose(out, x)
+    assert torch.equal(augment.color_jitter(x, gen(), 0.0, 0.9, 0.9, 0.9, 0.5), x)
+    gray = augment.random_grayscale(x, gen(), 1.0)
+    assert gray.shape == x.shape and gray.min() >= 0 and gray.max() <= 1
+
+
+def test_one_channel_skips_saturation_hue_and_grayscale() -> None:
+    x = torch.rand(8, 1, 8, 8, generator=gen())
+    only_colour = augment.color_jitter(x, gen(), 1.0, brightness=0.0, contrast=0.0,
+                                       saturation=0.8, hue=0.5)
+    assert torch.equal(only_colour, x)
+    assert torch.equal(augment.random_grayscale(x, gen(), 1.0), x)
+
+
+def test_grayscale_makes_channels_equal() -> None:
+    x = torch.rand(4, 3, 8, 8, generator=gen())
+    out = augment.random_grayscale(x, gen(), 1.0)
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    assert torch.allclose(out[:, 0], luma, atol=1e-6)
+
+
+def test_hue_keeps_greys_and_luma() -> None:
+    grey = torch.rand(4, 1, 8, 8, generator=gen()).expand(4, 3, 8, 8)
+    out = augment.color_jitter(grey, gen(), 1.0, 0.0, 0.0, 0.0, hue=0.5)
+    assert torch.allclose(out, grey, atol=1e-5)
+    # The YIQ rotation turns chroma only: luma is kept exactly (before clamping to [0, 1]).
+    x = torch.rand(4, 3, 8, 8, generator=gen(1))
+    turned = augment._adjust_hue(x, torch.tensor([0.5, -0.25, 0.1, 0.0]))
+    assert torch.allclose(augment.grayscale(turned), augment.grayscale(x), atol=1e-5)
+    assert not torch.allclose(turned[:3], x[:3], atol=1e-2)
+    assert torch.allclose(turned[3], x[3], atol=1e-5)  # a zero turn changes nothing
+    full_turn = augment._adjust_hue(x, torch.tensor([0.5, 0.5, -0.5, -0.5]))
+    half_back = augment._adjust_hue(full_turn, torch.tensor([0.5, 0.5, 0.5, 0.5]))
+    assert torch.allclose(half_back, x, atol=1e-5)  # two half turns: back where it started
+
+
+def test_contrast_and_saturation_keep_a_flat_grey_image() -> None:
+    flat = torch.full((4, 3, 8, 8), 0.4)
+    out = augment.color_jitter(flat, gen(), 1.0, 0.0, contrast=0.9, saturation=0.9, hue=0.0)
+    assert torch.allclose(out, flat, atol=1e-6)
+
+
+def test_eval_transform_resizes_and_normalises() -> None:
+    batch = torch.full((2, 3, 48, 48), 255, dtype=torch.uint8)
+    out = eval_transform(batch, 32, RGB_MEAN, RGB_STD)
+    assert out.dtype == torch.float32 and tuple(out.shape) == (2, 3, 32, 32)
+    assert torch.allclose(out, torch.full_like(out, 2.0), atol=1e-5)
+
+
+def test_empty_probability_lists_mean_off() -> None:
+    aug = MultiViewAugment(plain_views(blur_p=[], solarize_p=[]), 16, (0.0,), (1.0,))
+    batch = images(2, 1, 16)
+    for v in aug(batch, 3, gen()):
+        assert torch.allclose(v, batch.float() / 255, atol=1e-5)
+
+
+def test_channel_mismatch_with_normalisation_is_an_error() -> None:
+    aug = MultiViewAugment(ViewsConfig(), 16, RGB_MEAN, RGB_STD)
+    with pytest.raises(ValueError, match="1 channels"):
+        aug(images(2, 1, 16), 2, gen())  # would silently broadcast to 3 channels
