@@ -30,7 +30,7 @@ def test_pretrain_then_export(tmp_path: Path, capsys):
     with safe_open(str(out), framework="pt") as f:
         meta = f.metadata()
         assert meta["method"] == "tribyol" and meta["in_channels"] == "1"
-        assert all(not k.startswith(("fc.", "projector")) for k in f.keys())
+        assert all(not k.startswith(("fc.", "projector")) for k in f.keys())  # noqa: SIM118 (safe_open is not iterable)
     # the same run again is refused with a remedy, and exits 2
     assert main(["pretrain", "--method", "tribyol", *TINY_FLAGS, "--run-dir", str(runs)]) == 2
     assert "--resume" in capsys.readouterr().err

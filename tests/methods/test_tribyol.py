@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.methods.test_byol import make, views
 from tribyol.config import ConfigError
 from tribyol.methods.base import normalized_mse
-from tests.methods.test_byol import make, views
 
 
 def ell(m, target, a, b):
