@@ -28,7 +28,9 @@ class DataConfig:
     root: str = "data"  # where the dataset's files are (or go, with download)
     download: bool = False  # opt-in: nothing is fetched unless asked
     image_size: int | None = None  # None: the dataset's preset size
-    resize: int | None = None  # folder datasets: shorter side resized to this before crop
+    # Folder datasets are decoded to resize x resize centre crops (shorter side scaled first);
+    # views then crop from those. None: image_size * 8/7 (ImageNet's 256 for 224).
+    resize: int | None = None
     channels: int = 3  # folder datasets: 3 (RGB) or 1 (grayscale scans)
     limit: int | None = None  # use only the first N training images (quick runs, tests)
     on_device: bool = True  # hold in-memory datasets as one uint8 tensor on the device

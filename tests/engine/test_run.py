@@ -72,3 +72,24 @@ def test_existing_run_directory_is_refused(tiny):
     with pytest.raises(RunDirExistsError, match="--resume"):
         pretrain(cfg)
     pretrain(cfg, overwrite=True)
+
+
+def test_pretrain_on_a_folder_of_large_images(tiny, tmp_path):
+    from PIL import Image
+
+    rng = torch.Generator().manual_seed(0)
+    for c in ("a", "b"):
+        (tmp_path / "scans" / c).mkdir(parents=True)
+        for i in range(8):
+            pixels = torch.randint(0, 256, (96, 128), generator=rng, dtype=torch.uint8).numpy()
+            Image.fromarray(pixels, mode="L").save(tmp_path / "scans" / c / f"{i}.png")
+    cfg = tiny(
+        ("data.dataset", "folder"), ("data.root", str(tmp_path / "scans")),
+        ("data.channels", 1), ("data.image_size", 32), ("data.resize", 40),
+        ("train.batch_size", 8), ("data.limit", None),
+    )
+    run_dir = pretrain(cfg)
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 2
+    assert ckpt["hyper_parameters"]["data_info"]["channels"] == 1
+    assert ckpt["state_dict"]["method.backbone.features.0.0.weight"].shape[1] == 1

@@ -84,8 +84,9 @@ def test_convnet_width_and_channels(channels: int) -> None:
     assert tuple(build_backbone("convnet", 3, 9, width=2)(torch.randn(2, 3, 9, 9)).shape) == (2, 16)
 
 
-def test_every_registered_backbone_has_out_dim() -> None:
-    for name in BACKBONES:
+def test_every_other_registered_backbone_has_out_dim() -> None:
+    assert {"convnet", "resnet18", "resnet50"} <= set(BACKBONES)
+    for name in sorted(set(BACKBONES) - {"resnet18", "resnet50"}):  # those two: tested above
         net = build_backbone(name, 3, 16, width=4)
         net.eval()
         with torch.no_grad():

@@ -48,15 +48,24 @@ def prepare_run_dir(cfg: RunConfig, resume: bool = False, overwrite: bool = Fals
     return run_dir
 
 
+def folder_load_size(cfg: RunConfig) -> int:
+    """The side of the squares a folder dataset is decoded to (views crop from these)."""
+    from tribyol.data import get_spec
+
+    view_size = cfg.data.image_size or get_spec(cfg.data.dataset).image_size
+    return cfg.data.resize or round(view_size * 8 / 7)
+
+
 def load_pretrain_data(cfg: RunConfig) -> Any:
     d = cfg.data
+    stored = folder_load_size(cfg)
     dataset = load_split(
         d.dataset,
         d.root,
         "pretrain",
         download=d.download,
-        image_size=d.image_size or 224,
-        resize=d.resize,
+        image_size=stored,
+        resize=stored,
         channels=d.channels,
         bad_images=d.bad_images,
     )

@@ -1,0 +1,76 @@
+import csv
+import json
+
+from tribyol.cli import main
+from tribyol.report.store import append_result, read_results
+from tribyol.report.tables import build_tables, latest
+
+
+def write_store(path):
+    base = {"method": "tribyol", "backbone": "convnet", "dataset": "cifar10",
+            "pretrain_dataset": "cifar10", "metric": "top1", "seed": 0, "test_split": "test"}
+    append_result(path, {**base, "run_id": "a", "protocol": "linear", "pretrain_batch_size": 32,
+                         "value": 50.0})
+    append_result(path, {**base, "run_id": "a", "protocol": "linear", "pretrain_batch_size": 32,
+                         "value": 60.0})  # a re-run replaces the first
+    append_result(path, {**base, "run_id": "b", "protocol": "linear", "pretrain_batch_size": 64,
+                         "value": 70.0, "method": "byol"})
+    append_result(path, {**base, "run_id": "a", "protocol": "finetune", "label_fraction": 0.01,
+                         "pretrain_batch_size": 32, "value": 40.0, "test_split": "carved 0.2"})
+    append_result(path, {**base, "run_id": "a", "protocol": "transfer", "dataset": "usps",
+                         "value": 90.0})
+
+
+def test_store_records_have_every_field(tmp_path):
+    store = tmp_path / "r.jsonl"
+    write_store(store)
+    with open(store, "a") as f:
+        f.write('{"broken\n')  # a killed writer: skipped, not fatal
+    records = read_results(store)
+    assert len(records) == 5 and len(latest(records)) == 4
+    assert {"run_id", "git_commit", "time", "label_fraction", "params"} <= set(records[0])
+
+
+def test_tables_put_ours_beside_the_poster(tmp_path):
+    store = tmp_path / "r.jsonl"
+    write_store(store)
+    linear, finetune, transfer = build_tables(read_results(store))
+    md = linear.markdown()
+    assert "| TriBYOL | 60.00 / 79.09 |" in md  # C10 b32: ours (latest) / poster
+    assert "| BYOL | – / 68.67 | 70.00 / 81.47 |" in md
+    assert "40.00† / 56.60" in finetune.markdown()  # carved test split is marked
+    assert "90.00 / 96.61" in transfer.markdown()  # USPS
+    rows = list(csv.DictReader(linear.csv().splitlines()))
+    tri = next(r for r in rows if r["method"] == "TriBYOL")
+    assert float(tri["C10 b32 ours"]) == 60.0 and float(tri["C10 b32 poster"]) == 79.09
+
+
+def test_report_command_writes_tables_and_plot(tmp_path, capsys):
+    store = tmp_path / "r.jsonl"
+    write_store(store)
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(store), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "Linear evaluation by pre-training batch size" in text and "60.00 / 79.09" in text
+    assert (out / "linear.csv").exists() and (out / "runs.csv").exists()
+    assert (out / "linear_vs_batch.png").stat().st_size > 1000
+    assert "60.00 / 79.09" in capsys.readouterr().out
+    # filters narrow the records
+    assert main(["report", "--store", str(store), "--out", str(out), "--no-plots",
+                 "--filter", "method=byol"]) == 0
+    assert "60.00" not in (out / "report.md").read_text()
+
+
+def test_tsne_plot_from_cached_features(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from tribyol.report.cli import tsne_plots
+
+    feats = torch.cat([torch.randn(30, 8), torch.randn(30, 8) + 5])
+    save_file({"features": feats, "labels": torch.arange(60) // 30}, str(tmp_path / "f.safetensors"))
+    record = {"run_id": "a", "protocol": "linear", "dataset": "toy",
+              "params": {"features_file": str(tmp_path / "f.safetensors")}}
+    (path,) = tsne_plots([record], tmp_path, max_plots=2, points=40)
+    assert path.exists() and path.stat().st_size > 1000
+    assert json.dumps(record)  # records stay JSON-able
