@@ -72,7 +72,12 @@ def encoder_metadata(ckpt: dict[str, Any]) -> dict[str, str]:
     from tribyol.config import RunConfig, build_dataclass
     from tribyol.nets import uses_small_stem
 
-    hp = ckpt.get("hyper_parameters", {})
+    hp = ckpt.get("hyper_parameters") or {}
+    if "config" not in hp or "data_info" not in hp:
+        raise CheckpointError(
+            "checkpoint has no tribyol run config (hyper_parameters.config / data_info); "
+            "export needs a checkpoint written by `tribyol pretrain`"
+        )
     cfg = build_dataclass(RunConfig, hp["config"])
     info = hp["data_info"]
     m = cfg.model

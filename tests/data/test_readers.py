@@ -162,6 +162,17 @@ def test_fashionmnist_broken_debian_copy_names_both_places(
     assert str(folder) in message and "--download" in message
 
 
+@pytest.mark.skipif(not registry.DEBIAN_FASHION_MNIST.is_dir(),
+                    reason="Debian's dataset-fashion-mnist package is not installed")
+def test_real_debian_fashion_mnist_test_split(tmp_path: Path) -> None:
+    """The real files, where the package is installed: the known first labels and balance."""
+    data = load_split("fashionmnist", tmp_path / "empty", "test")
+    assert tuple(data.images.shape) == (10000, 1, 28, 28) and data.images.dtype == torch.uint8
+    assert data.labels[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]  # Zalando's test order
+    assert torch.bincount(data.labels).tolist() == [1000] * 10
+    assert data.classes[9] == "Ankle boot"
+
+
 # -- USPS ---------------------------------------------------------------------------------------
 
 
@@ -339,6 +350,22 @@ def test_missing_files_name_the_path_and_the_fix(
     assert not root.exists()  # nothing fetched or created without --download
 
 
+def test_failed_download_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.error import URLError
+
+    import torchvision.datasets.mnist as tv_mnist
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise URLError("no network")
+
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", offline)
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_split("mnist", tmp_path, "train", download=True)
+    message = str(err.value)
+    assert "--download could not fetch" in message and str(tmp_path / "MNIST" / "raw") in message
+    assert "internet" in message
+
+
 # -- scikit-learn digits ------------------------------------------------------------------------
 
 
@@ -407,6 +434,15 @@ def test_folder_reads_any_size_to_image_size(tmp_path: Path) -> None:
     assert_quadrants(images[1], tol=2)
     assert_quadrants(images[2], tol=40)  # JPEG
     assert_quadrants(images[3], tol=2)
+
+
+def test_folder_resize_then_centre_crop(tmp_path: Path) -> None:
+    big = pattern(1, 64, 48, 3, seed=17)[0]  # 48 wide, 64 high
+    save(tmp_path / "a" / "1.png", big)
+    # Shorter side already 48: no resampling, just the centre 32 x 32 (8 px off each side).
+    data = load_split("folder", tmp_path, "train", image_size=32, resize=48)
+    got = data[[0]][0][0]
+    assert torch.equal(got, torch.from_numpy(big[16:48, 8:40]).permute(2, 0, 1))
 
 
 def test_folder_grayscale_and_sixteen_bit(tmp_path: Path) -> None:

@@ -4,13 +4,14 @@ import json
 
 import pytest
 
+from tests.conftest import tiny_config
 from tribyol.cli import main
 from tribyol.engine import pretrain
 
 
-@pytest.fixture
-def run_dir(tiny):
-    return pretrain(tiny(("data.limit", 200)))
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return pretrain(tiny_config(tmp_path_factory.mktemp("pretrain"), ("data.limit", 200)))
 
 
 def test_eval_commands_append_records(run_dir, tmp_path, capsys):

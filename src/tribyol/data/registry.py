@@ -98,8 +98,9 @@ def _not_found(name: str, path: Path, err: Exception, expected: str) -> DatasetN
 def _unreadable(name: str, path: Path, err: Exception) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"{name}: the files in {path} are there but cannot be read ({err}); they are probably "
-        f"truncated or corrupt (torchvision checks their md5 sums). Pass --download to fetch "
-        f"them again (needs internet), or replace them."
+        f"truncated, corrupt or not the official files (CIFAR, SVHN and STL-10 must match "
+        f"their md5 sums). Pass --download to fetch them again (needs internet), or replace "
+        f"them."
     )
 
 
@@ -122,6 +123,12 @@ def _torchvision(cls_name: str, layout: str) -> Callable[..., TensorImages]:
             sub, files = _expected_files(cls_name, split)
             folder = root / sub if sub else root
             missing = [f for f in files if not (folder / f).is_file()]
+            if download:
+                raise DatasetNotFoundError(
+                    f"{cls_name}: --download could not fetch the files into {folder} ({err}). "
+                    f"Check the internet connection, or put {', '.join(missing or files)} "
+                    f"there by hand."
+                ) from err
             if missing:
                 raise _not_found(cls_name, folder, err, ", ".join(missing)) from err
             raise _unreadable(cls_name, folder, err) from err

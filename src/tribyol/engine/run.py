@@ -77,12 +77,26 @@ def load_pretrain_data(cfg: RunConfig) -> Any:
 
 
 class PretrainData(L.LightningDataModule):
-    """Serves the pre-training set, moved onto the training device when it fits in memory."""
+    """Serves the pre-training set, moved onto the training device when it fits in memory.
+
+    The loader's position (epoch, batches done) travels in the datamodule's checkpoint state.
+    Lightning's own stateful-loader restore does not reach it: ``configure_optimizers`` asks for
+    ``estimated_stepping_batches``, which builds the loader before the loop state is restored,
+    so a mid-epoch resume would silently restart the epoch. The datamodule state is restored
+    first, and every loader built afterwards starts where the checkpoint left off.
+    """
 
     def __init__(self, cfg: RunConfig, dataset: Any) -> None:
         super().__init__()
         self.cfg, self.dataset = cfg, dataset
         self.loader: BatchLoader | None = None
+        self._resume_state: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loader": self.loader.state_dict()} if self.loader is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume_state = state.get("loader")
 
     def setup(self, stage: str) -> None:
         if isinstance(self.dataset, TensorImages) and self.cfg.data.on_device:
@@ -95,6 +109,8 @@ class PretrainData(L.LightningDataModule):
         )
         pin = torch.cuda.is_available() and not isinstance(self.dataset, TensorImages)
         self.loader = BatchLoader(self.dataset, sampler, self.cfg.data.num_workers, pin)
+        if self._resume_state is not None:
+            self.loader.load_state_dict(self._resume_state)
         return self.loader
 
 

@@ -71,12 +71,23 @@ def grayscale(x: Tensor) -> Tensor:
     return (LUMA[0] * r + LUMA[1] * gch + LUMA[2] * bch).unsqueeze(1)
 
 
+_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+_YIQ_CACHE: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+
+def _yiq_matrices(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """RGB->YIQ and its inverse on ``device``, built once: a host->device copy or a
+    ``linalg.inv`` (which checks for singularity on the host) every call would stall a GPU."""
+    key = (device, dtype)
+    if key not in _YIQ_CACHE:
+        to_yiq = torch.tensor(_YIQ, dtype=torch.float64)
+        _YIQ_CACHE[key] = (to_yiq.to(device, dtype), torch.linalg.inv(to_yiq).to(device, dtype))
+    return _YIQ_CACHE[key]
+
+
 def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     """Rotate the chroma plane in YIQ by ``2 * pi * shift`` (per sample, shift in [-0.5, 0.5])."""
-    to_yiq = x.new_tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]
-    )
-    from_yiq = torch.linalg.inv(to_yiq)
+    to_yiq, from_yiq = _yiq_matrices(x.device, x.dtype)
     angle = 2 * math.pi * shift
     cos, sin = torch.cos(angle), torch.sin(angle)
     rot = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)

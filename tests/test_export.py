@@ -1,0 +1,168 @@
+"""Export round trip: run -> ``tribyol export`` -> safetensors -> a plain torchvision ResNet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from tribyol.cli import main
+from tribyol.config import RunConfig, to_dict
+from tribyol.engine.callbacks import CHECKPOINT_NAME
+from tribyol.export import BACKBONE_PREFIX, CheckpointError, load_checkpoint, load_encoder
+from tribyol.nets import build_backbone
+
+
+def scramble(net: nn.Module, seed: int) -> None:
+    """Random weights *and* BatchNorm statistics, so a wrong stem or stale stats shows up."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if p.ndim == 1 else 0.0))
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+def write_run(run_dir: Path, state_dict: dict[str, torch.Tensor],
+              hyper_parameters: dict[str, Any]) -> Path:
+    """A run directory whose last.ckpt holds what Lightning writes for these two keys."""
+    ckpt = run_dir / "checkpoints" / CHECKPOINT_NAME
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"state_dict": state_dict, "hyper_parameters": hyper_parameters,
+                "epoch": 0, "global_step": 1}, ckpt)
+    return run_dir
+
+
+def export(run: Path, out: Path) -> dict[str, str]:
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    with safe_open(str(out), framework="pt") as f:
+        return dict(f.metadata())
+
+
+def plain_torchvision_resnet18(meta: dict[str, str]) -> nn.Module:
+    """torchvision's own resnet18, with only the stem swap the export metadata describes."""
+    net = torchvision.models.resnet18()
+    channels = int(meta["in_channels"])
+    if meta["small_stem"] == "true":
+        net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif channels != 3:
+        net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return net
+
+
+def load_into_torchvision(out: Path, net: nn.Module) -> nn.Module:
+    result = net.load_state_dict(load_file(str(out)), strict=False)
+    assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"]
+    assert result.unexpected_keys == []
+    net.fc = nn.Identity()  # features, as the encoder gives them
+    return net.eval()
+
+
+def test_export_of_a_resnet18_run_loads_into_torchvision(tiny, tmp_path: Path) -> None:
+    """A 16 px, 1-channel digits run: small stem, one input channel."""
+    from tribyol.engine.module import PretrainModule, build_encoder, data_info_for
+    from tribyol.engine.run import load_pretrain_data, run_name
+
+    cfg: RunConfig = tiny(("model.backbone", "resnet18"), ("data.limit", 8))
+    info = data_info_for(cfg, load_pretrain_data(cfg))
+    assert (info.channels, info.image_size) == (1, 16)
+    # The real module, so parameter names and hyper-parameters are exactly a run's; a full
+    # Lightning run writes these same two entries but takes ~10 s for a resnet18.
+    module = PretrainModule(to_dict(cfg), vars(info))
+    scramble(module.method.backbone, seed=1)
+    run = write_run(Path(cfg.run_dir) / run_name(cfg), module.state_dict(),
+                    dict(module.hparams))
+
+    meta = export(run, tmp_path / "x.safetensors")
+    assert meta["format"] == "tribyol-encoder-v1" and meta["backbone"] == "resnet18"
+    assert (meta["in_channels"], meta["image_size"], meta["small_stem"]) == ("1", "16", "true")
+    assert meta["mean"] == "0.3" and meta["std"] == "0.35" and meta["dataset"] == "digits"
+
+    net = load_into_torchvision(tmp_path / "x.safetensors", plain_torchvision_resnet18(meta))
+    encoder = module.method.backbone.eval()
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = encoder(x)
+        assert torch.allclose(net(x), expected, atol=1e-5)
+        # And the same encoder comes back from the run directory and from the export.
+        for source in (run, tmp_path / "x.safetensors"):
+            loaded, _ = load_encoder(source)
+            assert torch.allclose(loaded.eval()(x), expected, atol=1e-5)
+        fresh = build_encoder(cfg, info).eval()
+        assert not torch.allclose(fresh(x), expected, atol=1e-3)  # the weights matter
+
+
+def test_export_at_224px_rgb_loads_into_unmodified_torchvision(tiny, tmp_path: Path) -> None:
+    cfg: RunConfig = tiny(("model.backbone", "resnet18"), ("data.image_size", 224))
+    encoder = build_backbone("resnet18", in_channels=3, image_size=224)
+    scramble(encoder, seed=2)
+    info = {"channels": 3, "image_size": 224, "num_classes": 10, "num_train_images": 64,
+            "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    state = {BACKBONE_PREFIX + k: v for k, v in encoder.state_dict().items()}
+    state["method.projector.0.weight"] = torch.zeros(2, 2)  # not part of the encoder
+    ckpt = write_run(tmp_path / "run", state, {"config": to_dict(cfg), "data_info": info})
+    ckpt = ckpt / "checkpoints" / CHECKPOINT_NAME
+
+    meta = export(ckpt, tmp_path / "rgb.safetensors")  # a .ckpt file works as well as a run
+    assert (meta["in_channels"], meta["image_size"], meta["small_stem"]) == ("3", "224", "false")
+
+    net = load_into_torchvision(tmp_path / "rgb.safetensors", torchvision.models.resnet18())
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(net(x), encoder.eval()(x), atol=1e-5)
+
+
+def test_export_of_a_real_run(tiny, tmp_path: Path) -> None:
+    """The whole path with the real Trainer's checkpoint (a tiny ConvNet, a few steps)."""
+    from tribyol.engine import pretrain
+
+    run = pretrain(tiny(("train.max_steps", 2)))
+    ckpt = load_checkpoint(run / "checkpoints" / CHECKPOINT_NAME)
+    meta = export(run, tmp_path / "convnet.safetensors")
+    assert (meta["backbone"], meta["width"], meta["in_channels"]) == ("convnet", "8", "1")
+    assert meta["method"] == "tribyol" and meta["epochs"] == "1"
+
+    exported = load_file(str(tmp_path / "convnet.safetensors"))
+    in_ckpt = {k[len(BACKBONE_PREFIX):]: v for k, v in ckpt["state_dict"].items()
+               if k.startswith(BACKBONE_PREFIX)}
+    assert exported.keys() == in_ckpt.keys()
+    assert all(torch.equal(exported[k], in_ckpt[k]) for k in exported)
+    encoder, _ = load_encoder(tmp_path / "convnet.safetensors")
+    reference = build_backbone("convnet", 1, 16, width=8)
+    reference.load_state_dict(in_ckpt)
+    x = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(encoder.eval()(x), reference.eval()(x), atol=1e-6)
+
+
+def test_export_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert str(tmp_path / "nope") in capsys.readouterr().err
+    (tmp_path / "empty_run").mkdir()
+    assert main(["export", str(tmp_path / "empty_run"), "--out", str(tmp_path / "y")]) == 2
+    assert "checkpoints/last.ckpt" in capsys.readouterr().err
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="broken.ckpt"):
+        load_checkpoint(broken)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {BACKBONE_PREFIX + "w": torch.zeros(1)}}, foreign)
+    try:  # a CheckpointError, or exit code 2 should the CLI report it as a plain error
+        code = main(["export", str(foreign), "--out", str(tmp_path / "z.safetensors")])
+    except CheckpointError as err:
+        message = str(err)
+    else:
+        assert code == 2
+        message = capsys.readouterr().err
+    assert "tribyol pretrain" in message
+    assert not (tmp_path / "x.safetensors").exists()
+    assert not (tmp_path / "z.safetensors").exists()
