@@ -147,15 +147,30 @@ class StepTimer(L.Callback):
         return [b - a for a, b in itertools.pairwise(self.ends)]
 
 
+def is_kernel(event: Any) -> bool:
+    """A GPU kernel/copy, not a range annotation: Lightning runs forward and backward inside
+    ``optimizer.step(closure)``, so the "Optimizer.step" annotation spans the whole step."""
+    if event.device_type != torch.autograd.DeviceType.CUDA:
+        return False
+    if getattr(event, "is_user_annotation", False):
+        return False
+    return "#" not in event.name and not event.name.startswith(("ProfilerStep", "Optimizer."))
+
+
 class GpuBusy(L.Callback):
-    """Fraction of wall time the GPU runs kernels, over ``steps`` steps under torch.profiler."""
+    """GPU kernel time per step, over ``steps`` steps under torch.profiler.
+
+    The busy fraction is this kernel time over the median step time measured *without* the
+    profiler (the profiler's own CPU overhead would otherwise inflate the wall time).
+    """
 
     def __init__(self, start_step: int, steps: int) -> None:
         self.start_step, self.steps = start_step, steps
         self.seen = 0
-        self.busy: float | None = None
+        self.kernel_ms: float | None = None  # merged kernel intervals, ms per step
+        self.top_kernels: list[tuple[str, float]] = []  # (name, ms per step), largest first
+        self.launches: float | None = None  # kernels launched per step
         self._prof: Any = None
-        self._t0 = 0.0
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if self.seen == self.start_step:
@@ -164,32 +179,31 @@ class GpuBusy(L.Callback):
             torch.cuda.synchronize()
             self._prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
             self._prof.__enter__()
-            self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self.seen += 1
         if self._prof is not None and self.seen == self.start_step + self.steps:
             torch.cuda.synchronize()
-            wall = time.perf_counter() - self._t0
             self._prof.__exit__(None, None, None)
-            kernels = [
-                e for e in self._prof.events()
-                if e.device_type == torch.autograd.DeviceType.CUDA
-            ]
+            kernels = [e for e in self._prof.events() if is_kernel(e)]
+            self._prof = None
             # Merge kernel intervals so that overlapping kernels are not counted twice.
             spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)
-            busy_us, cur_s, cur_e = 0.0, None, None
+            busy_us, cur_s, cur_e = 0.0, 0.0, None
             for s, e in spans:
                 if cur_e is None or s > cur_e:
-                    if cur_e is not None:
-                        busy_us += cur_e - cur_s
+                    busy_us += 0.0 if cur_e is None else cur_e - cur_s
                     cur_s, cur_e = s, e
                 else:
                     cur_e = max(cur_e, e)
-            if cur_e is not None:
-                busy_us += cur_e - cur_s
-            self.busy = busy_us / 1e6 / max(wall, 1e-9)
-            self._prof = None
+            busy_us += 0.0 if cur_e is None else cur_e - cur_s
+            self.kernel_ms = busy_us / 1e3 / self.steps
+            per_name: dict[str, float] = {}
+            for e in kernels:
+                per_name[e.name] = per_name.get(e.name, 0.0) + e.time_range.elapsed_us()
+            top = sorted(per_name.items(), key=lambda kv: -kv[1])[:12]
+            self.top_kernels = [(name[:90], us / 1e3 / self.steps) for name, us in top]
+            self.launches = len(kernels) / self.steps
 
 
 @dataclass
@@ -203,7 +217,9 @@ class Case:
     module: PretrainModule | None = None
     times: list[float] = field(default_factory=list)
     peak_mem_mb: float = 0.0
-    gpu_busy: float | None = None
+    kernel_ms: float | None = None
+    launches: float | None = None
+    top_kernels: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
 
 
@@ -239,30 +255,20 @@ def make_config(args: argparse.Namespace, method: str, backbone: str, batch: int
     return load_config(None, overrides)
 
 
-def fit_round(case: Case, dataset: Any, args: argparse.Namespace, workdir: Path) -> None:
-    """One short fit of ``warmup + steps`` steps; appends the timed step times to ``case``."""
+def make_trainer(args: argparse.Namespace, precision: str, steps: int,
+                 callbacks: list[L.Callback], log_every: int, workdir: Path) -> L.Trainer:
+    """The Trainer every timed fit uses (also the peer comparison's), logging to CSV."""
     from lightning.pytorch.loggers import CSVLogger
 
-    cfg = case.cfg
-    if case.module is None:
-        info = data_info_for(cfg, dataset)
-        case.module = PretrainModule(to_dict(cfg), vars(info))
-    timer = StepTimer(args.device)
-    callbacks: list[L.Callback] = [timer]
-    busy = None
-    if args.gpu_busy and args.device.type == "cuda" and case.gpu_busy is None:
-        busy = GpuBusy(args.warmup, args.gpu_busy)
-        callbacks.append(busy)
-    steps = args.warmup + args.steps + (args.gpu_busy if busy else 0)
-    trainer = L.Trainer(
+    return L.Trainer(
         max_steps=steps,
         max_epochs=-1,
         accelerator="gpu" if args.device.type == "cuda" else "cpu",
         devices=1,
-        precision=resolve_precision(cfg),
+        precision=precision,
         # Logging is part of the step; a fresh folder per fit.
         logger=CSVLogger(str(workdir), name="", version=f"fit{next(_FITS)}"),
-        log_every_n_steps=cfg.train.log_every_steps,
+        log_every_n_steps=log_every,
         callbacks=callbacks,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -270,7 +276,25 @@ def fit_round(case: Case, dataset: Any, args: argparse.Namespace, workdir: Path)
         num_sanity_val_steps=0,
         limit_val_batches=0,
         use_distributed_sampler=False,
+        benchmark=getattr(args, "cudnn_benchmark", False) or None,
     )
+
+
+def fit_round(case: Case, dataset: Any, args: argparse.Namespace, workdir: Path) -> None:
+    """One short fit of ``warmup + steps`` steps; appends the timed step times to ``case``."""
+    cfg = case.cfg
+    if case.module is None:
+        info = data_info_for(cfg, dataset)
+        case.module = PretrainModule(to_dict(cfg), vars(info))
+    timer = StepTimer(args.device)
+    callbacks: list[L.Callback] = [timer]
+    busy = None
+    if args.gpu_busy and args.device.type == "cuda" and case.kernel_ms is None:
+        busy = GpuBusy(args.warmup, args.gpu_busy)
+        callbacks.append(busy)
+    steps = args.warmup + args.steps + (args.gpu_busy if busy else 0)
+    trainer = make_trainer(args, resolve_precision(cfg), steps, callbacks, cfg.train.log_every_steps,
+                           workdir)
     if args.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(args.device)
     with RSSSampler() as rss:
@@ -282,8 +306,15 @@ def fit_round(case: Case, dataset: Any, args: argparse.Namespace, workdir: Path)
     else:
         peak = (rss.peak - rss.start) / 2**20
     case.peak_mem_mb = max(case.peak_mem_mb, peak)
-    if busy is not None and busy.busy is not None:
-        case.gpu_busy = busy.busy
+    if busy is not None and busy.kernel_ms is not None:
+        case.kernel_ms, case.launches = busy.kernel_ms, busy.launches
+        case.top_kernels = busy.top_kernels
+        if args.show_kernels:
+            print(f"   {case.method}/{case.variant} b{case.batch}: kernels {busy.kernel_ms:.2f} ms "
+                  f"and {busy.launches:.0f} launches per step; top kernels, ms per step:",
+                  file=sys.stderr)
+            for name, ms in busy.top_kernels:
+                print(f"      {ms:8.3f}  {name}", file=sys.stderr)
 
 
 def summarise(cases: list[Case]) -> list[dict[str, Any]]:
@@ -310,8 +341,11 @@ def summarise(cases: list[Case]) -> list[dict[str, Any]]:
             )
             base = ref.get((c.backbone, c.batch, c.precision))
             row["cost_vs_byol"] = med / base if base else None
-            if c.gpu_busy is not None:
-                row["gpu_busy"] = c.gpu_busy
+            if c.kernel_ms is not None:
+                row["gpu_kernel_ms_per_step"] = c.kernel_ms
+                row["gpu_launches_per_step"] = c.launches
+                row["gpu_busy"] = c.kernel_ms / (1e3 * med)
+                row["top_kernels_ms_per_step"] = c.top_kernels
         if c.error:
             row["error"] = c.error
         rows.append(row)
@@ -320,19 +354,20 @@ def summarise(cases: list[Case]) -> list[dict[str, Any]]:
 
 def print_table(rows: list[dict[str, Any]], file: Any = sys.stdout) -> None:
     head = ("method", "backbone", "batch", "prec", "variant", "img/s", "ms/step", "IQR ms",
-            "cost/BYOL", "peak MB", "GPU busy")
+            "cost/BYOL", "peak MB", "kernel ms", "GPU busy")
     print("| " + " | ".join(head) + " |", file=file)
     print("|" + "---|" * len(head), file=file)
     for r in rows:
         if "images_per_s" not in r:
             print(f"| {r['method']} | {r['backbone']} | {r['batch']} | {r['precision']} | "
-                  f"{r['variant']} | error: {r.get('error', '')[:60]} |" + " |" * 5, file=file)
+                  f"{r['variant']} | error: {r.get('error', '')[:60]} |" + " |" * 6, file=file)
             continue
         cost = f"{r['cost_vs_byol']:.3f}" if r.get("cost_vs_byol") else "-"
         busy = f"{100 * r['gpu_busy']:.0f} %" if r.get("gpu_busy") is not None else "-"
+        kms = f"{r['gpu_kernel_ms_per_step']:.1f}" if r.get("gpu_kernel_ms_per_step") else "-"
         print(f"| {r['method']} | {r['backbone']} | {r['batch']} | {r['precision']} | "
               f"{r['variant']} | {r['images_per_s']:.1f} | {r['ms_per_step']:.1f} | "
-              f"{r['iqr_ms']:.1f} | {cost} | {r['peak_mem_mb']:.0f} | {busy} |", file=file)
+              f"{r['iqr_ms']:.1f} | {cost} | {r['peak_mem_mb']:.0f} | {kms} | {busy} |", file=file)
 
 
 def csv_list(text: str) -> list[str]:
@@ -360,6 +395,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-probe", action="store_true", help="turn the online linear probe off")
     p.add_argument("--gpu-busy", type=int, default=0,
                    help="CUDA: profile this many extra steps once per config for the busy fraction")
+    p.add_argument("--show-kernels", action="store_true", help="with --gpu-busy: print top kernels")
+    p.add_argument("--cudnn-benchmark", action="store_true",
+                   help="let cuDNN time its algorithms per shape (Trainer(benchmark=True))")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra config override")
     p.add_argument("--out", default="benchmarks/out/throughput.json")
     args = p.parse_args(argv)

@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-dir", default="runs/baselines_fmnist", help="parent of the run directories")
     p.add_argument("--out", default="experiments/baselines_fmnist.md", help="Markdown table file")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
-    p.add_argument("--limit", type=int, default=4096, help="pre-training images (first N)")
+    p.add_argument("--limit", type=int, default=2048, help="pre-training images (first N)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--probe-train", type=int, default=5000, help="labelled train images for the probe")
@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every method, e.g. optim.lr=0.05")
-    p.add_argument("--overwrite", action="store_true", help="re-run methods whose run exists")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming existing runs")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     return p.parse_args(argv)
 
 
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     methods = [m for m in args.methods.split(",") if m]
+    if args.threads > 0:  # one thread per process runs faster on a CPU shared with other jobs
+        torch.set_num_threads(args.threads)
     spec = get_spec("fashionmnist")
     train = load_split("fashionmnist", args.data_root, "train")
     test = load_split("fashionmnist", args.data_root, "test")
@@ -99,10 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:
         cfg = config_for(args, method)
         start = time.time()
-        run = Path(cfg.run_dir) / method
-        done = (run / "checkpoints" / "last.ckpt").exists() and not args.overwrite
-        if not done:
-            run = pretrain(cfg, overwrite=True)
+        # An existing run is resumed (a finished one returns at once) unless --overwrite.
+        resume = (Path(cfg.run_dir) / method / "checkpoints" / "last.ckpt").exists()
+        run = pretrain(cfg, resume=resume and not args.overwrite, overwrite=args.overwrite or not resume)
         seconds = time.time() - start
         encoder, _ = load_encoder(run)
         rows.append((method, probe(encoder), last_z_std(run), seconds))

@@ -12,7 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tribyol.config import ConfigError, load_config
+from tribyol.config import load_config
+from tribyol.errors import USER_ERRORS
 
 # Modules that add their own sub-commands; a missing one is skipped.
 COMMAND_MODULES = ("tribyol.eval.cli", "tribyol.report.cli")
@@ -138,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, FileExistsError) as err:
+    except USER_ERRORS as err:
+        # Errors the user can fix get one line naming the problem and the remedy, no traceback.
         print(f"error: {err}", file=sys.stderr)
         return 2
 

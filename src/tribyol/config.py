@@ -119,6 +119,9 @@ class RunConfig:
     name: str | None = None  # run directory name; None: derived from method/backbone/batch
 
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
 def _closest(key: str, options: typing.Iterable[str]) -> str:
     match = difflib.get_close_matches(key, list(options), n=1, cutoff=0.0)
     return f" Did you mean '{match[0]}'?" if match else ""
@@ -192,7 +195,10 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
         elif key == "method" and cls is RunConfig:
             if isinstance(value, str):
                 value = {"name": value}
-            kwargs[key] = dict(value)
+            if not isinstance(value, dict):
+                raise ConfigError(f"method: expected a name or a mapping, got {value!r}")
+            # `--set method.tau=0.99` alone must not drop the default method's name.
+            kwargs[key] = {"name": RunConfig().method["name"], **value}
         else:
             kwargs[key] = _coerce(value, hint, path)
     return cls(**kwargs)
@@ -281,7 +287,27 @@ def validate(cfg: RunConfig) -> None:
         t.precision in ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true"),
         f"train.precision '{t.precision}' is not one of auto, bf16-mixed, 16-mixed, 32",
     )
+    check(t.max_steps == -1 or t.max_steps >= 1,
+          f"train.max_steps must be -1 (off) or >= 1, got {t.max_steps}")
+    check(t.ckpt_every_steps >= 0,
+          f"train.ckpt_every_steps must be >= 0 (0: per epoch), got {t.ckpt_every_steps}")
+    check(t.log_every_steps >= 1, f"train.log_every_steps must be >= 1, got {t.log_every_steps}")
+    check(t.num_nodes >= 1, f"train.num_nodes must be >= 1, got {t.num_nodes}")
+    check(t.knn_every_epochs >= 0 and t.knn_k >= 1, "train.knn_every_epochs must be >= 0, train.knn_k >= 1")
+    check(
+        t.accelerator in ACCELERATORS,
+        f"train.accelerator '{t.accelerator}' is not one of {', '.join(ACCELERATORS)}",
+    )
+    devices = str(t.devices).strip()
+    check(
+        devices == "auto" or devices.lstrip("-").isdigit() and (int(devices) >= 1 or int(devices) == -1)
+        or isinstance(t.devices, (list, tuple)) or "," in devices,
+        f"train.devices must be auto, a count >= 1, -1 (all) or a list of ids, got {t.devices!r}",
+    )
     check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+    check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    check(0.0 <= o.momentum < 1.0, f"optim.momentum must be in [0, 1), got {o.momentum}")
+    check(o.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {o.warmup_epochs}")
     check(o.name in ("sgd", "adamw", "lars"), f"optim.name '{o.name}' is not sgd, adamw or lars")
     check(o.schedule in ("cosine", "constant"), f"optim.schedule '{o.schedule}' unknown")
     check(
@@ -291,14 +317,23 @@ def validate(cfg: RunConfig) -> None:
     )
     check(d.image_size is None or d.image_size >= 8, "data.image_size must be >= 8")
     check(0.0 <= d.monitor_fraction < 1.0, "data.monitor_fraction must be in [0, 1)")
-    check(d.bad_images in ("skip", "error"), "data.bad_images must be 'skip' or 'error'")
+    check(d.bad_images in ("skip", "error"),
+          f"data.bad_images must be 'skip' or 'error', got {d.bad_images!r}")
+    check(d.limit is None or d.limit >= 1, f"data.limit must be >= 1 (or null: all), got {d.limit}")
+    check(d.channels in (1, 3), f"data.channels must be 1 or 3, got {d.channels}")
+    check(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
+    check(d.resize is None or d.resize >= 8, f"data.resize must be >= 8 (or null), got {d.resize}")
     check(
         m.backbone in BACKBONES,
         f"unknown backbone '{m.backbone}'.{_closest(m.backbone, BACKBONES)} "
         f"Known: {', '.join(sorted(BACKBONES))}",
     )
     check(m.hidden_dim >= 1 and m.proj_dim >= 1, "model.hidden_dim and proj_dim must be >= 1")
+    check(m.width >= 1, f"model.width must be >= 1, got {m.width}")
+    for name in ("crop_scale", "crop_ratio", "blur_sigma"):
+        check(len(getattr(v, name)) == 2, f"views.{name} must be two numbers [low, high]")
     check(0 < v.crop_scale[0] <= v.crop_scale[1] <= 1, "views.crop_scale must be 0 < a <= b <= 1")
+    check(0 < v.crop_ratio[0] <= v.crop_ratio[1], "views.crop_ratio must be 0 < a <= b")
     for name in ("flip_p", "jitter_p", "grayscale_p"):
         p = getattr(v, name)
         check(0.0 <= p <= 1.0, f"views.{name} must be in [0, 1], got {p}")

@@ -15,12 +15,9 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from tribyol.engine.callbacks import CHECKPOINT_NAME, PREVIOUS_NAME
+from tribyol.errors import CheckpointError
 
 BACKBONE_PREFIX = "method.backbone."
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, truncated or not ours."""
 
 
 def find_checkpoint(source: str | Path) -> Path:

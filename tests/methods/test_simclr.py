@@ -79,7 +79,7 @@ def test_ddp_gathers_negatives_and_gradients_from_all_ranks():
     procs = [ctx.Process(target=_ddp_worker, args=(r, world, port, z1, z2, queue)) for r in range(world)]
     for p in procs:
         p.start()
-    results = sorted(queue.get(timeout=120) for _ in range(world))
+    results = sorted(queue.get(timeout=240) for _ in range(world))  # slow on a busy CPU
     for p in procs:
         p.join(timeout=60)
     # The global loss is the mean of the ranks' losses; DDP averages gradients over ranks, so a

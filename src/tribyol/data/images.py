@@ -15,16 +15,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from tribyol.errors import BadImageError
+
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
-
-
-class BadImageError(RuntimeError):
-    """An image file that cannot be decoded."""
 
 
 class TensorImages(Dataset):

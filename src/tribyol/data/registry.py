@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tribyol.data.images import FolderImages, TensorImages
+from tribyol.errors import DatasetNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,6 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Per-dataset view presets, applied under the user's own ``views`` settings.
 DIGIT_VIEWS = {"crop_scale": [0.25, 1.0], "flip_p": 0.0}  # flips change a digit's meaning
 GRAY_SMALL_VIEWS = {"crop_scale": [0.25, 1.0]}  # 28 px: an 8 % crop keeps too little
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The dataset's files are not where we looked; the message names the path and the fix."""
 
 
 @dataclass(frozen=True)

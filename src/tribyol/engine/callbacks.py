@@ -50,7 +50,7 @@ class AtomicCheckpoint(L.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         final = self.dirpath / CHECKPOINT_NAME
         tmp = self.dirpath / f".{CHECKPOINT_NAME}.tmp"
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state: optimizer, loops, RNG
         if trainer.is_global_zero:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
@@ -59,6 +59,11 @@ class AtomicCheckpoint(L.Callback):
             os.replace(tmp, final)
             _fsync_dir(self.dirpath)
         trainer.strategy.barrier("atomic-checkpoint")
+        self._last_saved_step = trainer.global_step
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # A resumed run already has this step on disk; saving it again after the first
+        # micro-batch of an accumulation window would record a half-consumed window.
         self._last_saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:

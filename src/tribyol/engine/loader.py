@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from tribyol.config import ConfigError
 from tribyol.data import TensorImages
 
 
@@ -32,7 +33,7 @@ class EpochBatches:
         shuffle: bool = True,
     ) -> None:
         if num_items < batch_size * world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"{num_items} images are fewer than one batch of {batch_size} per rank x "
                 f"{world_size} ranks; lower the batch size or add data"
             )

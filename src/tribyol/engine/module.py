@@ -13,13 +13,10 @@ from torch import Tensor, nn
 from tribyol.config import RunConfig, build_dataclass
 from tribyol.data import get_spec
 from tribyol.engine.optim import build_optimizer, lr_lambda
+from tribyol.errors import NonFiniteLossError
 from tribyol.methods import MethodContext, resolve_options
 from tribyol.nets import build_backbone
 from tribyol.views import MultiViewAugment
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss or a weight became NaN/Inf; the message names the step and the tensor."""
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,18 +12,21 @@ import lightning as L
 import torch
 import yaml
 
-from tribyol.config import RunConfig, to_dict
+from tribyol.config import ConfigError, RunConfig, to_dict
 from tribyol.data import TensorImages, load_split
-from tribyol.engine.callbacks import CHECKPOINT_NAME, AtomicCheckpoint, RNGState, Throughput
+from tribyol.engine.callbacks import (
+    CHECKPOINT_NAME,
+    PREVIOUS_NAME,
+    AtomicCheckpoint,
+    RNGState,
+    Throughput,
+)
 from tribyol.engine.loader import BatchLoader, EpochBatches
 from tribyol.engine.module import PretrainModule, data_info_for
 from tribyol.engine.monitor import knn_monitor
+from tribyol.errors import RunDirExistsError
 
 log = logging.getLogger(__name__)
-
-
-class RunDirExistsError(FileExistsError):
-    """A run directory is already there and neither resume nor overwrite was asked for."""
 
 
 def run_name(cfg: RunConfig) -> str:
@@ -32,8 +36,21 @@ def run_name(cfg: RunConfig) -> str:
     return cfg.name or f"{cfg.method['name']}_{cfg.model.backbone}_{batch}_e{t.epochs}_{cfg.data.dataset}"
 
 
+def is_secondary_rank() -> bool:
+    """True in a DDP process other than global rank 0 (launched by Lightning, torchrun or SLURM).
+
+    Lightning's DDP launcher re-runs the whole command for ranks 1..N-1, after rank 0 has made
+    the run directory: those must neither refuse it as existing nor delete it for --overwrite.
+    """
+    return any(os.environ.get(k, "0") not in ("", "0") for k in
+               ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def prepare_run_dir(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Path:
     run_dir = Path(cfg.run_dir) / run_name(cfg)
+    if is_secondary_rank():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
             shutil.rmtree(run_dir)
@@ -43,9 +60,53 @@ def prepare_run_dir(cfg: RunConfig, resume: bool = False, overwrite: bool = Fals
                 f"--overwrite to replace it, or --name to start a new one."
             )
     elif resume:
-        raise FileNotFoundError(f"--resume given but {run_dir} does not exist; drop --resume")
+        raise FileNotFoundError(
+            f"--resume given but {run_dir} does not exist or is empty; drop --resume to start "
+            f"a new run, or check --run-dir/--name"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def select_resume_checkpoint(run_dir: Path) -> Path | None:
+    """The newest readable checkpoint of a run: ``last.ckpt``, else ``previous.ckpt``.
+
+    Each candidate is fully read with ``torch.load(weights_only=True)`` (so a pickle carrying
+    code is refused, not run). A broken ``last.ckpt`` is moved aside to ``last.ckpt.corrupt``,
+    so that the next save does not rotate it over the good ``previous.ckpt``. Raises
+    ``CheckpointError`` when checkpoints exist but none can be read; ``None`` when there are none.
+    """
+    from tribyol.export import CheckpointError, load_checkpoint
+
+    folder = run_dir / "checkpoints"
+    last, previous = folder / CHECKPOINT_NAME, folder / PREVIOUS_NAME
+    errors = []
+    for path in (last, previous):
+        if not path.exists():
+            continue
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as err:
+            errors.append(str(err))
+            log.error("%s", err)
+            continue
+        if "loops" not in ckpt or "optimizer_states" not in ckpt:
+            errors.append(f"{path} holds weights only (no loop/optimizer state); cannot resume")
+            log.error("%s", errors[-1])
+            continue
+        if path == previous and last.exists():
+            if not is_secondary_rank():
+                os.replace(last, folder / f"{CHECKPOINT_NAME}.corrupt")
+            log.warning("last.ckpt is unreadable (kept as %s.corrupt); resuming from %s",
+                        CHECKPOINT_NAME, path)
+        log.info("resuming from %s (step %s)", path, ckpt.get("global_step"))
+        return path
+    if errors:
+        raise CheckpointError(
+            "no readable checkpoint to resume from: " + " | ".join(errors)
+            + " Start again with --overwrite, or restore a checkpoint from a backup."
+        )
+    return None
 
 
 def folder_load_size(cfg: RunConfig) -> int:
@@ -196,22 +257,31 @@ def pretrain(
 ) -> Path:
     """Run (or resume) a pre-training; returns the run directory."""
     run_dir = prepare_run_dir(cfg, resume, overwrite)
-    ckpt = run_dir / "checkpoints" / CHECKPOINT_NAME
+    ckpt = None
     if resume:
         saved = run_dir / "config.yaml"
         if saved.exists() and yaml.safe_load(saved.read_text()) != to_dict(cfg):
             log.warning("resuming with a config that differs from %s; the new one is used", saved)
+        ckpt = select_resume_checkpoint(run_dir)
+        if ckpt is None:
+            log.warning("%s has no checkpoint yet; starting from step 0", run_dir)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     dataset = load_pretrain_data(cfg)
+    if len(dataset) < cfg.train.batch_size:  # fail before the run directory gets any files
+        raise ConfigError(
+            f"{len(dataset)} training images are fewer than one batch of {cfg.train.batch_size}; "
+            "lower train.batch_size or add data"
+        )
     dataset, monitors = knn_monitor(cfg, dataset)  # holds out data.monitor_fraction, if on
     info = data_info_for(cfg, dataset)
     module = PretrainModule(to_dict(cfg), vars(info))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if not is_secondary_rank():
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     trainer = build_trainer(cfg, run_dir, [*monitors, *(extra_callbacks or [])])
     trainer.fit(
         module,
         datamodule=PretrainData(cfg, dataset),
-        ckpt_path=str(ckpt) if resume and ckpt.exists() else None,
+        ckpt_path=str(ckpt) if ckpt is not None else None,
         weights_only=True,
     )
     return run_dir

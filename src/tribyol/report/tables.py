@@ -49,7 +49,9 @@ class Table:
 
     def methods(self) -> list[str]:
         known = [m for m in paper.METHOD_NAMES if m in self.ours or m in self.poster]
-        return known + sorted(set(self.ours) - set(known))
+        rank = {m: i for i, m in enumerate(paper.METHOD_NAMES)}
+        extra = sorted(set(self.ours) - set(known), key=lambda k: (rank.get(k.split("|")[0], 99), k))
+        return known + extra
 
     def cells(self, method: str, col: tuple[str, Any]) -> tuple[Cell, float | None]:
         return self.ours.get(method, {}).get(col, Cell()), self.poster.get(method, {}).get(col)
@@ -63,7 +65,7 @@ class Table:
             for col in self.columns:
                 ours, theirs = self.cells(method, col)
                 row.append(f"{ours.text()} / {'–' if theirs is None else f'{theirs:.2f}'}")
-            lines.append(f"| {paper.method_name(method)} | " + " | ".join(row) + " |")
+            lines.append(f"| {row_name(method)} | " + " | ".join(row) + " |")
         if self.note:
             lines += ["", self.note]
         return "\n".join(lines)
@@ -77,13 +79,20 @@ class Table:
             header += [f"{label} ours", f"{label} ours n", f"{label} poster"]
         writer.writerow(header)
         for method in self.methods():
-            row: list[Any] = [paper.method_name(method)]
+            row: list[Any] = [row_name(method)]
             for col in self.columns:
                 ours, theirs = self.cells(method, col)
                 row += [f"{ours.mean:.4f}" if ours.values else "", len(ours.values),
                         "" if theirs is None else theirs]
             writer.writerow(row)
         return buf.getvalue()
+
+
+def row_name(key: str) -> str:
+    """``tribyol`` -> TriBYOL; ``tribyol|cifar10`` (transfer rows) -> TriBYOL (from C10)."""
+    method, _, source = key.partition("|")
+    name = paper.method_name(method)
+    return f"{name} (from {paper.dataset_name(source)})" if source else name
 
 
 def latest(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,12 +111,18 @@ def filter_records(records: Iterable[dict[str, Any]], filters: dict[str, str]) -
     return [r for r in records if all(str(r.get(k)) == v for k, v in filters.items())]
 
 
-def _collect(records: list[dict[str, Any]], protocol: str, key: Callable[[dict], Any]):
+def _collect(
+    records: list[dict[str, Any]], protocol: str, key: Callable[[dict], Any], by_source: bool = False
+):
+    """``{row: {(dataset, key): Cell}}``; rows are methods, or method|pre-training dataset."""
     ours: dict[str, dict[tuple[str, Any], Cell]] = {}
     for r in records:
         if r.get("protocol") != protocol or r.get("metric") != "top1" or r.get("value") is None:
             continue
-        cell = ours.setdefault(r.get("method") or "?", {}).setdefault((r["dataset"], key(r)), Cell())
+        row = r.get("method") or "?"
+        if by_source:
+            row = f"{row}|{r.get('pretrain_dataset')}"
+        cell = ours.setdefault(row, {}).setdefault((r["dataset"], key(r)), Cell())
         cell.values.append(float(r["value"]))
         cell.carved |= (r.get("test_split") or "test") != "test"
     return ours
@@ -146,7 +161,8 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
         note=f"The poster fine-tunes encoders pre-trained at batch {paper.FINETUNE_BATCH}; ours "
              "are averaged over whatever pre-training batch the store holds (see the runs table).",
     ))
-    ours = _collect(records, "transfer", lambda r: None)
+    # Transfer rows keep sources apart: one encoder per pre-training dataset, never averaged.
+    ours = _collect(records, "transfer", lambda r: None, by_source=True)
     poster_transfer = {m: {(t, None): v for t, v in row.items()} for m, row in paper.TRANSFER.items()}
     tables.append(Table(
         "Transfer (linear) by target (top-1 %, ours / poster)",

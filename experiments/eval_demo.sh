@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Evaluation demo at CPU scale: short real pre-trainings, every evaluation protocol, the report.
+#
+#   Fashion-MNIST (found at /usr/share/datasets/fashion-mnist): TriBYOL at batch 32 and 64,
+#     BYOL at batch 32; 5,000 images, 1 epoch, ConvNet; online kNN monitor on a 5 % held-out split.
+#   CIFAR-10 (real train JPEGs, no test split): TriBYOL at batch 32 on 300 images per class; the
+#     test set is carved from train (--test-from-train 0.2, seeded, stratified).
+#   Evaluations use seeded, stratified subsets (--limit-train / --limit-test) to stay small;
+#     fine-tuning draws its 1 % / 10 % label subsets from that 10,000-image training pool.
+#
+# Roughly 30-40 minutes on 2 shared CPU cores. Re-running skips finished pre-trainings; the
+# feature cache makes repeated evaluations cheap. Override OUT, CIFAR or TRIBYOL from the env.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+T=${TRIBYOL:-.venv/bin/tribyol}
+OUT=${OUT:-results/eval_demo}
+CIFAR_TAR=${CIFAR_TAR:-/work/shared/data/cifar10-train.tar.gz}
+CIFAR=${CIFAR:-/tmp/tribyol-cifar10}
+RUNS=$OUT/runs
+STORE=(--store "$OUT/results.jsonl" --cache-dir "$OUT/cache")
+FM=(--dataset fashionmnist --limit-train 10000 --limit-test 2000)
+
+pre() {  # pre-train unless this run already finished
+  local name=$1; shift
+  if [ ! -f "$RUNS/$name/checkpoints/last.ckpt" ]; then
+    $T pretrain --run-dir "$RUNS" --name "$name" --backbone convnet --epochs 1 \
+      --set train.progress_bar=false "$@"
+  fi
+}
+
+# --- pre-training -------------------------------------------------------------------------------
+MON=(--set data.monitor_fraction=0.05 --set train.knn_every_epochs=1)
+pre fm_tribyol_b32 --method tribyol --dataset fashionmnist --limit 5000 --batch-size 32 "${MON[@]}"
+pre fm_tribyol_b64 --method tribyol --dataset fashionmnist --limit 5000 --batch-size 64 "${MON[@]}"
+pre fm_byol_b32 --method byol --dataset fashionmnist --limit 5000 --batch-size 32 "${MON[@]}"
+
+if [ ! -d "$CIFAR/train" ]; then
+  mkdir -p "$CIFAR" && tar -xzf "$CIFAR_TAR" -C "$CIFAR"
+fi
+# Pre-training subset: the first 300 files of each class (a folder's --limit would take whole
+# classes, since files are listed class by class).
+SUB=$CIFAR-sub300
+if [ ! -d "$SUB/train" ]; then
+  for d in "$CIFAR"/train/*/; do
+    c=$(basename "$d"); mkdir -p "$SUB/train/$c"
+    find "$d" -name '*.jpg' | sort | head -300 | while read -r f; do ln -s "$f" "$SUB/train/$c/"; done
+  done
+fi
+pre c10_tribyol_b32 --method tribyol --dataset folder --data-root "$SUB" --batch-size 32 \
+  --set data.image_size=32
+
+# --- evaluation ---------------------------------------------------------------------------------
+for run in fm_tribyol_b32 fm_tribyol_b64 fm_byol_b32; do
+  $T eval linear "$RUNS/$run" "${FM[@]}" "${STORE[@]}"
+  $T eval knn "$RUNS/$run" "${FM[@]}" "${STORE[@]}"
+done
+$T eval linear "$RUNS/fm_tribyol_b32" "${FM[@]}" "${STORE[@]}" --random-init
+
+for run in fm_tribyol_b32 fm_byol_b32; do
+  $T eval finetune "$RUNS/$run" "${FM[@]}" "${STORE[@]}" --label-fraction 0.01 --epochs 20
+  $T eval finetune "$RUNS/$run" "${FM[@]}" "${STORE[@]}" --label-fraction 0.1 --epochs 5
+done
+$T eval finetune "$RUNS/fm_tribyol_b32" "${FM[@]}" "${STORE[@]}" --label-fraction 0.01 --epochs 20 \
+  --random-init
+$T eval finetune "$RUNS/fm_tribyol_b32" "${FM[@]}" "${STORE[@]}" --label-fraction 0.1 --epochs 5 \
+  --random-init
+
+C10=(--dataset folder --data-root "$CIFAR" --test-from-train 0.2 --dataset-label cifar10
+     --limit-train 5000 --limit-test 2000)
+$T eval linear "$RUNS/c10_tribyol_b32" "${C10[@]}" "${STORE[@]}"
+$T eval knn "$RUNS/c10_tribyol_b32" "${C10[@]}" "${STORE[@]}"
+
+# One table per source; only the datasets on disk are evaluated, the rest say what is missing.
+$T eval transfer "$RUNS/fm_tribyol_b32" "$RUNS/c10_tribyol_b32" --limit-train 10000 \
+  --limit-test 2000 "${STORE[@]}" --targets mnist,fashionmnist,kmnist,usps,svhn,cifar10,cifar100,stl10,digits
+
+$T report --store "$OUT/results.jsonl" --out "$OUT/report"

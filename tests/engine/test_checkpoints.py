@@ -1,0 +1,142 @@
+"""Checkpoints: a broken last.ckpt falls back to previous.ckpt; NaN/Inf stops the run and keeps
+the last good checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from tribyol.cli import main
+from tribyol.config import to_dict
+from tribyol.engine import NonFiniteLossError, PretrainModule, pretrain
+from tribyol.export import CheckpointError, load_checkpoint
+
+
+class StopAt(L.Callback):
+    """Ends fit after ``step`` optimizer steps, like an interruption (the config is unchanged)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
+def ckpt_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    sa, sb = load_checkpoint(a)["state_dict"], load_checkpoint(b)["state_dict"]
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=0, msg=key)
+
+
+# 128 images / 16 = 8 steps per epoch; a checkpoint every 2 steps.
+BASE = [("data.limit", 128), ("train.ckpt_every_steps", 2), ("train.deterministic", True)]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty"])
+def test_broken_last_checkpoint_falls_back_to_previous(tiny, caplog, damage: str) -> None:
+    full = pretrain(tiny(*BASE, ("name", "full")))
+    cfg = tiny(*BASE, ("name", "cut"))
+    cut = pretrain(cfg, extra_callbacks=[StopAt(5)])  # saves at 2, 4 and (on stop) 5
+    last, previous = ckpt_dir(cut) / "last.ckpt", ckpt_dir(cut) / "previous.ckpt"
+    assert load_checkpoint(last)["global_step"] == 5
+    assert load_checkpoint(previous)["global_step"] == 4
+    data = last.read_bytes()
+    last.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00" * 999, "empty": b""}[damage])
+    # a save killed half-way leaves a temporary file behind: it must be ignored
+    (ckpt_dir(cut) / ".last.ckpt.tmp").write_bytes(data[:100])
+
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*last\.ckpt.*previous good"):
+        load_checkpoint(last)
+    with caplog.at_level(logging.INFO, logger="tribyol"):
+        pretrain(cfg, resume=True)
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "last.ckpt is unreadable" in messages
+    assert f"resuming from {previous} (step 4)" in messages
+    assert (ckpt_dir(cut) / "last.ckpt.corrupt").exists()  # kept for inspection, out of the rotation
+    assert load_checkpoint(last)["global_step"] == 8
+    assert_same_weights(last, ckpt_dir(full) / "last.ckpt")  # only steps 5..8 were redone
+
+
+def test_no_readable_checkpoint_is_an_error_not_a_silent_restart(tiny, tmp_path, capsys) -> None:
+    cfg = tiny(*BASE, ("name", "broken"), ("train.max_steps", 3))
+    run_dir = pretrain(cfg)
+    for name in ("last.ckpt", "previous.ckpt"):
+        (ckpt_dir(run_dir) / name).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="no readable checkpoint to resume from"):
+        pretrain(cfg, resume=True)
+    # the same through the CLI: one line, exit 2
+    code = main(["pretrain", "--dataset", "digits", "--run-dir", str(tmp_path / "runs"),
+                 "--name", "broken", "--resume", "--accelerator", "cpu"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error: no readable checkpoint to resume from" in err and "--overwrite" in err
+
+
+# -- NaN / Inf ----------------------------------------------------------------------------------
+class BlowUpAt(L.Callback):
+    """From step ``step`` on, corrupt training the way a divergence would."""
+
+    def __init__(self, step: int, how: str) -> None:
+        self.step, self.how = step, how
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, *args: object) -> None:
+        if trainer.global_step != self.step:
+            return
+        if self.how == "lr":  # a huge learning rate: weights overflow to Inf, then NaN
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] = 1e38
+        elif self.how == "loss":  # a NaN loss from the method (e.g. a bad op in fp16)
+            method = module.method
+            forward = method.forward_views
+
+            def nan_loss(*a: object, **k: object):
+                out = forward(*a, **k)
+                out.loss = out.loss * float("nan")
+                return out
+
+            method.forward_views = nan_loss
+
+
+@pytest.mark.parametrize("how", ["lr", "loss"])
+def test_nonfinite_stops_with_step_and_tensor_and_keeps_good_checkpoint(tiny, how) -> None:
+    # log_every_steps=3: the flag is read every 3 steps (and before every save), not every step
+    cfg = tiny(*BASE, ("train.log_every_steps", 3), ("name", how))
+    with pytest.raises(NonFiniteLossError, match=r"loss became NaN/Inf at or before step 5 ") as info:
+        pretrain(cfg, extra_callbacks=[BlowUpAt(4, how)])
+    assert "last good checkpoint is kept" in str(info.value)
+    ckpt = load_checkpoint(ckpt_dir(Path(cfg.run_dir) / how) / "last.ckpt")
+    assert ckpt["global_step"] == 4  # nothing after the blow-up was saved
+    for key, value in ckpt["state_dict"].items():
+        assert torch.isfinite(value.float()).all(), key
+
+
+def test_nonfinite_weight_is_named(tiny) -> None:
+    """The loss usually trips first; a bad weight alone (e.g. an EMA target) is named too."""
+    cfg = tiny()
+    module = PretrainModule(to_dict(cfg), {"channels": 1, "image_size": 16, "num_classes": 10,
+                                           "num_train_images": 64, "mean": [0.3], "std": [0.35]})
+    module.check_finite()  # healthy: silent
+    name, param = list(module.method.named_parameters())[-1]
+    with torch.no_grad():
+        param.view(-1)[0] = float("inf")
+    with pytest.raises(NonFiniteLossError, match=rf"weight 'method.{name}' holds NaN/Inf at step 0"):
+        module.check_finite()
+
+
+def test_nonfinite_through_cli_exits_2(tmp_path, capsys) -> None:
+    code = main(["pretrain", "--dataset", "digits", "--limit", "64", "--batch-size", "16",
+                 "--accelerator", "cpu", "--precision", "32", "--run-dir", str(tmp_path),
+                 "--set", "optim.lr=1e38", "--set", "model.width=8", "--set", "train.progress_bar=false",
+                 "--set", "train.log_every_steps=1", "--max-steps", "4"])
+    assert code == 2
+    assert "NaN/Inf" in capsys.readouterr().err

@@ -1,0 +1,176 @@
+"""Bad input through the real CLI: one line `error: ...` naming the problem and the fix, exit 2.
+
+Every case here is listed, with its exact message, in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tribyol.cli import main
+from tribyol.config import ConfigError, load_config
+
+TINY = [
+    "--dataset", "digits", "--limit", "64", "--batch-size", "16", "--epochs", "1",
+    "--precision", "32", "--accelerator", "cpu", "--devices", "1",
+    "--set", "model.width=8", "--set", "model.hidden_dim=16", "--set", "model.proj_dim=8",
+    "--set", "train.progress_bar=false",
+]
+
+# (arguments after `tribyol pretrain`, substrings the error line must hold)
+BAD_CONFIG = [
+    (["--set", "train.batchsize=8"],
+     ["unknown config key 'train.batchsize'", "Did you mean 'batch_size'?"]),
+    (["--method", "tribyol", "--set", "method.tua=0.9"],
+     ["method 'tribyol'", "unknown config key 'method.tua'", "Did you mean 'tau'?"]),
+    (["--method", "simclr", "--set", "method.temprature=0.2"],
+     ["unknown config key 'method.temprature'", "Did you mean 'temperature'?"]),
+    (["--batch-size", "0"], ["train.batch_size must be >= 1, got 0"]),
+    (["--set", "method.tau=1.5"], ["tau and tau_final must be in [0, 1], got 1.5"]),
+    (["--set", "method.tau=-0.1"], ["tau and tau_final must be in [0, 1], got -0.1"]),
+    (["--method", "tribyoll"], ["unknown method 'tribyoll'", "Did you mean 'tribyol'?", "Known:"]),
+    (["--dataset", "cifar11"], ["unknown dataset 'cifar11'", "Did you mean 'cifar10'?"]),
+    (["--precision", "fp16"], ["train.precision 'fp16' is not one of"]),
+    (["--backbone", "resnet19"], ["unknown backbone 'resnet19'", "Did you mean 'resnet18'?"]),
+    (["--accelerator", "gpuu"], ["train.accelerator 'gpuu' is not one of"]),
+    (["--set", "optim.lr=fast"], ["optim.lr: expected a number, got 'fast'"]),
+    (["--set", "optim.lr=-1"], ["optim.lr must be > 0"]),
+    (["--set", "train.epochs=0"], ["train.epochs must be >= 1, got 0"]),
+    (["--set", "views.flip_p=1.5"], ["views.flip_p must be in [0, 1], got 1.5"]),
+    (["--set", "data.bad_images=ignore"], ["data.bad_images must be 'skip' or 'error'"]),
+    (["--set", "train.ckpt_every_steps=-5"], ["train.ckpt_every_steps must be >= 0"]),
+    (["--set", "train.devices=0"], ["train.devices must be auto, a count >= 1"]),
+    (["--set", "method.views=2"], ["views must be >= 3 for TriBYOL, got 2"]),
+    (["--config", "no/such/config.yaml"], ["config file no/such/config.yaml does not exist"]),
+    (["--set", "optim.lr"], ["override 'optim.lr' must look like key=value"]),
+]
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD_CONFIG, ids=lambda x: " ".join(x)[:40])
+def test_bad_config_errors_before_anything_runs(tmp_path: Path, capsys, args, expected) -> None:
+    runs = tmp_path / "runs"
+    assert main(["pretrain", "--run-dir", str(runs), *args]) == 2
+    line = error_line(capsys)
+    for text in expected:
+        assert text in line
+    assert not runs.exists()  # rejected before a run directory (or any data) was touched
+
+
+def test_method_options_validate_without_the_cli() -> None:
+    with pytest.raises(ConfigError, match=r"Did you mean 'tau'\?"):
+        load_config(None, [("method.name", "byol"), ("method.tauu", 0.9)])
+    # an option alone keeps the default method (it used to turn into "unknown method 'None'")
+    assert load_config(None, ["method.tau=0.9"]).method == {"name": "tribyol", "tau": 0.9}
+
+
+def test_missing_dataset_root_names_the_path_and_the_fix(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    missing = tmp_path / "no_such_folder"
+    assert main(["pretrain", *TINY, "--dataset", "folder", "--data-root", str(missing),
+                 "--run-dir", str(runs)]) == 2
+    line = error_line(capsys)
+    assert f"image folder {missing} does not exist" in line and "--data-root" in line
+    (tmp_path / "empty").mkdir()
+    assert main(["pretrain", *TINY, "--dataset", "mnist", "--data-root", str(tmp_path / "empty"),
+                 "--run-dir", str(runs)]) == 2
+    line = error_line(capsys)
+    assert "MNIST not found: looked in" in line and "--download" in line
+
+
+def test_batch_larger_than_the_data_fails_before_training(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    assert main(["pretrain", *TINY, "--limit", "8", "--run-dir", str(runs), "--name", "x"]) == 2
+    assert "8 training images are fewer than one batch of 16" in error_line(capsys)
+    assert not any((runs / "x").iterdir())  # nothing written: a retry needs no --overwrite
+
+
+def test_existing_run_directory_resume_and_overwrite(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    args = ["pretrain", *TINY, "--set", "train.max_steps=1", "--run-dir", str(runs), "--name", "r"]
+    assert main(["pretrain", *TINY, "--run-dir", str(runs), "--name", "nope", "--resume"]) == 2
+    assert "--resume given but" in error_line(capsys)
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    line = error_line(capsys)
+    assert "already exists" in line and "--resume" in line and "--overwrite" in line
+    assert main([*args, "--overwrite"]) == 0
+    assert main([*args, "--resume"]) == 0
+
+
+def test_missing_or_corrupt_checkpoint_for_export(tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "enc.safetensors")
+    assert main(["export", str(tmp_path / "nope"), "--out", out]) == 2
+    assert "does not exist; pass a run directory or a .ckpt file" in error_line(capsys)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    assert main(["export", str(run), "--out", out]) == 2
+    assert "has no checkpoints/last.ckpt" in error_line(capsys)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    assert main(["export", str(run), "--out", out]) == 2
+    assert "cannot read checkpoint" in error_line(capsys)
+
+
+def test_missing_weights_for_eval(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "enc.safetensors"
+    assert main(["eval", "knn", str(missing), "--no-store"]) == 2
+    assert f"{missing} does not exist" in error_line(capsys)
+
+
+# -- bad images, end to end ---------------------------------------------------------------------
+def image_folder(root: Path) -> list[Path]:
+    """Two classes of 16x16 PNGs plus two broken files: garbage, and a truncated real PNG."""
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        for i in range(12):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i:02d}.png")
+    garbage = root / "a" / "03_garbage.png"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    truncated = root / "b" / "05_truncated.png"
+    data = (root / "b" / "05.png").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    return [garbage, truncated]
+
+
+FOLDER = ["--dataset", "folder", "--set", "data.image_size=16", "--set", "data.limit=null",
+          "--set", "train.max_steps=2", "--set", "train.online_probe=false"]
+
+
+def test_corrupt_images_are_skipped_and_named(tmp_path: Path, caplog, capsys) -> None:
+    bad = image_folder(tmp_path / "imgs")
+    with caplog.at_level(logging.WARNING, logger="tribyol"):
+        assert main(["pretrain", *TINY, *FOLDER, "--data-root", str(tmp_path / "imgs"),
+                     "--batch-size", "26", "--run-dir", str(tmp_path / "runs")]) == 0
+    skipped = [r.getMessage() for r in caplog.records if "skipping corrupt image" in r.getMessage()]
+    assert sorted(m.split()[3] for m in skipped) == sorted(map(str, bad))
+    assert any("(2 skipped so far)" in m for m in skipped)
+
+
+def test_corrupt_image_with_bad_images_error_names_the_file(tmp_path: Path, capsys) -> None:
+    bad = image_folder(tmp_path / "imgs")
+    assert main(["pretrain", *TINY, *FOLDER, "--data-root", str(tmp_path / "imgs"),
+                 "--batch-size", "26", "--set", "data.bad_images=error",
+                 "--run-dir", str(tmp_path / "runs")]) == 2
+    line = error_line(capsys)
+    assert "cannot decode image" in line and any(str(path) in line for path in bad)
+    assert "data.bad_images=skip" in line
+
+
+def test_digits_ok_sanity(tmp_path: Path) -> None:
+    """The tiny flags above are valid: the failures are the bad inputs, not the baseline."""
+    assert main(["pretrain", *TINY, "--set", "train.max_steps=1", "--run-dir", str(tmp_path)]) == 0
+    assert torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=True)["global_step"] == 1
