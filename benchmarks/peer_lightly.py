@@ -160,7 +160,7 @@ def fit_lightly(case: tp.Case, dataset: TensorImages, workers: int, args: argpar
                               cfg.train.log_every_steps, workdir)
     with tp.RSSSampler() as rss:
         trainer.fit(case.module, train_dataloaders=loader)
-    case.times.extend(timer.step_times()[args.warmup : args.warmup + args.steps])
+    tp.record_times(case, timer, args)
     case.peak_mem_mb = max(case.peak_mem_mb, (rss.peak - rss.start) / 2**20)
 
 
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = tp.summarise([c for c, _ in all_cases])
     tp.print_table(rows)
     print()
-    print_ratios(rows)
+    print_ratios([c for c, _ in all_cases])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
@@ -247,21 +247,33 @@ def _lightly_version() -> str:
     return str(getattr(lightly, "__version__", "?"))
 
 
-def print_ratios(rows: list[dict[str, Any]]) -> None:
-    """Images/s ratios inside each (backbone, batch) group, from the pooled medians."""
-    print("| backbone | batch | ours BYOL / lightly BYOL (images/s) | TriBYOL / BYOL (step cost) |")
-    print("|---|---|---|---|")
-    groups = sorted({(r["backbone"], r["batch"]) for r in rows})
-    for backbone, batch in groups:
-        sel = {(r["method"], r["variant"]): r for r in rows
-               if r["backbone"] == backbone and r["batch"] == batch and "images_per_s" in r}
-        ours = sel.get(("byol", "base"))
-        tri = sel.get(("tribyol", "base"))
-        peers = [(v, r) for (m, v), r in sel.items() if m == "lightly-byol"]
-        vs = ", ".join(f"{ours['images_per_s'] / r['images_per_s']:.2f}x vs {v}"
-                       for v, r in peers) if ours else "-"
-        cost = f"{tri['ms_per_step'] / ours['ms_per_step']:.3f}" if ours and tri else "-"
-        print(f"| {backbone} | {batch} | {vs} | {cost} |")
+def print_ratios(cases: list[tp.Case]) -> None:
+    """Paired ratios inside each (backbone, batch) group: per round, then the median over rounds."""
+    print("| backbone | batch | ours BYOL / lightly BYOL (images/s, wall, paired) | "
+          "same, ours channels_last | ours BYOL / lightly BYOL workers=0 (CPU time) | "
+          "same, ours channels_last | TriBYOL / BYOL (wall, paired) | TriBYOL / BYOL (CPU time) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for backbone, batch in sorted({(c.backbone, c.batch) for c in cases}):
+        sel = {(c.method, c.variant): c for c in cases
+               if c.backbone == backbone and c.batch == batch and c.round_medians}
+        ours, tri, cl = sel.get(("byol", "base")), sel.get(("tribyol", "base")), sel.get(("byol", "cl"))
+        peers = [(v, c) for (m, v), c in sorted(sel.items()) if m == "lightly-byol"]
+
+        def speedup(mine: tp.Case | None, peers: list = peers) -> str:
+            if mine is None:
+                return "-"
+            return ", ".join(f"{tp.paired_ratio(peer, mine):.2f}x vs {v}" for v, peer in peers)
+
+        cost = f"{tp.paired_ratio(tri, ours):.3f}" if ours and tri else "-"
+        w0 = sel.get(("lightly-byol", "workers=0"))
+
+        def cpu_speedup(mine: tp.Case | None, w0: tp.Case | None = w0) -> str:
+            ratio = tp.cpu_ratio(w0, mine) if mine and w0 else None
+            return f"{ratio:.2f}x" if ratio else "-"
+
+        cpu_cost = tp.cpu_ratio(tri, ours) if ours and tri else None
+        print(f"| {backbone} | {batch} | {speedup(ours)} | {speedup(cl)} | {cpu_speedup(ours)} | "
+              f"{cpu_speedup(cl)} | {cost} | {f'{cpu_cost:.3f}' if cpu_cost else '-'} |")
 
 
 if __name__ == "__main__":

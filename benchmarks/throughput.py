@@ -125,11 +125,14 @@ class RSSSampler:
 
 
 class StepTimer(L.Callback):
-    """Wall time between consecutive ends of training steps (the device synchronised)."""
+    """Wall time between consecutive ends of training steps (the device synchronised), and this
+    process's CPU time over the same spans: on a CPU shared with other jobs, CPU seconds per
+    step measure the work of a step almost independently of how much of the CPU it got."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.ends: list[float] = []
+        self.cpu_ends: list[float] = []
 
     def _now(self) -> float:
         if self.device.type == "cuda":
@@ -139,12 +142,17 @@ class StepTimer(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if not self.ends:
             self.ends.append(self._now())  # the first step's start
+            self.cpu_ends.append(time.process_time())
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self.ends.append(self._now())
+        self.cpu_ends.append(time.process_time())
 
     def step_times(self) -> list[float]:
         return [b - a for a, b in itertools.pairwise(self.ends)]
+
+    def cpu_times(self) -> list[float]:
+        return [b - a for a, b in itertools.pairwise(self.cpu_ends)]
 
 
 def is_kernel(event: Any) -> bool:
@@ -216,6 +224,8 @@ class Case:
     cfg: RunConfig
     module: PretrainModule | None = None
     times: list[float] = field(default_factory=list)
+    round_medians: list[float] = field(default_factory=list)  # one per round, for paired ratios
+    cpu_times: list[float] = field(default_factory=list)  # process CPU seconds per step
     peak_mem_mb: float = 0.0
     kernel_ms: float | None = None
     launches: float | None = None
@@ -299,8 +309,7 @@ def fit_round(case: Case, dataset: Any, args: argparse.Namespace, workdir: Path)
         torch.cuda.reset_peak_memory_stats(args.device)
     with RSSSampler() as rss:
         trainer.fit(case.module, datamodule=PretrainData(cfg, dataset))
-    times = timer.step_times()[args.warmup : args.warmup + args.steps]
-    case.times.extend(times)
+    record_times(case, timer, args)
     if args.device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(args.device) / 2**20
     else:
@@ -317,12 +326,37 @@ def fit_round(case: Case, dataset: Any, args: argparse.Namespace, workdir: Path)
                 print(f"      {ms:8.3f}  {name}", file=sys.stderr)
 
 
+def record_times(case: Case, timer: StepTimer, args: argparse.Namespace) -> None:
+    window = slice(args.warmup, args.warmup + args.steps)
+    times = timer.step_times()[window]
+    case.times.extend(times)
+    case.cpu_times.extend(timer.cpu_times()[window])
+    if times:
+        case.round_medians.append(statistics.median(times))
+
+
+def cpu_ratio(a: Case, b: Case) -> float | None:
+    """Ratio of median CPU seconds per step (meaningful with one intra-op thread on CPU)."""
+    if not a.cpu_times or not b.cpu_times:
+        return None
+    return statistics.median(a.cpu_times) / statistics.median(b.cpu_times)
+
+
+def paired_ratio(a: Case, b: Case) -> float | None:
+    """Median over rounds of a's round median over b's: both measured minutes apart at most,
+    so a load change between rounds cancels (the pooled medians do not cancel it)."""
+    pairs = [x / y for x, y in zip(a.round_medians, b.round_medians, strict=False) if y > 0]
+    return statistics.median(pairs) if pairs else None
+
+
 def summarise(cases: list[Case]) -> list[dict[str, Any]]:
     rows = []
     ref: dict[tuple, float] = {}
+    ref_case: dict[tuple, Case] = {}
     for c in cases:
         if c.times and c.method == "byol" and c.variant == "base":
             ref[(c.backbone, c.batch, c.precision)] = statistics.median(c.times)
+            ref_case[(c.backbone, c.batch, c.precision)] = c
     for c in cases:
         row: dict[str, Any] = {
             "method": c.method, "backbone": c.backbone, "batch": c.batch,
@@ -340,7 +374,16 @@ def summarise(cases: list[Case]) -> list[dict[str, Any]]:
                 step_times_s=c.times,
             )
             base = ref.get((c.backbone, c.batch, c.precision))
-            row["cost_vs_byol"] = med / base if base else None
+            row["cost_vs_byol_pooled"] = med / base if base else None
+            base_case = ref_case.get((c.backbone, c.batch, c.precision))
+            row["cost_vs_byol"] = paired_ratio(c, base_case) if base_case else None
+            row["round_medians_s"] = c.round_medians
+            if args_device_is_cpu(c):
+                cpu_med = statistics.median(c.cpu_times)
+                row["cpu_ms_per_step"] = 1e3 * cpu_med
+                row["images_per_cpu_s"] = c.batch / cpu_med
+                row["cpu_cost_vs_byol"] = cpu_ratio(c, base_case) if base_case else None
+                row["cpu_times_s"] = c.cpu_times
             if c.kernel_ms is not None:
                 row["gpu_kernel_ms_per_step"] = c.kernel_ms
                 row["gpu_launches_per_step"] = c.launches
@@ -352,9 +395,16 @@ def summarise(cases: list[Case]) -> list[dict[str, Any]]:
     return rows
 
 
+def args_device_is_cpu(c: Case) -> bool:
+    return bool(c.cpu_times) and c.cfg is not None and c.cfg.train.accelerator == "cpu"
+
+
 def print_table(rows: list[dict[str, Any]], file: Any = sys.stdout) -> None:
+    if any("cpu_ms_per_step" in r for r in rows):
+        print_cpu_table(rows, file)
+        return
     head = ("method", "backbone", "batch", "prec", "variant", "img/s", "ms/step", "IQR ms",
-            "cost/BYOL", "peak MB", "kernel ms", "GPU busy")
+            "cost/BYOL (paired)", "peak MB", "kernel ms", "GPU busy")
     print("| " + " | ".join(head) + " |", file=file)
     print("|" + "---|" * len(head), file=file)
     for r in rows:
@@ -368,6 +418,27 @@ def print_table(rows: list[dict[str, Any]], file: Any = sys.stdout) -> None:
         print(f"| {r['method']} | {r['backbone']} | {r['batch']} | {r['precision']} | "
               f"{r['variant']} | {r['images_per_s']:.1f} | {r['ms_per_step']:.1f} | "
               f"{r['iqr_ms']:.1f} | {cost} | {r['peak_mem_mb']:.0f} | {kms} | {busy} |", file=file)
+
+
+def print_cpu_table(rows: list[dict[str, Any]], file: Any = sys.stdout) -> None:
+    """CPU runs: wall figures and CPU-time figures (the latter robust to a shared machine)."""
+    head = ("method", "backbone", "batch", "prec", "variant", "img/s (wall)", "cost/BYOL (wall, paired)",
+            "img per CPU-s", "cost/BYOL (CPU time)", "peak MB")
+    print("| " + " | ".join(head) + " |", file=file)
+    print("|" + "---|" * len(head), file=file)
+    for r in rows:
+        if "images_per_s" not in r:
+            print(f"| {r['method']} | {r['backbone']} | {r['batch']} | {r['precision']} | "
+                  f"{r['variant']} | error: {r.get('error', '')[:60]} |" + " |" * 4, file=file)
+            continue
+
+        def f(key: str, fmt: str, r: dict[str, Any] = r) -> str:
+            return format(r[key], fmt) if r.get(key) is not None else "-"
+
+        print(f"| {r['method']} | {r['backbone']} | {r['batch']} | {r['precision']} | {r['variant']} "
+              f"| {f('images_per_s', '.1f')} | {f('cost_vs_byol', '.3f')} "
+              f"| {f('images_per_cpu_s', '.1f')} | {f('cpu_cost_vs_byol', '.3f')} "
+              f"| {f('peak_mem_mb', '.0f')} |", file=file)
 
 
 def csv_list(text: str) -> list[str]:

@@ -330,6 +330,15 @@ def validate(cfg: RunConfig) -> None:
     )
     check(m.hidden_dim >= 1 and m.proj_dim >= 1, "model.hidden_dim and proj_dim must be >= 1")
     check(m.width >= 1, f"model.width must be >= 1, got {m.width}")
+    if m.sync_bn:  # PyTorch's SyncBatchNorm is CUDA-only; DDP would refuse it mid-setup
+        import torch
+
+        check(
+            t.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available(),
+            "model.sync_bn=true needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on "
+            f"{'CPU' if t.accelerator in ('auto', 'cpu') else t.accelerator}); "
+            "set model.sync_bn=false",
+        )
     for name in ("crop_scale", "crop_ratio", "blur_sigma"):
         check(len(getattr(v, name)) == 2, f"views.{name} must be two numbers [low, high]")
     check(0 < v.crop_scale[0] <= v.crop_scale[1] <= 1, "views.crop_scale must be 0 < a <= b <= 1")

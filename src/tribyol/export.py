@@ -7,6 +7,7 @@ safetensors. An exported ResNet encoder loads into a plain ``torchvision.models.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         previous = path.with_name(PREVIOUS_NAME)
-        hint = f" The previous good checkpoint is {previous}." if previous.exists() else ""
+        hint = (f" The one saved before it is {previous}."
+                if previous.exists() and path.name != PREVIOUS_NAME else "")
+        # torch's weights-only refusal is many lines; the one naming the refused global matters
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+        lines = [line for line in lines if line]
+        reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+        reason = reason[:200]
         raise CheckpointError(
             f"cannot read checkpoint {path}: it is truncated, corrupt or holds objects other "
-            f"than tensors and plain data ({type(err).__name__}).{hint}"
+            f"than tensors and plain data ({type(err).__name__}: {reason}).{hint}"
         ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a tribyol/Lightning checkpoint (no state_dict)")

@@ -103,7 +103,7 @@ def select_resume_checkpoint(run_dir: Path) -> Path | None:
         return path
     if errors:
         raise CheckpointError(
-            "no readable checkpoint to resume from: " + " | ".join(errors)
+            f"no readable checkpoint to resume from in {folder}: " + " ".join(errors)
             + " Start again with --overwrite, or restore a checkpoint from a backup."
         )
     return None

@@ -8,7 +8,8 @@ that ``tribyol.engine.run.pretrain`` builds, so the library carries no test code
 - ``TRIBYOL_TEST_PAUSE_AT=N``: after step N (and after any checkpoint of that step) rank 0
   touches ``FILE.paused`` and sleeps until it is killed: the test kills it at a known step.
 - ``TRIBYOL_TEST_DUMP_DIR=DIR``: at the end of fit each rank writes ``rank<r>.json`` with a
-  SHA-256 of every tensor of its ``state_dict`` and what the method recorded in ``debug``.
+  SHA-256 of every tensor of its ``state_dict`` and, for SimCLR, what its last all-gather of
+  embeddings returned (the local slice's hash and each rank's slice of the gathered tensor).
 """
 
 from __future__ import annotations
@@ -24,6 +25,26 @@ if os.environ.get("TRIBYOL_TEST_HOOKS") == "1":
     import lightning as L
 
     import tribyol.engine.run as _run
+
+    def _digest(t: object) -> str:
+        return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+    _gathers: dict[str, object] = {}
+    try:
+        import tribyol.methods.simclr as _simclr
+    except ImportError:
+        _simclr = None
+    if _simclr is not None and hasattr(_simclr, "gather_with_grad"):
+        _gather = _simclr.gather_with_grad
+
+        def _recording_gather(x):  # type: ignore[no-untyped-def]
+            out = _gather(x)
+            b = x.shape[0]
+            _gathers.update(local=_digest(x), local_rows=b, gathered_rows=out.shape[0],
+                            slices=[_digest(out[i:i + b]) for i in range(0, out.shape[0], b)])
+            return out
+
+        _simclr.gather_with_grad = _recording_gather
 
     class _TestHooks(L.Callback):
         def __init__(self) -> None:
@@ -52,13 +73,9 @@ if os.environ.get("TRIBYOL_TEST_HOOKS") == "1":
         def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
             if self.dump is None:
                 return
-            hashes = {
-                key: hashlib.sha256(value.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-                for key, value in module.state_dict().items()
-            }
-            debug = getattr(module.method, "debug", {})
+            hashes = {key: _digest(value) for key, value in module.state_dict().items()}
             out = {"step": trainer.global_step, "world_size": trainer.world_size,
-                   "hashes": hashes, "debug": {k: v for k, v in debug.items()}}
+                   "hashes": hashes, "gather": dict(_gathers)}
             self.dump.mkdir(parents=True, exist_ok=True)
             (self.dump / f"rank{trainer.global_rank}.json").write_text(json.dumps(out))
 

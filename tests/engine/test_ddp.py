@@ -1,0 +1,107 @@
+"""Two-process DDP on CPU (gloo), through the real CLI and Lightning's own launcher.
+
+Each rank dumps a SHA-256 of every tensor of its state_dict at the end of fit (a test-only
+callback from tests/engine/child_hooks, on PYTHONPATH), and for SimCLR what its all-gather of
+embeddings returned. Checked:
+
+- TriBYOL: the online network and the EMA target hold bitwise the same weights on both ranks
+  (gradients are all-reduced, the EMA runs on identical weights). Without SyncBN the BatchNorm
+  running statistics differ (each rank saw its own half-batch): this shows the hashes would
+  catch a difference.
+- SimCLR: each rank's loss saw the other rank's embeddings as negatives (in rank order).
+- SyncBN: PyTorch's SyncBatchNorm is CUDA-only, so on CPU ``model.sync_bn=true`` is refused up
+  front with a clear error; on 2+ GPUs the BatchNorm statistics agree across ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+HOOKS = Path(__file__).parent / "child_hooks"
+BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def ddp_run(tmp_path: Path, name: str, *extra: str, accelerator: str = "cpu") -> list[dict]:
+    dump = tmp_path / f"dump_{name}"
+    env = dict(os.environ, TRIBYOL_TEST_HOOKS="1", TRIBYOL_TEST_DUMP_DIR=str(dump),
+               OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HOOKS), env.get("PYTHONPATH")]))
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT"):
+        env.pop(key, None)  # a clean launch, even when the test itself runs under a launcher
+    cmd = [
+        sys.executable, "-m", "tribyol.cli", "pretrain", "--dataset", "digits", "--limit", "128",
+        "--batch-size", "16", "--max-steps", "3", "--precision", "32",
+        "--accelerator", accelerator, "--devices", "2", "--strategy", "ddp",
+        "--set", "model.width=8", "--set", "model.hidden_dim=32", "--set", "model.proj_dim=16",
+        "--set", "train.progress_bar=false", "--set", "train.log_every_steps=1",
+        "--run-dir", str(tmp_path / "runs"), "--name", name, *extra,
+    ]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((dump / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert [r["step"] for r in ranks] == [3, 3]
+    return ranks
+
+
+def split(hashes: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    weights = {k: v for k, v in hashes.items() if not k.endswith(BN_STATS)}
+    stats = {k: v for k, v in hashes.items() if k.endswith(BN_STATS)}
+    return weights, stats
+
+
+def test_tribyol_online_and_target_identical_on_both_ranks(tmp_path: Path) -> None:
+    rank0, rank1 = ddp_run(tmp_path, "tribyol", "--method", "tribyol")
+    w0, s0 = split(rank0["hashes"])
+    w1, s1 = split(rank1["hashes"])
+    online = [k for k in w0 if k.startswith("method.online.") or k.startswith("method.predictor.")]
+    target = [k for k in w0 if k.startswith("method.targets.")]
+    assert online and target
+    differ = [k for k in w0 if w0[k] != w1[k]]
+    assert not differ, f"weights differ across ranks: {differ[:5]}"
+    # Sensitivity: per-rank BatchNorm statistics do differ without SyncBN.
+    assert any(s0[k] != s1[k] for k in s0 if k.endswith("running_mean"))
+
+
+def test_simclr_sees_negatives_from_both_ranks(tmp_path: Path) -> None:
+    pytest.importorskip("tribyol.methods.simclr", reason="methods/simclr.py is not in the tree")
+    rank0, rank1 = ddp_run(tmp_path, "simclr", "--method", "simclr")
+    w0, _ = split(rank0["hashes"])
+    w1, _ = split(rank1["hashes"])
+    assert w0 == w1
+    g0, g1 = rank0["gather"], rank1["gather"]
+    assert g0 and g1, "SimCLR's gather_with_grad was not called"
+    assert g0["gathered_rows"] == g1["gathered_rows"] == 2 * g0["local_rows"] == 32
+    # Rank order: slice r of the gathered keys is rank r's own embeddings.
+    assert g0["slices"] == g1["slices"] == [g0["local"], g1["local"]]
+    assert g0["local"] != g1["local"]
+
+
+def test_sync_bn_on_cpu_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    """PyTorch's SyncBatchNorm is CUDA-only (DDP raises mid-setup on CPU): say so up front."""
+    from tribyol.cli import main
+
+    code = main(["pretrain", "--dataset", "digits", "--accelerator", "cpu", "--devices", "2",
+                 "--strategy", "ddp", "--set", "model.sync_bn=true", "--run-dir", str(tmp_path)])
+    assert code == 2
+    assert "model.sync_bn=true needs CUDA GPUs" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+                    reason="SyncBatchNorm runs on CUDA only; needs 2 GPUs")
+def test_sync_bn_statistics_agree_across_gpus(tmp_path: Path) -> None:
+    rank0, rank1 = ddp_run(tmp_path, "syncbn", "--method", "simclr", "--set", "model.sync_bn=true",
+                           accelerator="gpu")
+    # one set of statistics over the global batch: BatchNorm buffers agree as well as weights
+    assert rank0["hashes"] == rank1["hashes"]
+    assert any(k.endswith("running_mean") for k in rank0["hashes"])
