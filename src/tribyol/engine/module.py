@@ -97,10 +97,13 @@ class PretrainModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
-        views = self.views(images, self.method.num_views, self._generator())
-        if self.cfg.model.channels_last:
-            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        out = self.method(views, labels)
+        # Named ranges, so that a torch.profiler trace splits the step (benchmarks/profile_step.py).
+        with torch.profiler.record_function("tribyol.views"):
+            views = self.views(images, self.method.num_views, self._generator())
+            if self.cfg.model.channels_last:
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        with torch.profiler.record_function("tribyol.method_forward"):
+            out = self.method(views, labels)
         loss = out.loss
         self.nonfinite |= ~torch.isfinite(loss.detach())
         # Lightning writes step metrics only on log steps; skipping self.log elsewhere saves
@@ -133,7 +136,8 @@ class PretrainModule(L.LightningModule):
         super().optimizer_step(*args, **kwargs)
         # Once per optimizer step (never per micro-batch). Lightning counts this step in
         # global_step only after the hook returns, hence + 1 (tests/engine pins this).
-        self.method.after_optimizer_step(self.trainer.global_step + 1, self._total_steps)
+        with torch.profiler.record_function("tribyol.ema"):
+            self.method.after_optimizer_step(self.trainer.global_step + 1, self._total_steps)
 
     def check_finite(self) -> None:
         """Raise ``NonFiniteLossError`` naming the step and the tensor, if anything went bad."""
