@@ -44,7 +44,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         previous = path.with_name(PREVIOUS_NAME)
-        hint = (f" The one saved before it is {previous}."
+        hint = (f" The previous good checkpoint is {previous}; `tribyol pretrain --resume` "
+                "falls back to it by itself."
                 if previous.exists() and path.name != PREVIOUS_NAME else "")
         # torch's weights-only refusal is many lines; the one naming the refused global matters
         lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
