@@ -67,7 +67,7 @@ class ModelConfig:
     width: int = 32  # convnet base width
     hidden_dim: int = 512  # poster: MLP hidden size 512
     proj_dim: int = 128  # poster: projection size 128
-    sync_bn: bool = False  # SyncBatchNorm under DDP
+    sync_bn: bool = False  # BatchNorm over the global batch under DDP (any device)
     channels_last: bool = False
 
 
@@ -330,15 +330,6 @@ def validate(cfg: RunConfig) -> None:
     )
     check(m.hidden_dim >= 1 and m.proj_dim >= 1, "model.hidden_dim and proj_dim must be >= 1")
     check(m.width >= 1, f"model.width must be >= 1, got {m.width}")
-    if m.sync_bn:  # PyTorch's SyncBatchNorm is CUDA-only; DDP would refuse it mid-setup
-        import torch
-
-        check(
-            t.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available(),
-            "model.sync_bn=true needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on "
-            f"{'CPU' if t.accelerator in ('auto', 'cpu') else t.accelerator}); "
-            "set model.sync_bn=false",
-        )
     for name in ("crop_scale", "crop_ratio", "blur_sigma"):
         check(len(getattr(v, name)) == 2, f"views.{name} must be two numbers [low, high]")
     check(0 < v.crop_scale[0] <= v.crop_scale[1] <= 1, "views.crop_scale must be 0 < a <= b <= 1")

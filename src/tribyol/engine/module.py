@@ -16,6 +16,7 @@ from tribyol.engine.optim import build_optimizer, lr_lambda
 from tribyol.errors import NonFiniteLossError
 from tribyol.methods import MethodContext, resolve_options
 from tribyol.nets import build_backbone
+from tribyol.nets.sync_bn import convert_to_global_bn
 from tribyol.views import MultiViewAugment
 
 
@@ -34,6 +35,11 @@ class DataInfo:
 def collapse_std(z: Tensor) -> Tensor:
     """Mean per-dimension std of L2-normalised projections: ~1/sqrt(d) healthy, 0 collapsed."""
     return F.normalize(z.float(), dim=1).std(dim=0).mean()
+
+
+def uses_cuda(cfg: RunConfig) -> bool:
+    """Whether this run trains on CUDA GPUs (``train.accelerator`` auto/gpu/cuda with a GPU)."""
+    return cfg.train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
 
 def build_encoder(cfg: RunConfig, info: DataInfo) -> nn.Module:
@@ -65,6 +71,9 @@ class PretrainModule(L.LightningModule):
             channels=info.channels,
         )
         self.method = cls(ctx, options)
+        if cfg.model.sync_bn and not uses_cuda(cfg):
+            # PyTorch's SyncBatchNorm is GPU-only; elsewhere (e.g. gloo on CPUs) ours syncs.
+            self.method = convert_to_global_bn(self.method)
         if cfg.model.channels_last:
             # Weights in NHWC too, else every conv converts between the two layouts.
             self.method.to(memory_format=torch.channels_last)

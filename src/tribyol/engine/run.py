@@ -22,7 +22,7 @@ from tribyol.engine.callbacks import (
     Throughput,
 )
 from tribyol.engine.loader import BatchLoader, EpochBatches
-from tribyol.engine.module import PretrainModule, data_info_for
+from tribyol.engine.module import PretrainModule, data_info_for, uses_cuda
 from tribyol.engine.monitor import knn_monitor
 from tribyol.errors import RunDirExistsError
 
@@ -221,7 +221,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = 
         precision=resolve_precision(cfg),
         accumulate_grad_batches=t.accumulate,
         deterministic=t.deterministic,
-        sync_batchnorm=cfg.model.sync_bn,
+        sync_batchnorm=cfg.model.sync_bn and uses_cuda(cfg),  # else GlobalBatchNorm (module)
         logger=loggers,
         callbacks=callbacks,
         enable_checkpointing=False,  # AtomicCheckpoint does it
