@@ -57,6 +57,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "concat": {"method.concat_views": True},
     "cl+concat": {"model.channels_last": True, "method.concat_views": True},
     "offdevice": {"data.on_device": False},
+    # TriBYOL only (skipped for methods without the option): cost against the number of views,
+    # and the one-directional loss (online pass on the anchor only).
+    "views4": {"method.views": 4},
+    "views5": {"method.views": 5},
+    "onedir": {"method.symmetric": False},
 }
 _FITS = itertools.count()
 PRECISIONS = {"32": "32-true", "fp32": "32-true", "bf16": "bf16-mixed", "auto": "auto"}
