@@ -52,7 +52,8 @@ from tribyol.methods import METHODS
 
 # Named variants: extra config overrides measured side by side with the plain config.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "base": {},
+    "base": {},  # the library's defaults
+    "nchw": {"model.channels_last": False},  # `base` before channels_last became the default
     "cl": {"model.channels_last": True},
     "concat": {"method.concat_views": True},
     "cl+concat": {"model.channels_last": True, "method.concat_views": True},

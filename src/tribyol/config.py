@@ -68,7 +68,7 @@ class ModelConfig:
     hidden_dim: int = 512  # poster: MLP hidden size 512
     proj_dim: int = 128  # poster: projection size 128
     sync_bn: bool = False  # BatchNorm over the global batch under DDP (any device)
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC weights and views: faster convs on CPU and GPU (BENCHMARKS.md)
 
 
 @dataclass
