@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = tp.summarise([c for c, _ in all_cases])
     tp.print_table(rows)
     print()
-    print_ratios([c for c, _ in all_cases])
+    print_ratios([c for c, _ in all_cases], tp.csv_list(args.variants)[0])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
@@ -247,7 +247,7 @@ def _lightly_version() -> str:
     return str(getattr(lightly, "__version__", "?"))
 
 
-def print_ratios(cases: list[tp.Case]) -> None:
+def print_ratios(cases: list[tp.Case], ours_variant: str = "base") -> None:
     """Paired ratios inside each (backbone, batch) group: per round, then the median over rounds."""
     print("| backbone | batch | ours BYOL / lightly BYOL (images/s, wall, paired) | "
           "same, ours channels_last | ours BYOL / lightly BYOL workers=0 (CPU time) | "
@@ -256,7 +256,8 @@ def print_ratios(cases: list[tp.Case]) -> None:
     for backbone, batch in sorted({(c.backbone, c.batch) for c in cases}):
         sel = {(c.method, c.variant): c for c in cases
                if c.backbone == backbone and c.batch == batch and c.round_medians}
-        ours, tri, cl = sel.get(("byol", "base")), sel.get(("tribyol", "base")), sel.get(("byol", "cl"))
+        ours, tri = sel.get(("byol", ours_variant)), sel.get(("tribyol", ours_variant))
+        cl = sel.get(("byol", "cl"))
         peers = [(v, c) for (m, v), c in sorted(sel.items()) if m == "lightly-byol"]
 
         def speedup(mine: tp.Case | None, peers: list = peers) -> str:
