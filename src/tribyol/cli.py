@@ -33,6 +33,7 @@ PRETRAIN_FLAGS = {
     "run_dir": "run_dir",
     "name": "name",
     "views": "method.views",
+    "weights": "method.weights",
     "devices": "train.devices",
     "strategy": "train.strategy",
     "accelerator": "train.accelerator",
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="auto, bf16-mixed, 32")
     p.add_argument("--seed", type=int)
     p.add_argument("--views", type=int, help="TriBYOL: number of views (>= 3)")
+    p.add_argument("--weights", help="supervised-imagenet: ImageNet state-dict file "
+                   "(default: the torch hub cache)")
     p.add_argument("--devices", help="e.g. 4, or auto")
     p.add_argument("--strategy", help="e.g. ddp")
     p.add_argument("--accelerator", help="cpu, gpu, auto")

@@ -124,7 +124,7 @@ def test_cli_pretrain_with_weights_option_and_clear_error(tmp_path, capsys, monk
             "--accelerator", "cpu", "--precision", "32", "--run-dir", str(tmp_path / "runs"),
             "--set", "train.progress_bar=false", "--set", "train.log_every_steps=1",
             "--set", "train.devices=1"]
-    assert main([*args, "--set", f"method.weights={path}"]) == 0
+    assert main([*args, "--weights", str(path)]) == 0  # the flag for method.weights
     assert "train/acc" in read_metrics(next((tmp_path / "runs").iterdir()))[-1]
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     assert main([*args, "--name", "missing"]) == 2

@@ -82,7 +82,7 @@ def find_imagenet_weights(backbone: str, weights: str | None = None) -> Path:
         f"ImageNet weights for {backbone} not found; looked at: "
         f"{', '.join(str(p) for p in candidates)}. Copy the file there (download {urls} on a "
         f"machine with internet, e.g. torchvision.models.{backbone}(weights='DEFAULT') fills "
-        f"the hub cache), or pass --set method.weights=PATH."
+        f"the hub cache), or pass --weights PATH (--set method.weights=PATH)."
     )
 
 
