@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from tribyol.config import load_config
@@ -140,9 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    # Lightning attaches its own console handler; through ours only, each line prints once.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).handlers.clear()
+    # Lightning prints its lines through its own console handler; passed on to ours as well,
+    # each would print twice.
+    logging.getLogger("lightning").propagate = False
+    # Lightning's advertisement and its own internal deprecation notice tell the user nothing.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         return args.func(args)
     except USER_ERRORS as err:
