@@ -75,3 +75,22 @@ def test_tsne_plot_from_cached_features(tmp_path):
     (path,) = tsne_plots([record], tmp_path, max_plots=2, points=40)
     assert path.exists() and path.stat().st_size > 1000
     assert json.dumps(record)  # records stay JSON-able
+
+
+def test_runs_of_one_method_with_different_budgets_get_their_own_rows(tmp_path):
+    """An equal-compute BYOL (3 epochs) next to a 2-epoch one: two rows, never one mean."""
+    store = tmp_path / "r.jsonl"
+    base = {"method": "byol", "backbone": "convnet", "dataset": "cifar10", "pretrain_dataset": "cifar10",
+            "metric": "top1", "seed": 0, "test_split": "test", "protocol": "linear",
+            "pretrain_batch_size": 32}
+    append_result(store, {**base, "run_id": "b2", "pretrain_epochs": 2, "value": 50.0})
+    append_result(store, {**base, "run_id": "b3", "pretrain_epochs": 3, "value": 54.0})
+    append_result(store, {**base, "run_id": "t2", "pretrain_epochs": 2, "value": 52.0,
+                          "method": "tribyol"})
+    md = build_tables(read_results(store))[0].markdown()
+    assert "| BYOL (2ep) | 50.00 / 68.67 |" in md and "| BYOL (3ep) | 54.00 / 68.67 |" in md
+    assert "| TriBYOL | 52.00 / 79.09 |" in md  # one budget: the plain method row
+    assert "±" not in md
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(store), "--out", str(out), "--tsne-plots", "0"]) == 0
+    assert (out / "linear_vs_batch.png").stat().st_size > 1000

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from tribyol.report import paper
-from tribyol.report.tables import latest
+from tribyol.report.tables import base_method, latest, method_rows, row_name
 
 TSNE_POINTS = 2000  # t-SNE is O(n log n) but slow on 2 cores beyond a few thousand points
 
@@ -27,10 +27,11 @@ def plot_batch_curves(
 ) -> Path | None:
     """One panel per dataset: top-1 vs pre-training batch, ours solid, the poster's dashed."""
     ours: dict[str, dict[str, dict[int, list[float]]]] = {}
-    for r in latest(records):
-        if r.get("protocol") == protocol and r.get("pretrain_batch_size") and r.get("value") is not None:
-            ours.setdefault(r["dataset"], {}).setdefault(r.get("method") or "?", {}).setdefault(
-                int(r["pretrain_batch_size"]), []).append(float(r["value"]))
+    chosen = [r for r in latest(records) if r.get("protocol") == protocol
+              and r.get("pretrain_batch_size") and r.get("value") is not None]
+    for r, row in zip(chosen, method_rows(chosen), strict=True):
+        ours.setdefault(r["dataset"], {}).setdefault(row, {}).setdefault(
+            int(r["pretrain_batch_size"]), []).append(float(r["value"]))
     poster: dict[str, dict[str, dict[int, float]]] = {}
     if protocol == "linear":
         for method, row in paper.LINEAR.items():
@@ -48,11 +49,14 @@ def plot_batch_curves(
             xs = sorted(points)
             ax.plot(xs, [points[x] for x in xs], "--", marker="x", color=colours.get(method),
                     alpha=0.6, label=f"{paper.method_name(method)} (poster)")
-        for method, points in sorted(ours.get(dataset, {}).items()):
+        seen: dict[str, int] = {}
+        for row, points in sorted(ours.get(dataset, {}).items()):
             xs = sorted(points)
             ys = [sum(points[x]) / len(points[x]) for x in xs]
-            ax.plot(xs, ys, "-", marker="o", color=colours.get(method),
-                    label=f"{paper.method_name(method)} (ours)")
+            # several budgets of one method (byol@2ep, byol@3ep): one colour, a marker each
+            nth = seen[base_method(row)] = seen.get(base_method(row), -1) + 1
+            ax.plot(xs, ys, "-", marker="osD^v"[nth % 5], color=colours.get(base_method(row)),
+                    label=f"{row_name(row)} (ours)")
         ax.set_xscale("log", base=2)
         ax.set_title(paper.dataset_name(dataset))
         ax.set_xlabel("pre-training batch size")

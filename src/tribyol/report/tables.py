@@ -50,11 +50,15 @@ class Table:
     def methods(self) -> list[str]:
         known = [m for m in paper.METHOD_NAMES if m in self.ours or m in self.poster]
         rank = {m: i for i, m in enumerate(paper.METHOD_NAMES)}
-        extra = sorted(set(self.ours) - set(known), key=lambda k: (rank.get(k.split("|")[0], 99), k))
+        extra = sorted(set(self.ours) - set(known), key=lambda k: (rank.get(base_method(k), 99), k))
         return known + extra
 
     def cells(self, method: str, col: tuple[str, Any]) -> tuple[Cell, float | None]:
-        return self.ours.get(method, {}).get(col, Cell()), self.poster.get(method, {}).get(col)
+        # a budget row (byol@3ep) shows the method's poster number; a transfer row
+        # (tribyol|cifar10) none, since the poster does not name its source
+        head, sep, source = method.partition("|")
+        poster_row = head.partition("@")[0] + sep + source
+        return self.ours.get(method, {}).get(col, Cell()), self.poster.get(poster_row, {}).get(col)
 
     def markdown(self) -> str:
         labels = [self.column_label(*c) for c in self.columns]
@@ -88,10 +92,17 @@ class Table:
         return buf.getvalue()
 
 
+def base_method(key: str) -> str:
+    """The method of a row key: ``byol@3ep`` and ``byol|cifar10`` -> ``byol``."""
+    return key.partition("|")[0].partition("@")[0]
+
+
 def row_name(key: str) -> str:
-    """``tribyol`` -> TriBYOL; ``tribyol|cifar10`` (transfer rows) -> TriBYOL (from C10)."""
-    method, _, source = key.partition("|")
-    name = paper.method_name(method)
+    """``tribyol`` -> TriBYOL; ``tribyol|cifar10`` (transfer rows) -> TriBYOL (from C10);
+    ``byol@3ep`` (a method pre-trained for several budgets) -> BYOL (3 ep)."""
+    head, _, source = key.partition("|")
+    method, _, budget = head.partition("@")
+    name = paper.method_name(method) + (f" ({budget})" if budget else "")
     return f"{name} (from {paper.dataset_name(source)})" if source else name
 
 
@@ -111,15 +122,27 @@ def filter_records(records: Iterable[dict[str, Any]], filters: dict[str, str]) -
     return [r for r in records if all(str(r.get(k)) == v for k, v in filters.items())]
 
 
+def method_rows(records: list[dict[str, Any]]) -> list[str]:
+    """Each record's row: its method, or ``method@<epochs>ep`` when the records hold runs of that
+    method with different pre-training epochs (a mean over budgets would look like seed noise)."""
+    budgets: dict[str, set] = {}
+    for r in records:
+        budgets.setdefault(r.get("method") or "?", set()).add(r.get("pretrain_epochs"))
+    rows = []
+    for r in records:
+        method = r.get("method") or "?"
+        rows.append(f"{method}@{r.get('pretrain_epochs')}ep" if len(budgets[method]) > 1 else method)
+    return rows
+
+
 def _collect(
     records: list[dict[str, Any]], protocol: str, key: Callable[[dict], Any], by_source: bool = False
 ):
-    """``{row: {(dataset, key): Cell}}``; rows are methods, or method|pre-training dataset."""
+    """``{row: {(dataset, key): Cell}}``; rows are ``method_rows``, or row|pre-training dataset."""
     ours: dict[str, dict[tuple[str, Any], Cell]] = {}
-    for r in records:
-        if r.get("protocol") != protocol or r.get("metric") != "top1" or r.get("value") is None:
-            continue
-        row = r.get("method") or "?"
+    records = [r for r in records
+               if r.get("protocol") == protocol and r.get("metric") == "top1" and r.get("value") is not None]
+    for r, row in zip(records, method_rows(records), strict=True):
         if by_source:
             row = f"{row}|{r.get('pretrain_dataset')}"
         cell = ours.setdefault(row, {}).setdefault((r["dataset"], key(r)), Cell())
