@@ -44,7 +44,9 @@ SUB=$CIFAR-sub300
 if [ ! -d "$SUB/train" ]; then
   for d in "$CIFAR"/train/*/; do
     c=$(basename "$d"); mkdir -p "$SUB/train/$c"
-    find "$d" -name '*.jpg' | sort | head -300 | while read -r f; do ln -s "$f" "$SUB/train/$c/"; done
+    # (no `| head`: under pipefail, head closing the pipe early fails the script)
+    mapfile -t files < <(find "$d" -name '*.jpg' | sort)
+    for f in "${files[@]:0:300}"; do ln -s "$f" "$SUB/train/$c/"; done
   done
 fi
 pre c10_tribyol_b32 --method tribyol --dataset folder --data-root "$SUB" --batch-size 32 \

@@ -11,6 +11,8 @@
 # Each encoder is scored by the linear probe (penalty chosen on a validation split of train)
 # and by kNN on the test split (10,000 train / 5,000 test images); then `tribyol report`.
 # Roughly 25 minutes on 2 CPU cores. Re-running skips finished pre-trainings.
+# SEEDS (default "0") and BATCHES (default "32 64 128") select more seeds or fewer batches,
+# e.g. SEEDS="1 2" BATCHES=32; the report then gives mean ± std over seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +21,9 @@ OUT=${OUT:-results/small_batch_fmnist}
 RUNS=$OUT/runs
 STORE=(--store "$OUT/results.jsonl" --cache-dir "$OUT/cache")
 EVAL=(--dataset fashionmnist --limit-train 10000 --limit-test 5000)
-COMMON=(--dataset fashionmnist --limit 10000 --backbone convnet --seed 0
+SEEDS=${SEEDS:-0}
+BATCHES=${BATCHES:-32 64 128}
+COMMON=(--dataset fashionmnist --limit 10000 --backbone convnet
         --set optim.lr=0.05 --set train.progress_bar=false --run-dir "$RUNS")
 
 pre() {  # name, then pretrain flags; skipped when the run already finished
@@ -29,10 +33,13 @@ pre() {  # name, then pretrain flags; skipped when the run already finished
   $T eval knn "$RUNS/$name" "${EVAL[@]}" "${STORE[@]}"
 }
 
-for b in 32 64 128; do
-  pre "tribyol_b$b" --method tribyol --batch-size "$b" --epochs 2
-  pre "byol_b$b" --method byol --batch-size "$b" --epochs 2
-  pre "byol-3ep_b$b" --method byol --batch-size "$b" --epochs 3
+for s in $SEEDS; do
+  tag=$([ "$s" = 0 ] && echo "" || echo "_s$s")  # seed 0 keeps the original run names
+  for b in $BATCHES; do
+    pre "tribyol_b$b$tag" --method tribyol --batch-size "$b" --epochs 2 --seed "$s"
+    pre "byol_b$b$tag" --method byol --batch-size "$b" --epochs 2 --seed "$s"
+    pre "byol-3ep_b$b$tag" --method byol --batch-size "$b" --epochs 3 --seed "$s"
+  done
 done
 $T eval linear "$RUNS/tribyol_b32" --random-init "${EVAL[@]}" "${STORE[@]}"
 $T report --store "$OUT/results.jsonl" --out "$OUT/report" --tsne-plots 2
