@@ -10,7 +10,7 @@
 #                                          step to BYOL's 4, so 3 BYOL epochs = 2 TriBYOL ones)
 # Each encoder is scored by the linear probe (penalty chosen on a validation split of train)
 # and by kNN on the test split (10,000 train / 5,000 test images); then `tribyol report`.
-# Roughly 25 minutes on 2 CPU cores. Re-running skips finished pre-trainings.
+# Roughly 15 minutes on 2 CPU cores (1 thread: OMP_NUM_THREADS=1). Re-running skips finished pre-trainings.
 # SEEDS (default "0") and BATCHES (default "32 64 128") select more seeds or fewer batches,
 # e.g. SEEDS="1 2" BATCHES=32; the report then gives mean ± std over seeds.
 set -euo pipefail
