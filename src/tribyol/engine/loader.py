@@ -94,11 +94,12 @@ class BatchLoader:
         self._resume = None
         self.completed = skip
         batches = batches[skip:]
-        if isinstance(self.dataset, TensorImages) or self.num_workers == 0:
-            device = getattr(getattr(self.dataset, "images", None), "device", torch.device("cpu"))
-            for idx in batches:
-                yield self.dataset[idx.to(device) if isinstance(self.dataset, TensorImages)
-                                   else idx.tolist()]
+        if isinstance(self.dataset, TensorImages):
+            # the epoch's indices go to the data's device once, not one copy per step
+            yield from (self.dataset[idx] for idx in batches.to(self.dataset.images.device))
+            return
+        if self.num_workers == 0:
+            yield from (self.dataset[idx.tolist()] for idx in batches)
             return
         loader = DataLoader(
             _IndexBatches(self.dataset, batches),

@@ -88,18 +88,18 @@ def extract_features(
     feats, labels = [], []
     try:
         for start in range(0, len(order), batch_size):
-            images, y = dataset[order[start : start + batch_size].tolist()]
+            images, y = dataset[order[start : start + batch_size]]
             images = images.to(device, non_blocking=True)
             if in_channels is not None:
                 images = adapt_channels(images, in_channels)
             x = eval_transform(images, image_size, mean, std)
-            feats.append(encoder(x).float().cpu())
-            labels.append(torch.as_tensor(y).long().cpu())
+            feats.append(encoder(x).float())  # one copy to the host at the end, not per batch
+            labels.append(torch.as_tensor(y).long())
     finally:
         encoder.to(home).train(was_training)
     if not feats:
         return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
-    return torch.cat(feats), torch.cat(labels)
+    return torch.cat(feats).cpu(), torch.cat(labels).cpu()
 
 
 class FeatureCache:

@@ -49,7 +49,7 @@ class FinetuneOptions:
 class FinetuneResult:
     top1: float  # test top-1, percent
     train_top1: float  # on the augmented training batches of the last epoch
-    final_loss: float
+    final_loss: float  # mean training loss of the last epoch
     num_train: int
     num_test: int
     steps: int
@@ -110,12 +110,13 @@ def finetune(
     model.train()
     for epoch in range(opt.epochs):
         order = train_indices[torch.randperm(n, generator=order_g)]
-        correct = seen = 0
+        # Device-side tallies, read once per epoch: no host sync per step.
+        correct, seen, loss_sum = torch.zeros((), device=device), 0, torch.zeros((), device=device)
         for start in range(0, n, batch):
             idx = order[start : start + batch]
             if len(idx) < 2 and n >= 2:  # BatchNorm cannot train on a single image
                 continue
-            images, labels = train[idx.tolist()]
+            images, labels = train[idx]
             images, labels = images.to(device), torch.as_tensor(labels).long().to(device)
             if in_channels is not None:
                 images = adapt_channels(images, in_channels)
@@ -130,9 +131,10 @@ def finetune(
             sgd.step()
             schedule.step()
             step += 1
-            loss_value = loss.item()
-            correct += int((logits.argmax(1) == labels).sum())
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
+        loss_value = float(loss_sum) / max(1, seen)  # the epoch's mean training loss
         log.info("fine-tune epoch %d/%d: loss %.4f", epoch + 1, opt.epochs, loss_value)
     logits, labels = extract_features(
         model, test, image_size, mean, std, opt.eval_batch_size, device,
@@ -141,7 +143,7 @@ def finetune(
     top1 = 100.0 * (logits.argmax(1) == labels).float().mean().item() if len(labels) else float("nan")
     return FinetuneResult(
         top1=top1,
-        train_top1=100.0 * correct / max(1, seen),
+        train_top1=100.0 * float(correct) / max(1, seen),
         final_loss=loss_value,
         num_train=n,
         num_test=len(labels),

@@ -40,7 +40,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         mean = total[:channels] / n
         var = (total[channels:2 * channels] / n - mean * mean).clamp_min(0)
         if self.track_running_stats:
-            self._update_running_stats(mean.detach(), var.detach(), n.item())
+            self._update_running_stats(mean.detach(), var.detach(), n.detach())
         shape = [1, channels] + [1] * (x.dim() - 2)
         y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
@@ -48,10 +48,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y.to(x.dtype)
 
     @torch.no_grad()
-    def _update_running_stats(self, mean: Tensor, var: Tensor, n: float) -> None:
+    def _update_running_stats(self, mean: Tensor, var: Tensor, n: Tensor) -> None:
         self.num_batches_tracked += 1
         momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-        unbiased = var * (n / max(n - 1.0, 1.0))  # as BatchNorm keeps it
+        unbiased = var * (n / (n - 1.0).clamp_min(1.0))  # as BatchNorm keeps it; n stays on device
         self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
         self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
 
