@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from tribyol.config import load_config, to_dict
+from tribyol.config import load_config
 from tribyol.data import DatasetNotFoundError, load_split
-from tribyol.engine.module import PretrainModule, data_info_for
-from tribyol.engine.run import load_pretrain_data, pretrain, read_metrics
+from tribyol.engine.run import pretrain, read_metrics
+from tribyol.eval.common import load_source
 from tribyol.eval.features import extract_features
 from tribyol.eval.linear import linear_probe
-from tribyol.export import load_checkpoint
+from tribyol.report.plots import plot_loss_curves
 
 log = logging.getLogger(__name__)
 
@@ -73,35 +73,27 @@ def run_demo(run_dir: str = "runs/demo", quick: bool = False, data_root: str = "
         out = pretrain(cfg, overwrite=True)
         seconds = time.perf_counter() - start
         images_per_s = json.loads((out / "throughput.json").read_text())["images_per_s"]
-        ckpt = load_checkpoint(out / "checkpoints" / "last.ckpt")
-        module = PretrainModule(**ckpt["hyper_parameters"])
-        module.load_state_dict(ckpt["state_dict"])
-        metrics = read_metrics(out)
-        curves[method] = [(r["step"], r["train/loss"]) for r in metrics if "train/loss" in r]
+        curves[method] = [(r["step"], r["train/loss"]) for r in read_metrics(out) if "train/loss" in r]
         rows.append({"method": method, "batch": s.batch_size, "images_per_s": images_per_s,
-                     "pretrain_s": seconds, "encoder": module.encoder, "info": module.info})
-    # The random-init baseline: the same encoder, built with the same seed, never trained.
-    cfg = load_config(None, [*common, ("method.name", "byol")])
-    torch.manual_seed(s.seed)
-    info = data_info_for(cfg, load_pretrain_data(cfg))
-    random_module = PretrainModule(to_dict(cfg), vars(info))
+                     "pretrain_s": seconds, "source": load_source(out)})
+    # The random-init baseline: the same encoder, built with the demo's seed, never trained.
     rows.append({"method": "random init", "batch": None, "images_per_s": None, "pretrain_s": 0.0,
-                 "encoder": random_module.encoder, "info": info})
+                 "source": load_source(out, random_init=True, seed=s.seed)})
 
     train = load_split(dataset, data_root, "train")
     test = load_split(dataset, data_root, "test")
     train_idx = torch.arange(min(s.probe_train_images, len(train)))
     test_idx = torch.arange(min(s.probe_test_images, len(test)))
     for row in rows:
-        info = row.pop("info")
-        encoder = row.pop("encoder")
-        args = (info.image_size, info.mean, info.std)
-        xtr, ytr = extract_features(encoder, train, *args, indices=train_idx, device="cpu")
-        xte, yte = extract_features(encoder, test, *args, indices=test_idx, device="cpu")
+        src = row.pop("source")
+        args = (src.image_size, src.mean, src.std)
+        xtr, ytr = extract_features(src.encoder, train, *args, indices=train_idx, device="cpu")
+        xte, yte = extract_features(src.encoder, test, *args, indices=test_idx, device="cpu")
         row["probe_top1"] = linear_probe(xtr, ytr, xte, yte, seed=s.seed).top1
 
     print(format_table(rows, dataset, s))
-    png = plot_losses(curves, Path(run_dir) / "loss_curves.png")
+    png = plot_loss_curves(curves, Path(run_dir) / "loss_curves.png",
+                           f"Pre-training loss (batch {s.batch_size})")
     (Path(run_dir) / "demo_results.json").write_text(json.dumps(rows, indent=2))
     print(f"loss curves: {png}")
     return rows
@@ -121,25 +113,3 @@ def format_table(rows: list[dict], dataset: str, s: DemoSettings) -> str:
         lines.append(f"| {r['method']} | {batch} | {ips} | {r['pretrain_s']:.0f} | "
                      f"{r['probe_top1']:.2f} |")
     return "\n".join(lines)
-
-
-def plot_losses(curves: dict[str, list[tuple[float, float]]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, points in curves.items():
-        if points:
-            steps, losses = zip(*points, strict=True)
-            ax.plot(steps, losses, label=method)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss")
-    ax.set_title("Pre-training loss (batch 32)")
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

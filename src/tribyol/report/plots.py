@@ -22,6 +22,30 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig: Any, out: str | Path) -> Path:
+    """Write ``fig`` as a PNG (making its folder) and free it."""
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    _pyplot().close(fig)
+    return out
+
+
+def plot_loss_curves(curves: dict[str, list[tuple[float, float]]], out: str | Path, title: str) -> Path:
+    """Training loss against optimizer step, one line per run."""
+    fig, ax = _pyplot().subplots(figsize=(6, 4))
+    for name, points in curves.items():
+        if points:
+            steps, losses = zip(*points, strict=True)
+            ax.plot(steps, losses, label=name)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.legend()
+    return save_figure(fig, out)
+
+
 def plot_batch_curves(
     records: list[dict[str, Any]], out: str | Path, protocol: str = "linear"
 ) -> Path | None:
@@ -63,12 +87,7 @@ def plot_batch_curves(
         ax.set_ylabel(f"{protocol} top-1 %")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_tsne(
@@ -100,9 +119,4 @@ def plot_tsne(
     ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
