@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tribyol.methods import MethodContext, resolve_options
@@ -61,7 +62,7 @@ def test_ema_step_after_optimizer_step():
         torch.testing.assert_close(t, 0.9 * t0 + 0.1 * o, rtol=0, atol=1e-6)
 
 
-def test_cosine_tau_is_recorded():
+def test_cosine_tau_rises_from_base_to_final():
     m = make(tau=0.99, tau_schedule="cosine")
-    m.after_optimizer_step(10, 10)
-    assert float(m.tau) == 1.0
+    assert [m.current_tau(s, 10) for s in (0, 5, 10)] == pytest.approx([0.99, 0.995, 1.0])
+    assert make(tau=0.99).current_tau(5, 10) == 0.99  # constant by default

@@ -15,6 +15,7 @@ from tribyol.data import get_spec
 from tribyol.engine.optim import build_optimizer, lr_lambda
 from tribyol.errors import NonFiniteLossError
 from tribyol.methods import MethodContext, resolve_options
+from tribyol.methods.base import MomentumMethod
 from tribyol.nets import build_backbone
 from tribyol.nets.sync_bn import convert_to_global_bn
 from tribyol.views import MultiViewAugment
@@ -124,9 +125,8 @@ class PretrainModule(L.LightningModule):
                 self.log("train/z_std", collapse_std(out.projections))
             for key, value in out.logs.items():
                 self.log(f"train/{key}", value)
-            tau = getattr(self.method, "tau", None)
-            if tau is not None:
-                self.log("train/tau", tau.float())
+            if isinstance(self.method, MomentumMethod):  # derived from the step, not stored
+                self.log("train/tau", self.method.current_tau(self.global_step, self._total_steps))
         if self.probe is not None and out.features is not None:
             known = labels >= 0
             logits = self.probe(out.features.float())

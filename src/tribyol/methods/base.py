@@ -161,11 +161,6 @@ class MomentumMethod(Method):
     "cosine" towards ``tau_final``).
     """
 
-    def __init__(self, ctx: MethodContext, options: Any) -> None:
-        super().__init__(ctx, options)
-        # Saved in checkpoints so a resumed run reports the same tau it had.
-        self.register_buffer("tau", torch.tensor(float(options.tau), dtype=torch.float64))
-
     def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
         """The (online, target) pairs to update after optimizer step ``step``."""
         raise NotImplementedError
@@ -179,4 +174,3 @@ class MomentumMethod(Method):
         tau = self.current_tau(step - 1, total_steps)
         for online, target in self.momentum_pairs(step):
             ema_update_(target, online, tau)
-        self.tau.fill_(self.current_tau(step, total_steps))
