@@ -71,3 +71,31 @@ def test_bank_is_saved_with_the_module():
     other.load_state_dict(state)
     torch.testing.assert_close(other.queue, bank.queue)
     assert int(other.ptr) == 2
+
+
+@pytest.mark.parametrize(("name", "lam"), [("pirl-jigsaw", 0.3), ("pirl-rotation", 0.5)])
+def test_pirl_loss_gradients_and_bank_push(name: str, lam: float) -> None:
+    """PIRLBase for both transforms: lam * NCE(g) + (1 - lam) * NCE(f) over the bank as it was
+    before this batch; no gradient into the key network; the batch's keys pushed afterwards."""
+    from tests.methods.test_byol import make, views
+
+    m = make(name, bank_size=16, lam=lam)
+    v, v_key = views(2)
+    bank_before = m.bank.queue.clone()
+    torch.manual_seed(5)  # the transform draws tiles / rotations
+    out = m([v, v_key])
+    out.loss.backward()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        g = m.transformed_embedding(v)
+        f = m.head_f(m.backbone(v))
+        key = m.key(v_key)
+    expected = lam * info_nce(g, key, bank_before, 0.07) + (1 - lam) * info_nce(f, key, bank_before, 0.07)
+    torch.testing.assert_close(out.loss.detach(), expected, rtol=1e-4, atol=1e-5)
+    for pname, p in m.named_parameters():
+        if pname.startswith("key."):
+            assert p.grad is None, pname
+        else:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    torch.testing.assert_close(m.bank.queue[:6], F.normalize(key, dim=1))
+    assert int(m.bank.ptr) == 6
