@@ -520,3 +520,35 @@ def test_folder_split_folders_and_missing_ones(tmp_path: Path) -> None:
         load_split("folder", flat, "test", image_size=8)
     with pytest.raises(DatasetNotFoundError, match=str(tmp_path / "nowhere")):
         load_split("folder", tmp_path / "nowhere", "train")
+
+
+def test_folder_skips_hidden_and_empty_class_folders_and_hidden_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Jupyter's checkpoints, macOS's ._ files and an empty class folder are not classes."""
+    for name, value in (("a", 10), ("c", 30)):
+        save(tmp_path / name / "1.png", np.full((8, 8, 3), value, np.uint8))
+    save(tmp_path / ".ipynb_checkpoints" / "x.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "b_empty").mkdir()
+    (tmp_path / "b_empty" / "readme.txt").write_text("no images here")
+    (tmp_path / "a" / "._1.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    save(tmp_path / "c" / ".ipynb_checkpoints" / "1-checkpoint.png", np.zeros((8, 8, 3), np.uint8))
+
+    with caplog.at_level(logging.WARNING, logger="tribyol"):
+        data = load_split("folder", tmp_path, "train", image_size=8)
+    assert data.classes == ["a", "c"] and len(data) == 2
+    images, labels = data[[0, 1]]
+    assert labels.tolist() == [0, 1]
+    assert images[0].unique().tolist() == [10] and images[1].unique().tolist() == [30]
+    notes = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(notes) == 1, notes
+    for what in (".ipynb_checkpoints", "b_empty", "2 hidden image files"):
+        assert what in notes[0], notes[0]
+
+    (tmp_path / "no_images" / "k").mkdir(parents=True)
+    (tmp_path / "no_images" / "k" / "readme.txt").write_text("a class folder, but no images")
+    with pytest.raises(FileNotFoundError, match="no images"):
+        load_split("folder", tmp_path / "no_images", "train", image_size=8)
+    (tmp_path / "only_hidden" / ".git").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no class folders"):
+        load_split("folder", tmp_path / "only_hidden", "train", image_size=8)

@@ -6,7 +6,9 @@ batch is one fancy-index for in-memory data, with no per-sample Python. Label -1
 
 from __future__ import annotations
 
+import copy
 import logging
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+NATIVE_SIZE_SAMPLE = 64  # images whose sizes give a folder's native size (``native_size``)
 
 
 class TensorImages(Dataset):
@@ -94,6 +97,55 @@ def to_8bit(image: PILImage, channels: int) -> PILImage:
     return image.convert("L" if channels == 1 else "RGB")
 
 
+def _hidden(path: Path, root: Path) -> bool:
+    """A name starting with "." anywhere below ``root`` (.ipynb_checkpoints, ._x.png, .DS_Store)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _scan_classes(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """``(class names, [(image path, label)])`` of ``root/<class>/**/<image>``.
+
+    Hidden folders and files are skipped, and so are class folders without images (they would
+    shift every later label and add a class no image has); one log line names what was skipped.
+    """
+    hidden_dirs, empty, hidden_files = [], [], 0
+    classes: list[str] = []
+    samples: list[tuple[Path, int]] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder.name.startswith("."):
+            hidden_dirs.append(folder.name)
+            continue
+        images = []
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            if _hidden(path, folder):
+                hidden_files += 1
+            else:
+                images.append(path)
+        if not images:
+            empty.append(folder.name)
+            continue
+        samples += [(path, len(classes)) for path in images]
+        classes.append(folder.name)
+    skipped = []
+    if hidden_dirs:
+        skipped.append(f"hidden folders {', '.join(hidden_dirs)}")
+    if empty:
+        skipped.append(f"class folders without images {', '.join(empty)}")
+    if hidden_files:
+        skipped.append(f"{hidden_files} hidden image files")
+    if skipped:
+        log.warning("%s: skipped %s", root, "; ".join(skipped))
+    if not classes and not empty:
+        raise FileNotFoundError(
+            f"no class folders under {root}; expected {root}/<class>/<image files>"
+        )
+    if not classes:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}/<class>/")
+    return classes, samples
+
+
 class FolderImages(Dataset):
     """Images in ``root/<class>/<file>`` of any size, decoded to a fixed ``image_size``.
 
@@ -112,28 +164,40 @@ class FolderImages(Dataset):
         bad_images: str = "skip",
     ) -> None:
         self.root = Path(root)
-        classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        if not classes:
-            raise FileNotFoundError(
-                f"no class folders under {self.root}; expected {self.root}/<class>/<image files>"
-            )
-        self.classes = classes
-        self.samples: list[tuple[Path, int]] = [
-            (path, label)
-            for label, name in enumerate(classes)
-            for path in sorted((self.root / name).rglob("*"))
-            if path.suffix.lower() in IMAGE_EXTENSIONS
-        ]
-        if not self.samples:
-            raise FileNotFoundError(
-                f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}/<class>/"
-            )
+        self.classes, self.samples = _scan_classes(self.root)
         self.labels = torch.tensor([label for _, label in self.samples])
-        self.image_size = image_size
+        self.image_size = image_size  # the side of the decoded squares
+        self.view_size = image_size  # the side of the views made from them (pre-training sets it)
         self.resize = resize or image_size
         self.channels = channels
         self.bad_images = bad_images
         self.bad_files: set[str] = set()
+
+    def subset(self, indices: Sequence[int] | Tensor) -> FolderImages:
+        """The same folder restricted to ``indices`` (sizes, channels and classes kept)."""
+        picked = copy.copy(self)
+        picked.samples = [self.samples[int(i)] for i in indices]
+        picked.labels = torch.tensor([label for _, label in picked.samples], dtype=torch.long)
+        picked.bad_files = self.bad_files  # one record of corrupt files for both
+        return picked
+
+    def native_size(self, sample: int = NATIVE_SIZE_SAMPLE) -> int | None:
+        """Median shorter side of ``sample`` images spread evenly over the set (headers only).
+
+        ``None`` when none of them can be opened.
+        """
+        from PIL import Image
+
+        n = len(self.samples)
+        step = max(1, n // sample)
+        sides = []
+        for path, _ in self.samples[::step][:sample]:
+            try:
+                with Image.open(path) as img:
+                    sides.append(min(img.size))
+            except Exception:  # a corrupt file: the loader skips or reports it later
+                continue
+        return int(statistics.median_low(sides)) if sides else None
 
     def __len__(self) -> int:
         return len(self.samples)
