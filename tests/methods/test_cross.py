@@ -20,12 +20,12 @@ def terms(m, v1, v2):
 
 
 @pytest.mark.parametrize(("wv", "wm"), [(1.0, 1.0), (0.7, 0.3)])
-def test_loss_is_weighted_sum_of_both_terms(wv, wm):
+def test_loss_is_weighted_mean_of_both_terms(wv, wm):
     m = make("cross", cross_view_weight=wv, cross_model_weight=wm)
     v1, v2 = views(2)
     out = m([v1, v2])
     view, model = terms(m, v1, v2)
-    torch.testing.assert_close(out.loss.detach(), wv * view + wm * model)
+    torch.testing.assert_close(out.loss.detach(), (wv * view + wm * model) / (wv + wm))
     torch.testing.assert_close(out.logs["cross_model"], model)
 
 
@@ -34,7 +34,7 @@ def test_one_directional():
     v1, v2 = views(2)
     with torch.no_grad():
         q1 = m.predictor(m.student(v1))
-        expected = normalized_mse(q1, m.teacher(v2)) + normalized_mse(q1, m.teacher(v1))
+        expected = 0.5 * (normalized_mse(q1, m.teacher(v2)) + normalized_mse(q1, m.teacher(v1)))
     torch.testing.assert_close(m([v1, v2]).loss.detach(), expected)
 
 
@@ -73,6 +73,8 @@ def test_teacher_takes_no_gradient_and_follows_by_ema():
         torch.testing.assert_close(t, 0.5 * t0 + 0.5 * s)
 
 
-def test_negative_weight_rejected():
+@pytest.mark.parametrize("bad", [{"cross_model_weight": -1.0},
+                                 {"cross_view_weight": 0.0, "cross_model_weight": 0.0}])
+def test_bad_weights_rejected(bad):
     with pytest.raises(ConfigError):
-        make("cross", cross_model_weight=-1.0)
+        make("cross", **bad)

@@ -9,8 +9,11 @@ reconstruction of that description, not the authors' code or equations:
   (weights xi), a stop-gradient EMA of the student, ``xi <- tau xi + (1 - tau) theta``;
 - cross-view term: student(v) against teacher(v'), BYOL's ``l(q, z) = 2 - 2 cos(q, z)``;
 - cross-model term: student(v) against teacher(v), the same view through the other model;
-- ``L = w_view * l(q(v), z_t(v')) + w_model * l(q(v), z_t(v))``, and when ``symmetric`` the same
-  with v and v' swapped, added (as BYOL adds its two directions).
+- ``L = [w_view * (l(q(v), z_t(v')) + l(q(v'), z_t(v))) + w_model * (l(q(v), z_t(v)) +
+  l(q(v'), z_t(v')))] / (w_view + w_model)`` (one-directional: only the v terms): a weighted
+  mean of the two terms, each on BYOL's scale, so the loss is on BYOL's scale too (as TriBYOL's
+  1/2 per target pair keeps its loss on BYOL's). Summing the four terms unnormalised would
+  double the loss, i.e. the effective learning rate, against BYOL.
 
 With ``cross_model_weight = 0`` this is exactly BYOL.
 """
@@ -48,6 +51,8 @@ class Cross(MomentumMethod):
             super().__post_init__()
             if self.cross_view_weight < 0 or self.cross_model_weight < 0:
                 raise ValueError("cross_view_weight and cross_model_weight must be >= 0")
+            if self.cross_view_weight + self.cross_model_weight <= 0:
+                raise ValueError("cross_view_weight + cross_model_weight must be > 0")
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
@@ -75,6 +80,8 @@ class Cross(MomentumMethod):
             q2 = self.predictor(self.student(v2))
             view_2, model_2 = self._terms(q2, t2, t1)
             cross_view, cross_model = cross_view + view_2, cross_model + model_2
-        loss = o.cross_view_weight * cross_view + o.cross_model_weight * cross_model
+        # A weighted mean of the two terms: each is on BYOL's scale, so the loss is too.
+        weight = o.cross_view_weight + o.cross_model_weight
+        loss = (o.cross_view_weight * cross_view + o.cross_model_weight * cross_model) / weight
         logs = {"cross_view": cross_view.detach(), "cross_model": cross_model.detach()}
         return StepOutput(loss=loss, features=y1.detach(), projections=z1.detach(), logs=logs)
