@@ -202,7 +202,11 @@ class PretrainModule(L.LightningModule):
 
 
 def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:
-    """Derive the networks' data info from the spec, the config and the loaded dataset."""
+    """Derive the networks' data info from the spec, the config and the loaded dataset.
+
+    The view size is the dataset's ``view_size`` when it has one (a folder's, set by
+    ``load_pretrain_data``), so the exported encoder's metadata names the size it trained at.
+    """
     spec = get_spec(cfg.data.dataset)
     channels = getattr(dataset, "channels", spec.channels)
     num_classes = len(getattr(dataset, "classes", ()) or ()) or spec.num_classes
@@ -211,7 +215,8 @@ def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:
         mean, std = (0.5,) * channels, (0.5,) * channels
     return DataInfo(
         channels=channels,
-        image_size=cfg.data.image_size or spec.image_size,
+        # A folder knows the size its views are made at (its images' own by default).
+        image_size=getattr(dataset, "view_size", None) or cfg.data.image_size or spec.image_size,
         num_classes=num_classes,
         num_train_images=len(dataset),
         mean=tuple(mean),

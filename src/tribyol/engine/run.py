@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from tribyol.config import ConfigError, RunConfig, to_dict
-from tribyol.data import TensorImages, load_split
+from tribyol.data import TensorImages
+from tribyol.data.pretrain import load_pretrain_data
 from tribyol.engine.callbacks import (
     CHECKPOINT_NAME,
     PREVIOUS_NAME,
@@ -107,34 +108,6 @@ def select_resume_checkpoint(run_dir: Path) -> Path | None:
             + " Start again with --overwrite, or restore a checkpoint from a backup."
         )
     return None
-
-
-def folder_load_size(cfg: RunConfig) -> int:
-    """The side of the squares a folder dataset is decoded to (views crop from these)."""
-    from tribyol.data import get_spec
-
-    view_size = cfg.data.image_size or get_spec(cfg.data.dataset).image_size
-    return cfg.data.resize or round(view_size * 8 / 7)
-
-
-def load_pretrain_data(cfg: RunConfig) -> Any:
-    d = cfg.data
-    stored = folder_load_size(cfg)
-    dataset = load_split(
-        d.dataset,
-        d.root,
-        "pretrain",
-        download=d.download,
-        image_size=stored,
-        resize=stored,
-        channels=d.channels,
-        bad_images=d.bad_images,
-    )
-    if d.limit is not None and isinstance(dataset, TensorImages):
-        dataset = dataset.subset(torch.arange(min(d.limit, len(dataset))))
-    elif d.limit is not None:
-        dataset = torch.utils.data.Subset(dataset, range(min(d.limit, len(dataset))))
-    return dataset
 
 
 class PretrainData(L.LightningDataModule):

@@ -1,0 +1,71 @@
+"""The pre-training set of a run: read, sized (folders) and cut to ``data.limit``.
+
+A folder's view size defaults to the images' own: the median shorter side of a sample of them
+(``FolderImages.native_size``), capped at ``MAX_DEFAULT_VIEW_SIZE``, so a folder of 32 px images
+is not silently trained at 224 px (about 9x the compute). An explicit ``data.image_size`` that
+upscales the images by more than ``UPSCALE_WARNING`` is kept, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tribyol.config import RunConfig
+from tribyol.data.images import FolderImages
+from tribyol.data.registry import get_spec, load_split
+from tribyol.data.subsets import limit_dataset
+
+log = logging.getLogger(__name__)
+
+MAX_DEFAULT_VIEW_SIZE = 224  # a folder's default view size is its images' own, at most this
+MIN_VIEW_SIZE = 8  # and at least this (data.image_size's own lower bound)
+UPSCALE_WARNING = 2.0  # warn when views are more than this many times the images' size
+
+
+def folder_view_size(cfg: RunConfig, dataset: FolderImages) -> int:
+    """The side of a folder's views: ``data.image_size``, else the images' native size."""
+    native = dataset.native_size()
+    if cfg.data.image_size:
+        view = cfg.data.image_size
+    elif native is None:  # nothing in the sample opens; the loader will say which files
+        view = get_spec(cfg.data.dataset).image_size
+    else:
+        view = max(MIN_VIEW_SIZE, min(MAX_DEFAULT_VIEW_SIZE, native))
+        log.info("%s: views at %d px, the images' median shorter side (capped at %d); set "
+                 "--set data.image_size=N to change it", dataset.root, view, MAX_DEFAULT_VIEW_SIZE)
+    if native is not None and view > UPSCALE_WARNING * native:
+        log.warning("%s: images are about %d px (median shorter side) but views are %d px, "
+                    "%.1fx upscaled at %.0fx the compute; --set data.image_size=%d trains at "
+                    "their own size", dataset.root, native, view, view / native,
+                    (view / native) ** 2, max(MIN_VIEW_SIZE, native))
+    return view
+
+
+def folder_load_size(cfg: RunConfig, view_size: int) -> int:
+    """The side of the squares a folder is decoded to; views crop from these."""
+    return cfg.data.resize or round(view_size * 8 / 7)
+
+
+def load_pretrain_data(cfg: RunConfig) -> Any:
+    """The run's pre-training images: ``TensorImages`` or ``FolderImages``.
+
+    A folder carries ``view_size``, the size its views are made at (``data_info_for`` reads
+    it). ``data.limit`` takes a seeded (``train.seed``), class-stratified subset.
+    """
+    d = cfg.data
+    spec = get_spec(d.dataset)
+    dataset = load_split(
+        d.dataset,
+        d.root,
+        "pretrain",
+        download=d.download,
+        image_size=d.image_size or spec.image_size,
+        channels=d.channels,
+        bad_images=d.bad_images,
+    )
+    if isinstance(dataset, FolderImages):
+        view = folder_view_size(cfg, dataset)
+        dataset.image_size = dataset.resize = folder_load_size(cfg, view)
+        dataset.view_size = view
+    return limit_dataset(dataset, d.limit, cfg.train.seed)
