@@ -95,3 +95,54 @@ def test_targets_take_no_gradient():
 def test_bad_options_are_rejected(bad):
     with pytest.raises(ConfigError):
         make("tribyol", **bad)
+
+
+def conv_stds(net: torch.nn.Module) -> dict[str, float]:
+    """Std of every conv weight with at least 1000 entries (smaller ones are too noisy)."""
+    return {name: m.weight.std().item() for name, m in net.named_modules()
+            if isinstance(m, torch.nn.Conv2d) and m.weight.numel() >= 1000}
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "convnet"])
+@pytest.mark.parametrize("with_builder", [True, False])
+def test_independent_init_target_starts_like_a_freshly_built_encoder(backbone, with_builder):
+    """The second target's encoder must start with the builder's initialisation: torchvision's
+    ResNet init (Kaiming-normal, fan-out) is ~2.4x wider than PyTorch's default conv init."""
+    from tribyol.methods import MethodContext, resolve_options
+    from tribyol.nets import build_backbone
+
+    def build():
+        return build_backbone(backbone, 1, 16, width=16)
+
+    torch.manual_seed(0)
+    cls, opts = resolve_options({"name": "tribyol", "target_policy": "independent-init"})
+    ctx = MethodContext(build(), hidden_dim=16, proj_dim=8,
+                        new_backbone=build if with_builder else None)
+    m = cls(ctx, opts)
+    fresh = conv_stds(build())
+    second = conv_stds(m.targets[1][0])
+    assert len(fresh) >= 3 and second.keys() == fresh.keys()
+    for name, std in fresh.items():
+        assert 0.9 < second[name] / std < 1.1, (name, second[name], std)
+    # it is a new draw, not a copy of the online encoder
+    online, target = m.online[0].state_dict(), m.targets[1][0].state_dict()
+    assert not any(torch.equal(online[k], target[k]) for k in online if k.endswith("conv1.weight"))
+
+
+def test_engine_builds_the_independent_target_with_the_backbone_builder():
+    from tribyol.config import load_config, to_dict
+    from tribyol.engine.module import PretrainModule
+    from tribyol.nets import build_backbone
+
+    cfg = load_config(None, [("model.backbone", "resnet18"), ("model.hidden_dim", 16),
+                             ("model.proj_dim", 8), ("method.target_policy", "independent-init"),
+                             ("model.channels_last", False)])
+    info = {"channels": 1, "image_size": 16, "num_classes": 10, "num_train_images": 64,
+            "mean": [0.5], "std": [0.5]}
+    module = PretrainModule(to_dict(cfg), info)
+    target = module.method.targets[1][0]
+    fresh = build_backbone("resnet18", 1, 16)
+    for name, m in fresh.named_modules():  # the replaced small stem included
+        if isinstance(m, torch.nn.Conv2d):
+            got = target.get_submodule(name).weight.std().item()
+            assert 0.85 < got / m.weight.std().item() < 1.15, name

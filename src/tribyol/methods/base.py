@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import Tensor, nn
 
 
@@ -25,6 +26,16 @@ class MethodContext:
     num_train_images: int = 0
     image_size: int = 32
     channels: int = 3
+    # Builds another encoder the way ``backbone`` was built (the same builder, a new draw of
+    # its random initialisation); the engine passes it. None: ``fresh_backbone`` re-initialises
+    # a copy instead (exact for the ConvNet, see there for ResNets).
+    new_backbone: Callable[[], nn.Module] | None = None
+
+    def fresh_backbone(self) -> nn.Module:
+        """A new encoder with the backbone's architecture and its constructor's initialisation."""
+        if self.new_backbone is not None:
+            return self.new_backbone()
+        return reinitialize(copy.deepcopy(self.backbone))
 
 
 @dataclass
@@ -53,10 +64,25 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 
 def reinitialize(module: nn.Module) -> nn.Module:
-    """Give every layer of ``module`` fresh random weights (uses the current torch RNG)."""
+    """Give every layer of ``module`` fresh random weights (uses the current torch RNG).
+
+    Layers get PyTorch's default initialisation, except inside a torchvision ``ResNet``, whose
+    constructor initialises convolutions Kaiming-normal (fan-out) and norm layers to 1 / 0: that
+    init is redone, since PyTorch's default would start the convs about 2.4x narrower. (A ResNet
+    stem replaced after construction, as ``adapt_resnet_stem`` does, got PyTorch's default from
+    its builder; only ``MethodContext.new_backbone`` reproduces that exactly.)
+    """
     for m in module.modules():
         if m is not module and hasattr(m, "reset_parameters"):
             m.reset_parameters()
+    for net in module.modules():
+        if isinstance(net, torchvision.models.ResNet):
+            for m in net.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
     return module
 
 

@@ -16,7 +16,8 @@ poster, and each pair may have its own target network.
   stay equal forever, so this is exactly what the poster's figure computes, at half the
   target memory; each view's target projection is computed once and reused.
 - ``independent-init``: N - 1 targets, the first a copy of the online network and the others
-  freshly initialised, all following the online network by EMA.
+  freshly initialised (the encoder by its own builder, e.g. torchvision's ResNet init), all
+  following the online network by EMA.
 - ``alternating-ema``: N - 1 targets, copies of the online network, updated round-robin
   (target k takes the EMA on steps where ``step % (N - 1) == k``).
 """
@@ -76,7 +77,10 @@ class TriBYOL(MomentumMethod):
         targets = [frozen_copy(self.online) for _ in range(num_targets)]
         if options.target_policy == "independent-init":
             for target in targets[1:]:
-                reinitialize(target)
+                # The encoder as its builder initialises one (torchvision's ResNet init for
+                # ResNets), the projector as MLPHead's constructor does (PyTorch's default).
+                target[0].load_state_dict(ctx.fresh_backbone().state_dict())
+                reinitialize(target[1])
         self.targets = nn.ModuleList(targets)
 
     @property
