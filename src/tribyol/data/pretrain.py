@@ -32,7 +32,7 @@ def folder_view_size(cfg: RunConfig, dataset: FolderImages) -> int:
         view = get_spec(cfg.data.dataset).image_size
     else:
         view = max(MIN_VIEW_SIZE, min(MAX_DEFAULT_VIEW_SIZE, native))
-        log.info("%s: views at %d px, the images' median shorter side (capped at %d); set "
+        log.info("%s: views at %d px, the images' median shorter side (capped at %d); pass "
                  "--set data.image_size=N to change it", dataset.root, view, MAX_DEFAULT_VIEW_SIZE)
     if native is not None and view > UPSCALE_WARNING * native:
         log.warning("%s: images are about %d px (median shorter side) but views are %d px, "
