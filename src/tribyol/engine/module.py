@@ -142,12 +142,33 @@ class PretrainModule(L.LightningModule):
             self.check_finite()
         return loss
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any,
+                       optimizer_closure: Any = None) -> None:
+        taken = self._count_optimizer_steps(optimizer)
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if taken[0] == 0:
+            # fp16's grad scaler skipped optimizer.step() (inf/NaN gradients; it lowers its
+            # scale and retries on the next batch): the online weights did not move, so the
+            # targets must not take an EMA step towards them either.
+            return
         # Once per optimizer step (never per micro-batch). Lightning counts this step in
         # global_step only after the hook returns, hence + 1 (tests/engine pins this).
         with torch.profiler.record_function("tribyol.ema"):
             self.method.after_optimizer_step(self.trainer.global_step + 1, self._total_steps)
+
+    def _count_optimizer_steps(self, optimizer: Any) -> list[int]:
+        """A counter, zeroed now, of the torch optimizer's real ``step()`` calls.
+
+        A step post-hook fires only when ``step()`` runs, which ``GradScaler.step`` skips on
+        inf/NaN gradients; it is registered once per optimizer, no host sync.
+        """
+        inner = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps it
+        counter = getattr(inner, "_tribyol_steps", None)
+        if counter is None:
+            counter = inner._tribyol_steps = [0]
+            inner.register_step_post_hook(lambda *_: counter.__setitem__(0, counter[0] + 1))
+        counter[0] = 0
+        return counter
 
     def check_finite(self) -> None:
         """Raise ``NonFiniteLossError`` naming the step and the tensor, if anything went bad."""
