@@ -40,3 +40,13 @@ def test_same_seed_same_result_and_unlabelled_items_ignored():
     b = linear_probe(x, y, x, y, seed=3, max_iter=50)
     assert a.num_train == 200
     assert a.top1 == b.top1 and a.weight_decay == b.weight_decay
+
+
+def test_no_validation_split_is_reported_as_none_not_nan():
+    x, y = separable(200)
+    result = linear_probe(x, y, x, y, val_fraction=0.0, max_iter=20)
+    assert result.val_top1 is None and result.num_val == 0 and result.val_scores == {}
+    assert result.weight_decay == 1e-6  # the grid's first penalty, nothing searched
+    assert result.val_text() == "no val split"
+    searched = linear_probe(x, y, x, y, val_fraction=0.1, max_iter=20)
+    assert searched.val_text() == f"val {searched.val_top1:.2f}%"

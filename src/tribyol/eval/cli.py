@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
 from pathlib import Path
 from typing import Any
 
+from tribyol.config import ConfigError, _closest
 from tribyol.report.store import DEFAULT_STORE, append_result
 
 log = logging.getLogger(__name__)
@@ -14,11 +17,114 @@ log = logging.getLogger(__name__)
 DEFAULT_SPLITS_DIR = Path("results") / "splits"
 
 
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
+def numbers(text: str) -> list[float]:
+    """``1e-4,1e-3`` -> [1e-4, 1e-3] (argparse type of ``--weight-decays``)."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, e.g. 1e-4,1e-3, got {text!r}") from None
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def check_dataset(name: str | None, option: str = "--dataset") -> None:
+    """An unknown dataset name, with the closest known one (as ``pretrain`` does)."""
+    from tribyol.data import DATASETS
+
+    if name is not None and name not in DATASETS:
+        raise ConfigError(f"{option}: unknown dataset '{name}'.{_closest(name, DATASETS)} "
+                          f"Known: {', '.join(sorted(DATASETS))}")
+
+
+def check_device(device: str | None) -> None:
+    """cpu, cuda, cuda:N or mps, and present on this machine."""
+    import torch
+
+    if device is None:
+        return
+    match = re.fullmatch(r"(cpu|mps|cuda)(?::(\d+))?", device)
+    _check(match is not None and (match[2] is None or match[1] == "cuda"),
+           f"--device must be cpu, cuda, cuda:N or mps, got {device!r}")
+    kind, index = match[1], match[2]
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        _check(count > 0, f"--device {device}: CUDA is not available on this machine "
+                          f"(torch {torch.__version__}); use --device cpu")
+        _check(index is None or int(index) < count,
+               f"--device {device}: this machine has {count} CUDA device(s), "
+               f"cuda:0 to cuda:{count - 1}")
+    if kind == "mps":
+        _check(torch.backends.mps.is_available(),
+               f"--device {device}: MPS is not available on this machine; use --device cpu")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Every option value of an eval command, checked before any encoder or data is loaded.
+
+    A bad value raises ``ConfigError``: the CLI prints one line, ``error: ...``, and exits 2.
+    """
+    from tribyol.eval.finetune import FinetuneOptions
+    from tribyol.eval.knn import KNN_K, KNN_TEMPERATURE
+    from tribyol.eval.linear import MAX_ITER
+
+    def given(name: str) -> Any:
+        return getattr(args, name, None)
+
+    check_dataset(given("dataset"))
+    for name in ("limit_train", "limit_test"):
+        value = given(name)
+        _check(value is None or value >= 1,
+               f"--{name.replace('_', '-')} must be >= 1 (a number of images; leave it out to "
+               f"use them all), got {value}")
+    _check(args.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {args.eval_batch_size}")
+    check_device(args.device)
+    test_from_train = given("test_from_train")
+    _check(test_from_train is None or 0 < test_from_train < 1,
+           f"--test-from-train must be in (0, 1), the share of train held out as the test set, "
+           f"e.g. 0.2; got {test_from_train}")
+    if given("k") is not None:
+        _check(args.k >= 1, f"--k must be >= 1 (the neighbours that vote; default {KNN_K}), "
+                            f"got {args.k}")
+        _check(args.temperature > 0 and math.isfinite(args.temperature),
+               f"--temperature must be > 0 (votes weigh exp(similarity / T); default "
+               f"{KNN_TEMPERATURE}), got {args.temperature}")
+    if given("val_fraction") is not None:
+        _check(0 <= args.val_fraction < 1,
+               f"--val-fraction must be in [0, 1), the share of train held out to choose the L2 "
+               f"penalty (0: no validation split; default 0.1), got {args.val_fraction}")
+        _check(args.max_iter >= 1, f"--max-iter must be >= 1 (default {MAX_ITER}), got {args.max_iter}")
+        decays = args.weight_decays
+        _check(len(decays) > 0, "--weight-decays is empty; give comma-separated L2 penalties "
+                                ">= 0, e.g. 1e-6,1e-4,1e-2")
+        bad = [w for w in decays if not (w >= 0 and math.isfinite(w))]
+        _check(not bad, f"--weight-decays must all be finite and >= 0, got "
+                        f"{', '.join(f'{w:g}' for w in bad)}")
+    if given("label_fraction") is not None:
+        d = FinetuneOptions()
+        _check(0 < args.label_fraction <= 1,
+               f"--label-fraction must be in (0, 1], e.g. 0.01, 0.1 or 1.0; got {args.label_fraction}")
+        _check(args.epochs >= 1, f"--epochs must be >= 1 (default {d.epochs}), got {args.epochs}")
+        _check(args.batch_size >= 2, f"--batch-size must be >= 2 (BatchNorm cannot train on one "
+                                     f"image; default {d.batch_size}), got {args.batch_size}")
+        _check(args.lr > 0 and math.isfinite(args.lr), f"--lr must be > 0, got {args.lr}")
+        _check(args.weight_decay >= 0 and math.isfinite(args.weight_decay),
+               f"--weight-decay must be >= 0, got {args.weight_decay}")
+        _check(0 < args.crop_min <= 1, f"--crop-min must be in (0, 1], got {args.crop_min}")
+    if given("targets") is not None:
+        targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+        _check(len(targets) > 0, "--targets is empty; give comma-separated datasets, e.g. "
+                                 "mnist,cifar10")
+        for target in targets:
+            check_dataset(target, "--targets")
 
 
 def _common(p: argparse.ArgumentParser, many_sources: bool = False) -> None:
+    from tribyol.eval.splits import MIN_TEST_IMAGES
+
     if many_sources:
         p.add_argument("sources", nargs="+", metavar="SOURCE",
                        help="run directories, .ckpt or exported .safetensors encoders")
@@ -39,29 +145,41 @@ def _common(p: argparse.ArgumentParser, many_sources: bool = False) -> None:
     p.add_argument("--no-store", action="store_true", help="print only; append nothing")
     p.add_argument("--random-init", action="store_true",
                    help="baseline: the same architecture with random weights")
+    p.add_argument("--force-small-test", action="store_true",
+                   help=f"score a test set of fewer than {MIN_TEST_IMAGES} images anyway (refused "
+                        "by default: one image would move top-1 by a point or more)")
+
+
+def _test_from_train_arg(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--test-from-train", type=float, metavar="FRACTION", help=help)
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="dataset to evaluate on (default: the pre-training one)")
     p.add_argument("--dataset-label", help="name in the results store (default: the dataset "
                                            "name; folders: folder:<dirname>)")
-    p.add_argument("--test-from-train", type=float, metavar="FRACTION",
-                   help="no test split (e.g. a folder without test/): hold out this seeded, "
-                        "stratified fraction of train as the test set, e.g. 0.2")
+    _test_from_train_arg(p, "no test split (e.g. a folder without test/): hold out this seeded, "
+                            "stratified fraction of train as the test set, e.g. 0.2")
 
 
 def _setup(args: argparse.Namespace):
     from tribyol.eval.common import load_eval_data, load_source
     from tribyol.eval.features import FeatureCache
+    from tribyol.eval.splits import check_test_size
 
+    validate(args)
     src = load_source(args.source, args.random_init, args.seed)
     name = args.dataset or src.meta.get("dataset")
+    _check(name is not None, f"{args.source} does not say which dataset it was pre-trained on; "
+                             "pass --dataset")
+    check_dataset(name, f"{args.source} (pre-training dataset; pass --dataset to choose another)")
     data = load_eval_data(
         name, args.data_root, image_size=src.image_size, channels=src.in_channels,
         test_from_train=args.test_from_train, limit_train=args.limit_train,
         limit_test=args.limit_test, seed=args.seed, download=args.download,
         label=args.dataset_label,
     )
+    check_test_size(len(data.test_indices), data.name, args.force_small_test)
     cache = FeatureCache(args.cache_dir, enabled=not args.no_cache)
     return src, data, cache
 
@@ -97,7 +215,7 @@ def cmd_linear(args: argparse.Namespace) -> int:
                           seed=args.seed, weight_decays=args.weight_decays,
                           max_iter=args.max_iter, num_classes=data.num_classes)
     print(f"linear {src.run_id} on {data.name}: top-1 {result.top1:.2f}% "
-          f"(val {result.val_top1:.2f}%, wd {result.weight_decay:g}, "
+          f"({result.val_text()}, wd {result.weight_decay:g}, "
           f"{result.num_train} train / {result.num_test} test, test split: {data.test_split})")
     record = base_record(src, data, "linear", args.seed)
     record.update(value=result.top1, params={**result.as_dict(), "features_file": test_file})
@@ -137,8 +255,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from tribyol.eval.finetune import FinetuneOptions, finetune
     from tribyol.eval.splits import label_subset
 
-    if not 0 < args.label_fraction <= 1:
-        raise SystemExit("--label-fraction must be in (0, 1], e.g. 0.01, 0.1 or 1.0")
     src, data, _ = _setup(args)
     # Items outside the training pool get label -1, so the subset is drawn from the pool only
     # and its indices refer to the dataset itself.
@@ -179,6 +295,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from tribyol.eval.features import FeatureCache, weights_hash
     from tribyol.eval.transfer import format_table, transfer
 
+    validate(args)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     cache = FeatureCache(args.cache_dir, enabled=not args.no_cache)
     for source in args.sources:
@@ -196,6 +313,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             on_result=save, batch_size=args.eval_batch_size, device=args.device,
             encoder_hash=weights_hash(src.encoder), val_fraction=args.val_fraction,
             max_iter=args.max_iter, weight_decays=args.weight_decays,
+            test_from_train=args.test_from_train, force_small_test=args.force_small_test,
         )
         print(format_table(src, rows))
         print()
@@ -208,7 +326,7 @@ def _probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="stratified validation split of train for choosing the penalty (0.1)")
     p.add_argument("--max-iter", type=int, default=MAX_ITER, help=f"L-BFGS iterations ({MAX_ITER})")
-    p.add_argument("--weight-decays", type=_floats, default=list(WEIGHT_DECAY_GRID),
+    p.add_argument("--weight-decays", type=numbers, default=list(WEIGHT_DECAY_GRID),
                    help="comma-separated L2 penalty grid (default "
                         f"{','.join(f'{w:g}' for w in WEIGHT_DECAY_GRID)})")
 
@@ -259,5 +377,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated datasets (default: the poster's eight)")
     p.add_argument("--norm", choices=NORMS, default="encoder",
                    help="normalise targets with the encoder's statistics (default) or their own")
+    _test_from_train_arg(p, "targets without a test split (e.g. a folder without test/): hold "
+                            "out this seeded, stratified fraction of train as the test set, "
+                            "e.g. 0.2; targets with a test split keep theirs")
     _probe_args(p)
     p.set_defaults(func=cmd_transfer)

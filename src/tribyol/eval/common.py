@@ -97,36 +97,54 @@ def load_eval_data(
     seed: int = 0,
     download: bool = False,
     label: str | None = None,
+    carve_only_without_test: bool = False,
 ) -> EvalData:
     """Labelled train and test sets of ``name``.
 
     ``test_from_train`` (a fraction) carves a seeded, stratified test set out of train, for
     datasets without a test split (e.g. a folder without ``test/``); the carved images never
-    enter training. ``limit_*`` take seeded, stratified subsets (by count) for quick runs.
+    enter training. With ``carve_only_without_test`` (transfer over many targets) it is used
+    only when the test split is missing. ``limit_*`` take seeded, stratified subsets (by count)
+    for quick runs; a limit below the number of classes is refused (each class keeps an image).
     Folder images are decoded at ``image_size`` with ``channels`` (the encoder's).
     """
+    from tribyol.config import ConfigError
+
     spec = get_spec(name)
     options = {"image_size": image_size, "channels": channels}
     train = load_split(name, root, "train", download=download, **options)
     train_idx = (_labels(train) >= 0).nonzero().flatten()
-    if test_from_train:
+    test = None
+    if not test_from_train or carve_only_without_test:
+        try:
+            test = load_split(name, root, "test", download=download, **options)
+        except DatasetNotFoundError as err:
+            if not test_from_train:
+                raise DatasetNotFoundError(
+                    f"{err}. With no test split, pass --test-from-train 0.2 to hold out a "
+                    "seeded, stratified 20% of train as the test set."
+                ) from None
+    if test is None:
         rest, held = stratified_split(_labels(train)[train_idx], test_from_train, seed)
         train_idx, test_idx, test = train_idx[rest], train_idx[held], train
         test_split = f"carved {test_from_train:g} of train (seed {seed})"
     else:
-        try:
-            test = load_split(name, root, "test", download=download, **options)
-        except DatasetNotFoundError as err:
-            raise DatasetNotFoundError(
-                f"{err}. With no test split, pass --test-from-train 0.2 to hold out a seeded, "
-                "stratified 20% of train as the test set."
-            ) from None
         test_idx = (_labels(test) >= 0).nonzero().flatten()
         test_split = "test"
-    if limit_train is not None and limit_train < len(train_idx):
-        train_idx = train_idx[stratified_sample(_labels(train)[train_idx], int(limit_train), seed)]
-    if limit_test is not None and limit_test < len(test_idx):
-        test_idx = test_idx[stratified_sample(_labels(test)[test_idx], int(limit_test), seed)]
+
+    def subset(images: Any, idx: Tensor, limit: int | None, option: str) -> Tensor:
+        if limit is None or limit >= len(idx):
+            return idx
+        classes = len(_labels(images)[idx].unique())
+        if limit < classes:
+            raise ConfigError(
+                f"{option} {limit} is fewer than the {classes} classes of {name}; a stratified "
+                f"subset keeps at least one image per class: pass {option} {classes} or more"
+            )
+        return idx[stratified_sample(_labels(images)[idx], int(limit), seed)]
+
+    train_idx = subset(train, train_idx, limit_train, "--limit-train")
+    test_idx = subset(test, test_idx, limit_test, "--limit-test")
     num_classes = spec.num_classes or len(getattr(train, "classes", ())) or int(_labels(train).max()) + 1
     if label is None:
         label = f"folder:{Path(root).resolve().name}" if name == "folder" else name

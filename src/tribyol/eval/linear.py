@@ -28,16 +28,20 @@ MAX_ITER = 200  # L-BFGS iterations; converged well before this on CPU-scale fea
 @dataclass
 class LinearResult:
     top1: float  # test top-1 accuracy, percent
-    val_top1: float  # validation top-1 of the chosen penalty, percent
+    val_top1: float | None  # validation top-1 of the chosen penalty, percent; None: no search
     weight_decay: float  # the chosen L2 penalty
     max_iter: int
     num_train: int  # training items used for the final fit (train + validation)
-    num_val: int
+    num_val: int  # validation items that scored the penalties (0: no search)
     num_test: int
     val_scores: dict[str, float] = field(default_factory=dict)  # penalty -> val top-1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def val_text(self) -> str:
+        """How the penalty was chosen, for one-line reports (never ``val nan%``)."""
+        return "no val split" if self.val_top1 is None else f"val {self.val_top1:.2f}%"
 
 
 def standardize(train: Tensor, *others: Tensor, eps: float = 1e-6) -> list[Tensor]:
@@ -98,8 +102,14 @@ def linear_probe(
 
     ``val_fraction`` of the (labelled) training items, stratified by class and seeded by
     ``seed``, score each penalty in ``weight_decays``; the best is refitted on all training
-    items and scored on the test items. Items labelled < 0 are ignored.
+    items and scored on the test items. Items labelled < 0 are ignored. With
+    ``val_fraction`` 0 (or a one-value grid) nothing is searched: the first penalty is used and
+    ``val_top1`` is None.
     """
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not weight_decays:
+        raise ValueError("weight_decays is empty")
     train_x, test_x = train_x.float().cpu(), test_x.float().cpu()
     train_y, test_y = train_y.long().cpu(), test_y.long().cpu()
     keep = train_y >= 0
@@ -108,7 +118,10 @@ def linear_probe(
         raise ValueError("no labelled training features for the linear probe")
     if num_classes is None:
         num_classes = int(max(train_y.max().item(), test_y.max().item() if len(test_y) else 0)) + 1
-    fit_idx, val_idx = stratified_split(train_y, val_fraction, seed)
+    if val_fraction > 0:
+        fit_idx, val_idx = stratified_split(train_y, val_fraction, seed)
+    else:
+        fit_idx, val_idx = torch.arange(len(train_y)), torch.zeros(0, dtype=torch.long)
     scores: dict[str, float] = {}
     best_wd, best = weight_decays[0], -1.0
     if len(val_idx) and len(fit_idx) and len(weight_decays) > 1:
@@ -122,11 +135,11 @@ def linear_probe(
     w, b = fit_linear(tx, train_y, num_classes, best_wd, max_iter)
     return LinearResult(
         top1=accuracy(sx, test_y, w, b),
-        val_top1=best if scores else float("nan"),
+        val_top1=best if scores else None,
         weight_decay=best_wd,
         max_iter=max_iter,
         num_train=len(train_y),
-        num_val=len(val_idx),
+        num_val=len(val_idx) if scores else 0,
         num_test=len(test_y),
         val_scores=scores,
     )

@@ -13,7 +13,25 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from tribyol.config import ConfigError
 from tribyol.data.subsets import stratified_sample
+
+# Fewer test images than this are refused unless forced (``--force-small-test``): at 100 images
+# one image moves top-1 by a whole point, already the size of the gaps between methods.
+MIN_TEST_IMAGES = 100
+
+
+def check_test_size(num_test: int, dataset: str, force: bool = False,
+                    minimum: int = MIN_TEST_IMAGES) -> None:
+    """Refuse a test set of fewer than ``minimum`` images (one line naming the count and the fix)."""
+    if num_test >= minimum or force:
+        return
+    step = f"; one image moves top-1 by {100 / num_test:.2g} points" if num_test else ""
+    raise ConfigError(
+        f"the test set of {dataset} has only {num_test} labelled images, fewer than "
+        f"{minimum}{step}, too coarse to compare methods. Use more test images (a larger "
+        f"--limit-test or --test-from-train), or pass --force-small-test to score it anyway."
+    )
 
 
 def stratified_split(labels: Tensor, fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:

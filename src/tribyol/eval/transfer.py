@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tribyol.config import ConfigError
 from tribyol.data import DatasetNotFoundError, get_spec
 from tribyol.eval.common import EvalData, Source, cache_name, channel_stats, load_eval_data
 from tribyol.eval.features import FeatureCache
 from tribyol.eval.linear import LinearResult, linear_probe
+from tribyol.eval.splits import check_test_size
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ NORMS = ("encoder", "target")
 @dataclass
 class TransferRow:
     target: str
-    status: str  # ok | missing | error
+    status: str  # ok | missing | refused (e.g. a test set too small) | error
     top1: float | None = None
     message: str = ""
     result: LinearResult | None = None
@@ -83,9 +85,16 @@ def transfer(
     limit_test: int | None = None,
     download: bool = False,
     on_result: Callable[[TransferRow], None] | None = None,
+    test_from_train: float | None = None,
+    force_small_test: bool = False,
     **kwargs: Any,
 ) -> list[TransferRow]:
-    """One row per target; missing data and failures become rows, not exceptions."""
+    """One row per target; missing data and failures become rows, not exceptions.
+
+    ``test_from_train`` carves a test set out of train for the targets that have no test split
+    (e.g. a folder without ``test/``); targets with one keep it. A test set of fewer than
+    ``splits.MIN_TEST_IMAGES`` images is a "refused" row unless ``force_small_test``.
+    """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     rows = []
@@ -93,13 +102,17 @@ def transfer(
         try:
             data = load_eval_data(target, root, image_size=src.image_size, channels=src.in_channels,
                                   limit_train=limit_train, limit_test=limit_test, seed=seed,
-                                  download=download)
+                                  download=download, test_from_train=test_from_train,
+                                  carve_only_without_test=True)
+            check_test_size(len(data.test_indices), data.name, force_small_test)
             mean, std = normalisation(src, target, norm)
             result, _ = transfer_one(src, data, cache, mean=mean, std=std, root=root, seed=seed,
                                      **kwargs)
             row = TransferRow(target, "ok", result.top1, result=result, data=data)
         except DatasetNotFoundError as err:
             row = TransferRow(target, "missing", message=str(err))
+        except ConfigError as err:
+            row = TransferRow(target, "refused", message=str(err))
         except Exception as err:  # one broken target must not lose the rest of the table
             log.exception("transfer to %s failed", target)
             row = TransferRow(target, "error", message=f"{type(err).__name__}: {err}")
