@@ -129,3 +129,53 @@ def test_cli_pretrain_with_weights_option_and_clear_error(tmp_path, capsys, monk
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     assert main([*args, "--name", "missing"]) == 2
     assert "ImageNet weights for resnet18 not found" in capsys.readouterr().err
+
+
+def engine_module(name: str, dataset: str = "cifar10", **method):
+    from tribyol.config import load_config, to_dict
+    from tribyol.engine.module import PretrainModule
+
+    overrides = [("method.name", name), ("data.dataset", dataset), ("model.width", 4),
+                 ("model.hidden_dim", 16), ("model.proj_dim", 8)]
+    cfg = load_config(None, overrides + [(f"method.{k}", v) for k, v in method.items()])
+    info = {"channels": 3, "image_size": 32, "num_classes": 10, "num_train_images": 64,
+            "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    return PretrainModule(to_dict(cfg), info)
+
+
+def colour_changed(name: str, **method) -> torch.Tensor:
+    """Per image of the first training view: whether its colour changed. Every pixel of the
+    input is one colour ``a`` times a brightness, so crops, flips and their interpolation keep
+    ``G / R = a_G / a_R`` at every pixel; jitter and grayscale do not."""
+    a = torch.tensor([1.0, 0.6, 0.3]).view(1, 3, 1, 1)
+    shade = 0.2 + 0.8 * torch.rand(200, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    images = (255 * a * shade).round().to(torch.uint8)
+    module = engine_module(name, **method)
+    view = module.views(images, 1, torch.Generator().manual_seed(1))[0]
+    ratio_error = (view[:, 1] - 0.6 * view[:, 0]).abs().amax(dim=(1, 2))
+    return ratio_error > 0.02
+
+
+def test_supervised_trains_on_crops_and_flips_without_colour_changes():
+    assert not colour_changed("supervised").any()  # no jitter, no grayscale, ever
+    # BYOL's first view: jitter with p 0.8 and grayscale with p 0.2 change most images
+    assert colour_changed("byol").float().mean() > 0.7
+    # the old behaviour stays available as an option
+    assert colour_changed("supervised", augment="byol").float().mean() > 0.7
+
+
+def test_supervised_views_keep_the_crop_and_flip_of_the_dataset_preset():
+    digits = engine_module("supervised", "digits").views.cfg
+    assert digits.flip_p == 0.0 and tuple(digits.crop_scale) == (0.25, 1.0)  # digits' preset
+    cifar = engine_module("supervised").views.cfg
+    assert cifar.flip_p == 0.5 and tuple(cifar.crop_scale) == (0.08, 1.0)
+    for cfg in (digits, cifar):
+        assert cfg.jitter_p == 0 and cfg.grayscale_p == 0
+        assert cfg.blur_p == [0.0] and cfg.solarize_p == [0.0]
+    byol = engine_module("byol").views.cfg
+    assert byol.jitter_p == 0.8 and byol.grayscale_p == 0.2
+
+
+def test_bad_augment_option():
+    with pytest.raises(ConfigError):
+        make(augment="jitter")

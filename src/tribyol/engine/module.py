@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tribyol.checkpoints import add_checksum
 from tribyol.config import RunConfig, build_dataclass
 from tribyol.data import get_spec
 from tribyol.engine.optim import build_optimizer, lr_lambda
@@ -36,6 +37,14 @@ class DataInfo:
 def collapse_std(z: Tensor) -> Tensor:
     """Mean per-dimension std of L2-normalised projections: ~1/sqrt(d) healthy, 0 collapsed."""
     return F.normalize(z.float(), dim=1).std(dim=0).mean()
+
+
+def labels_seen(method: nn.Module, dataset: str) -> str:
+    """Which labels shaped the encoder: none (self-supervised; the online probe is detached)."""
+    if not getattr(method, "needs_labels", False):
+        return "none"
+    own = f"{dataset} train labels"
+    return f"imagenet labels, {own}" if getattr(method, "name", "") == "supervised-imagenet" else own
 
 
 def uses_cuda(cfg: RunConfig) -> bool:
@@ -79,7 +88,9 @@ class PretrainModule(L.LightningModule):
         if cfg.model.channels_last:
             # Weights in NHWC too, else every conv converts between the two layouts.
             self.method.to(memory_format=torch.channels_last)
-        self.views = MultiViewAugment(cfg.views, info.image_size, info.mean, info.std)
+        # The method picks its augmentation from the run's views (supervised: crop and flip only).
+        views_cfg = self.method.views_config(cfg.views)
+        self.views = MultiViewAugment(views_cfg, info.image_size, info.mean, info.std)
         use_probe = cfg.train.online_probe and info.num_classes > 0 and not cls.needs_labels
         self.probe = nn.Linear(ctx.backbone.out_dim, info.num_classes) if use_probe else None
         # Any NaN/Inf seen since the last check; read only at log steps and before saving.
@@ -194,6 +205,19 @@ class PretrainModule(L.LightningModule):
         loader = getattr(self.trainer.datamodule, "loader", None)
         if loader is not None:
             loader.completed += 1  # counted as done once its step ends; checkpoints read it then
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning calls this last, so the checksum covers every tensor the file will hold.
+        trainer = self.trainer
+        batches = trainer.num_training_batches
+        per_epoch = (max(1, batches // max(1, trainer.accumulate_grad_batches))
+                     if isinstance(batches, int) and batches > 0 else 0)
+        checkpoint["tribyol_run"] = {
+            "world_size": trainer.world_size,
+            "steps_per_epoch": per_epoch,
+            "labels_seen": labels_seen(self.method, self.cfg.data.dataset),
+        }
+        add_checksum(checkpoint)
 
     def on_fit_start(self) -> None:
         self._total_steps = int(self.trainer.estimated_stepping_batches)

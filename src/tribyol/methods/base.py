@@ -14,6 +14,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from tribyol.config import ViewsConfig
+
 
 @dataclass
 class MethodContext:
@@ -131,6 +133,11 @@ class Method(nn.Module):
     @property
     def num_views(self) -> int:
         return 2
+
+    def views_config(self, views: ViewsConfig) -> ViewsConfig:
+        """The augmentation this method trains on, given the run's ``views`` settings (the
+        self-supervised recipe); the engine builds its views from what this returns."""
+        return views
 
     def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
         raise NotImplementedError

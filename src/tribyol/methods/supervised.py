@@ -17,40 +17,47 @@ always with ``torch.load(weights_only=True)``. Adapting the stem to the data:
   ImageNet's (a warning says so). ``--set model.small_stem=false`` keeps the whole ImageNet
   network, best with larger views (``data.image_size``).
 
+Both train on the standard supervised augmentation, not the self-supervised one: a random
+resized crop (``views.crop_scale``, 0.08-1 or the dataset's preset) and a horizontal flip
+(``views.flip_p``, 0.5 or the preset's, e.g. none for digits), without colour jitter,
+grayscale, blur or solarisation (option ``augment`` = ``crop-flip``; ``byol`` keeps the
+self-supervised recipe's first view, as this baseline trained before).
+
 Both log ``train/acc``; ``train/z_std`` is measured on the encoder features (there is no
 projector).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
 
-from tribyol.config import ConfigError
+from tribyol.config import ConfigError, ViewsConfig
 from tribyol.methods.base import Method, MethodContext, StepOutput
 from tribyol.methods.registry import register
 
 log = logging.getLogger(__name__)
 
-# torchvision's ImageNet weight sets per backbone, in the order they are looked for.
+# torchvision's ImageNet weight files per backbone (IMAGENET1K_V1, then V2), in the order they
+# are looked for. Plain URLs: importing torchvision here would slow down every config check.
 IMAGENET_WEIGHTS = {
-    "resnet18": (torchvision.models.ResNet18_Weights.IMAGENET1K_V1,),
+    "resnet18": ("https://download.pytorch.org/models/resnet18-f37072fd.pth",),
     "resnet50": (
-        torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
-        torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
+        "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
     ),
 }
 
 
 def backbone_name(encoder: nn.Module) -> str:
     """``resnet18`` / ``resnet50`` from the encoder's layout (the context carries no name)."""
-    if isinstance(encoder, torchvision.models.ResNet):
+    if type(encoder).__name__ == "ResNet":
         block = type(encoder.layer1[0]).__name__
         depth = sum(len(getattr(encoder, f"layer{i}")) for i in range(1, 5))
         if block == "BasicBlock" and depth == 8:
@@ -63,7 +70,7 @@ def backbone_name(encoder: nn.Module) -> str:
 def hub_weight_paths(backbone: str) -> list[Path]:
     """Where torchvision would have cached this backbone's ImageNet weights."""
     folder = Path(torch.hub.get_dir()) / "checkpoints"
-    return [folder / w.url.rsplit("/", 1)[-1] for w in IMAGENET_WEIGHTS.get(backbone, ())]
+    return [folder / url.rsplit("/", 1)[-1] for url in IMAGENET_WEIGHTS.get(backbone, ())]
 
 
 def find_imagenet_weights(backbone: str, weights: str | None = None) -> Path:
@@ -77,7 +84,7 @@ def find_imagenet_weights(backbone: str, weights: str | None = None) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    urls = ", ".join(w.url for w in IMAGENET_WEIGHTS[backbone])
+    urls = ", ".join(IMAGENET_WEIGHTS[backbone])
     raise FileNotFoundError(
         f"ImageNet weights for {backbone} not found; looked at: "
         f"{', '.join(str(p) for p in candidates)}. Copy the file there (download {urls} on a "
@@ -120,6 +127,16 @@ def load_imagenet_weights(encoder: nn.Module, path: Path) -> list[str]:
     return fresh
 
 
+AUGMENTATIONS = ("crop-flip", "byol")
+
+
+def crop_flip_views(views: ViewsConfig) -> ViewsConfig:
+    """The standard supervised augmentation from the run's views: crop and flip as configured
+    (dataset presets included), every colour, blur and solarise op off."""
+    return dataclasses.replace(views, jitter_p=0.0, grayscale_p=0.0, blur_p=[0.0],
+                               solarize_p=[0.0])
+
+
 @register
 class Supervised(Method):
     name = "supervised"
@@ -127,7 +144,12 @@ class Supervised(Method):
 
     @dataclass
     class Options:
-        pass
+        augment: str = "crop-flip"  # crop-flip (standard supervised) | byol (view 0 of BYOL's)
+
+        def __post_init__(self) -> None:
+            if self.augment not in AUGMENTATIONS:
+                raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, "
+                                 f"got {self.augment!r}")
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
@@ -138,6 +160,9 @@ class Supervised(Method):
     @property
     def num_views(self) -> int:
         return 1
+
+    def views_config(self, views: ViewsConfig) -> ViewsConfig:
+        return crop_flip_views(views) if self.options.augment == "crop-flip" else views
 
     def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
         if labels is None:
@@ -159,7 +184,7 @@ class SupervisedImageNet(Supervised):
     name = "supervised-imagenet"
 
     @dataclass
-    class Options:
+    class Options(Supervised.Options):
         weights: str | None = None  # a state-dict file; None: the torch hub cache (see above)
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
