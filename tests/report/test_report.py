@@ -3,7 +3,7 @@ import json
 
 from tribyol.cli import main
 from tribyol.report.store import append_result, read_results
-from tribyol.report.tables import build_tables, latest
+from tribyol.report.tables import build_tables, latest, runs_table
 
 
 def write_store(path):
@@ -94,3 +94,91 @@ def test_runs_of_one_method_with_different_budgets_get_their_own_rows(tmp_path):
     out = tmp_path / "report"
     assert main(["report", "--store", str(store), "--out", str(out), "--tsne-plots", "0"]) == 0
     assert (out / "linear_vs_batch.png").stat().st_size > 1000
+
+
+def sized_store(path):
+    """Linear records of two runs evaluated on different subsets, with their image counts."""
+    base = {"backbone": "convnet", "dataset": "cifar10", "pretrain_dataset": "cifar10",
+            "metric": "top1", "seed": 0, "test_split": "test", "protocol": "linear"}
+    append_result(path, {**base, "run_id": "t32", "method": "tribyol", "pretrain_batch_size": 32,
+                         "value": 50.0, "params": {"num_train": 10000, "num_test": 5000}})
+    append_result(path, {**base, "run_id": "t64", "method": "tribyol", "pretrain_batch_size": 64,
+                         "value": 55.0, "params": {"num_train": 1000, "num_test": 500}})
+    append_result(path, {**base, "run_id": "r32", "method": "random-init", "pretrain_batch_size": 32,
+                         "value": 30.0, "params": {"num_train": 10000, "num_test": 5000}})
+    append_result(path, {**base, "run_id": "b32", "method": "byol", "pretrain_batch_size": 32,
+                         "value": 45.0})  # an old record without counts
+
+
+def test_tables_show_the_eval_image_counts(tmp_path):
+    store = tmp_path / "r.jsonl"
+    sized_store(store)
+    records = read_results(store)
+    linear = build_tables(records)[0]
+    rows = {line.split(" | ")[0]: line for line in linear.markdown().splitlines()}
+    assert rows["| Method"].endswith(" | STL b128 | Eval images (train / test) |")
+    assert rows["| Random init"].endswith(" | 10000 / 5000 |")
+    # one row, two subsets: named per column
+    assert rows["| TriBYOL"].endswith(" | C10 b32: 10000 / 5000; C10 b64: 1000 / 500 |")
+    assert rows["| BYOL"].endswith(" | ? / ? |")  # an old record without counts
+    assert rows["| SimSiam"].endswith(" | – / 71.78 | – |")  # poster only: no counts
+    tri = next(r for r in csv.DictReader(linear.csv().splitlines()) if r["method"] == "TriBYOL")
+    assert (tri["C10 b64 ours num_train"], tri["C10 b64 ours num_test"]) == ("1000", "500")
+    runs_md, runs_csv = runs_table(records)
+    assert "num_train | num_test" in runs_md
+    rows = {r["run_id"]: r for r in csv.DictReader(runs_csv.splitlines())}
+    assert (rows["t64"]["num_train"], rows["t64"]["num_test"]) == ("1000", "500")
+    assert rows["b32"]["num_train"] == ""
+
+
+def test_every_method_in_the_batch_plot_has_its_own_colour(tmp_path):
+    from matplotlib.colors import to_hex
+
+    from tribyol.report import paper
+    from tribyol.report.plots import batch_curves_figure, method_colours
+
+    store = tmp_path / "r.jsonl"
+    sized_store(store)
+    fig = batch_curves_figure(read_results(store))
+    lines = {line.get_label(): to_hex(line.get_color()) for ax in fig.axes for line in ax.lines}
+    ours = {k: v for k, v in lines.items() if k.endswith("(ours)")}
+    assert set(ours) == {"TriBYOL (ours)", "Random init (ours)", "BYOL (ours)"}
+    assert len(set(ours.values())) == 3  # Random init used to share TriBYOL's colour (C10 = C0)
+    assert lines["TriBYOL (poster)"] == ours["TriBYOL (ours)"]  # one method, one colour
+    extra = [f"method{i}" for i in range(12)]
+    colours = method_colours(extra)
+    assert set(colours) == set(paper.METHOD_NAMES) | set(extra)
+    assert len(set(colours.values())) == len(colours)
+    assert colours["tribyol"] == method_colours()["tribyol"]  # stable across reports
+
+
+def test_tsne_legend_names_the_classes(tmp_path, monkeypatch):
+    import torch
+
+    from tribyol.data import TensorImages
+    from tribyol.eval.features import FeatureCache, cached_class_names
+    from tribyol.report import cli as report_cli
+    from tribyol.report import plots
+    from tribyol.report.plots import class_scatter
+
+    points = torch.randn(40, 2).numpy()
+    labels = torch.arange(40) % 2
+    legend = class_scatter(points, labels, class_names=["cat", "dog"]).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["cat", "dog"]
+    legend = class_scatter(points, labels).axes[0].get_legend()  # no names: the labels
+    assert [t.get_text() for t in legend.get_texts()] == ["0", "1"]
+
+    # the feature cache records the dataset's class names; the report passes them on
+    images = TensorImages(torch.zeros(6, 1, 4, 4, dtype=torch.uint8), torch.arange(6) % 2,
+                          ["cat", "dog"])
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    _, _, path = FeatureCache(tmp_path).features(
+        encoder, images, name="toy", split="test", image_size=4, mean=(0.5,), std=(0.5,),
+        device="cpu")
+    assert cached_class_names(path) == ["cat", "dog"]
+    seen = {}
+    monkeypatch.setattr(plots, "plot_tsne", lambda *a, **kw: seen.update(kw) or tmp_path / "x.png")
+    record = {"run_id": "a", "protocol": "knn", "dataset": "toy",
+              "params": {"features_file": str(path)}}
+    report_cli.tsne_plots([record], tmp_path, max_plots=1, points=10)
+    assert seen["class_names"] == ["cat", "dog"]

@@ -178,5 +178,25 @@ class FeatureCache:
             encoder, dataset, image_size, mean, std, batch_size, device,
             in_channels=in_channels, indices=indices,
         )
-        path = self.save(key, feats, labels, {k: json.dumps(v) for k, v in parts.items()})
+        meta = {k: json.dumps(v) for k, v in parts.items()}
+        meta["classes"] = json.dumps(class_names(dataset))  # for plot legends; not in the key
+        path = self.save(key, feats, labels, meta)
         return feats, labels, path
+
+
+def class_names(dataset: Any) -> list[str]:
+    """The dataset's class names by label (``dataset.classes``), or [] where it has none."""
+    return [str(c) for c in getattr(dataset, "classes", None) or ()]
+
+
+def cached_class_names(path: str | Path) -> list[str]:
+    """Class names stored with a cached features file ([] for files written without them)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    try:
+        names = json.loads(meta.get("classes", "[]"))
+    except json.JSONDecodeError:
+        return []
+    return [str(n) for n in names] if isinstance(names, list) else []

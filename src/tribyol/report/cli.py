@@ -19,9 +19,11 @@ def _safe(text: str) -> str:
 
 
 def tsne_plots(records: list[dict[str, Any]], out_dir: Path, max_plots: int, points: int) -> list[Path]:
-    """t-SNE of the cached test features of the latest linear/kNN record per (run, dataset)."""
+    """t-SNE of the cached test features of the latest linear/kNN record per (run, dataset),
+    the legend naming classes as the features file records them."""
     from safetensors.torch import load_file
 
+    from tribyol.eval.features import cached_class_names
     from tribyol.report.plots import plot_tsne
     from tribyol.report.tables import latest
 
@@ -32,10 +34,12 @@ def tsne_plots(records: list[dict[str, Any]], out_dir: Path, max_plots: int, poi
             chosen[(r.get("run_id"), r.get("dataset"))] = r
     written = []
     for (run_id, dataset), r in list(chosen.items())[-max_plots:] if max_plots > 0 else []:
-        data = load_file(r["params"]["features_file"])
+        path = r["params"]["features_file"]
+        data = load_file(path)
         title = f"{run_id} on {dataset} (test features, {r.get('method')})"
         out = out_dir / f"tsne_{_safe(run_id)}_{_safe(dataset)}.png"
-        written.append(plot_tsne(data["features"], data["labels"], out, title, points))
+        written.append(plot_tsne(data["features"], data["labels"], out, title, points,
+                                 class_names=cached_class_names(path)))
     return written
 
 

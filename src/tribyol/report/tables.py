@@ -4,6 +4,8 @@ transfer by target) with our numbers beside the poster's, as Markdown and CSV.
 A cell reads ``ours / poster``. Ours is the mean over seeds and runs of the latest record of
 each (run, protocol, dataset, label fraction, seed); ``±`` gives the std when there are several.
 ``†`` marks results measured on a test set carved out of train (no official test split).
+Each row ends with the evaluation's image counts (train / test) behind its numbers, so a score
+on a 500-image subset is never mistaken for one on the full test set.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ CARVED = "†"
 class Cell:
     values: list[float] = field(default_factory=list)
     carved: bool = False
+    sizes: set[tuple[Any, Any]] = field(default_factory=set)  # (num_train, num_test) per record
 
     @property
     def mean(self) -> float:
@@ -36,6 +39,14 @@ class Cell:
         if len(self.values) > 1:
             out += f"±{statistics.stdev(self.values):.2f}"
         return out + (CARVED if self.carved else "")
+
+    def sizes_text(self) -> str:
+        """``1437 / 360``; several sizes (runs evaluated on other subsets) joined by ``, ``."""
+        def count(v: Any) -> str:
+            return "?" if v is None else str(v)
+
+        ordered = sorted(self.sizes, key=lambda s: tuple(-1 if v is None else v for v in s))
+        return ", ".join(f"{count(a)} / {count(b)}" for a, b in ordered)
 
 
 @dataclass
@@ -62,17 +73,30 @@ class Table:
 
     def markdown(self) -> str:
         labels = [self.column_label(*c) for c in self.columns]
-        lines = [f"### {self.title}", "", "| Method | " + " | ".join(labels) + " |",
-                 "|---" * (len(labels) + 1) + "|"]
+        lines = [f"### {self.title}", "",
+                 "| Method | " + " | ".join(labels) + " | Eval images (train / test) |",
+                 "|---" * (len(labels) + 2) + "|"]
         for method in self.methods():
             row = []
             for col in self.columns:
                 ours, theirs = self.cells(method, col)
                 row.append(f"{ours.text()} / {'–' if theirs is None else f'{theirs:.2f}'}")
+            row.append(self.sizes_text(method))
             lines.append(f"| {row_name(method)} | " + " | ".join(row) + " |")
         if self.note:
             lines += ["", self.note]
         return "\n".join(lines)
+
+    def sizes_text(self, method: str) -> str:
+        """A row's eval image counts: one entry if every column shares it, else per column."""
+        cells = [(col, self.cells(method, col)[0]) for col in self.columns]
+        cells = [(col, cell) for col, cell in cells if cell.values]
+        if not cells:
+            return "–"
+        texts = {cell.sizes_text() for _, cell in cells}
+        if len(texts) == 1:
+            return texts.pop()
+        return "; ".join(f"{self.column_label(*col)}: {cell.sizes_text()}" for col, cell in cells)
 
     def csv(self) -> str:
         buf = io.StringIO()
@@ -80,14 +104,18 @@ class Table:
         header = ["method"]
         for col in self.columns:
             label = self.column_label(*col)
-            header += [f"{label} ours", f"{label} ours n", f"{label} poster"]
+            header += [f"{label} ours", f"{label} ours n", f"{label} poster",
+                       f"{label} ours num_train", f"{label} ours num_test"]
         writer.writerow(header)
         for method in self.methods():
             row: list[Any] = [row_name(method)]
             for col in self.columns:
                 ours, theirs = self.cells(method, col)
+                sizes = sorted(ours.sizes, key=lambda s: tuple(-1 if v is None else v for v in s))
                 row += [f"{ours.mean:.4f}" if ours.values else "", len(ours.values),
-                        "" if theirs is None else theirs]
+                        "" if theirs is None else theirs,
+                        ";".join("" if a is None else str(a) for a, _ in sizes),
+                        ";".join("" if b is None else str(b) for _, b in sizes)]
             writer.writerow(row)
         return buf.getvalue()
 
@@ -148,6 +176,8 @@ def _collect(
         cell = ours.setdefault(row, {}).setdefault((r["dataset"], key(r)), Cell())
         cell.values.append(float(r["value"]))
         cell.carved |= (r.get("test_split") or "test") != "test"
+        params = r.get("params") or {}
+        cell.sizes.add((params.get("num_train"), params.get("num_test")))
     return ours
 
 
@@ -203,7 +233,8 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
 
 RUN_FIELDS = ("run_id", "method", "backbone", "pretrain_dataset", "pretrain_batch_size",
               "pretrain_epochs", "protocol", "dataset", "label_fraction", "value", "seed",
-              "test_split", "git_commit")
+              "test_split", "num_train", "num_test", "git_commit")
+PARAM_FIELDS = ("num_train", "num_test")  # read from a record's params
 
 
 def runs_table(records: list[dict[str, Any]]) -> tuple[str, str]:
@@ -215,7 +246,8 @@ def runs_table(records: list[dict[str, Any]]) -> tuple[str, str]:
     writer = csv.writer(buf)
     writer.writerow(RUN_FIELDS)
     for r in rows:
-        values = [r.get(f) for f in RUN_FIELDS]
+        params = r.get("params") or {}
+        values = [params.get(f) if f in PARAM_FIELDS else r.get(f) for f in RUN_FIELDS]
         writer.writerow(["" if v is None else v for v in values])
         text = [f"{v:.2f}" if isinstance(v, float) and f == "value" else ("–" if v is None else str(v))
                 for f, v in zip(RUN_FIELDS, values, strict=True)]
@@ -226,7 +258,9 @@ def runs_table(records: list[dict[str, Any]]) -> tuple[str, str]:
 def render_markdown(tables: list[Table], runs_md: str) -> str:
     parts = ["# tribyol results", "",
              f"Cells read `ours / poster`; `–` = no result. {CARVED} = test set carved out of train "
-             "(seeded, stratified), not the official test split.", ""]
+             "(seeded, stratified), not the official test split. The last column gives the "
+             "images our numbers were evaluated on (train / test; fine-tuning: the labelled "
+             "subset); `?` = not recorded.", ""]
     for t in tables:
         parts += [t.markdown(), ""]
     parts.append(runs_md)
