@@ -130,7 +130,11 @@ def test_export_of_a_real_run(tiny, tmp_path: Path) -> None:
     ckpt = load_checkpoint(run / "checkpoints" / CHECKPOINT_NAME)
     meta = export(run, tmp_path / "convnet.safetensors")
     assert (meta["backbone"], meta["width"], meta["in_channels"]) == ("convnet", "8", "1")
-    assert meta["method"] == "tribyol" and meta["epochs"] == "1"
+    assert meta["method"] == "tribyol" and meta["epochs_planned"] == "1"
+    # the budget actually run: 2 steps of the 4 in an epoch (64 digits / batch 16)
+    assert (meta["steps_done"], meta["epochs_done"]) == ("2", "0.5")
+    assert (meta["batch_size"], meta["accumulate"], meta["world_size"]) == ("16", "1", "1")
+    assert meta["labels_seen"] == "none"
 
     exported = load_file(str(tmp_path / "convnet.safetensors"))
     in_ckpt = {k[len(BACKBONE_PREFIX):]: v for k, v in ckpt["state_dict"].items()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,9 +18,7 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config key or value that cannot work; raised before any training starts."""
+from tribyol.errors import ConfigError
 
 
 @dataclass
@@ -168,6 +167,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             number = hint(value) if not isinstance(value, str) else hint(float(value))
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         if hint is int and isinstance(value, (float, str)) and float(value) != number:
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         return number
@@ -233,25 +234,48 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like key=value, e.g. optim.lr=0.1")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(
+            f"override '{text}': the value is not valid YAML ({problem}); quote it, "
+            "or write a list as [1, 2]"
+        ) from None
+
+
+def read_yaml_file(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; a missing file or a syntax error is a ``ConfigError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing YAML file")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "syntax error"
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}; fix that line") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return loaded
 
 
 def load_config(
     path: str | Path | None = None, overrides: typing.Iterable[str | tuple[str, Any]] = ()
 ) -> RunConfig:
-    """Defaults <- YAML file <- dotted overrides, then validated (including method options)."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; pass an existing YAML file")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        tree = loaded
+    """Defaults <- YAML file <- dotted overrides, then validated (including method options).
+
+    Keys, types and value ranges are checked before anything imports torch (fast errors); the
+    names that need the registries (dataset, backbone, method and its options) after.
+    """
+    tree: dict[str, Any] = read_yaml_file(path) if path is not None else {}
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
         set_dotted(tree, key, value)
+    validate_values(build_dataclass(RunConfig, tree))
     apply_view_preset(tree)
     cfg = build_dataclass(RunConfig, tree)
     validate(cfg)
@@ -269,17 +293,33 @@ def apply_view_preset(tree: dict[str, Any]) -> None:
         tree["views"] = {**DATASETS[name].views, **views}
 
 
-def validate(cfg: RunConfig) -> None:
-    """Reject impossible values before any data is read or any step is taken."""
-    from tribyol.data import DATASETS
-    from tribyol.methods import resolve_options
-    from tribyol.nets import BACKBONES
+def check_run_name(name: str | None) -> None:
+    """``name`` must be one plain path component: it names a folder that may be replaced."""
+    if name is None:
+        return
+    bad = (not name.strip() or name in (".", "..") or "/" in name or "\\" in name
+           or "\0" in name or Path(name).is_absolute())
+    if bad:
+        raise ConfigError(
+            f"name {name!r} must be one plain folder name (no '/', not '.' or '..'); "
+            "use --run-dir for the parent folder"
+        )
 
-    def check(ok: bool, message: str) -> None:
-        if not ok:
-            raise ConfigError(message)
 
+SEED_LIMIT = 2**32  # NumPy's seeds, and so Lightning's, must be in [0, 2**32)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate_values(cfg: RunConfig) -> None:
+    """The checks that need no registry (and so no torch): ranges, choices, names."""
+    check = _check
     t, d, o, m, v = cfg.train, cfg.data, cfg.optim, cfg.model, cfg.views
+    check_run_name(cfg.name)
+    check(0 <= t.seed < SEED_LIMIT, f"train.seed must be in [0, 2**32), got {t.seed}")
     check(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
     check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
     check(t.accumulate >= 1, f"train.accumulate must be >= 1, got {t.accumulate}")
@@ -310,11 +350,6 @@ def validate(cfg: RunConfig) -> None:
     check(o.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {o.warmup_epochs}")
     check(o.name in ("sgd", "adamw", "lars"), f"optim.name '{o.name}' is not sgd, adamw or lars")
     check(o.schedule in ("cosine", "constant"), f"optim.schedule '{o.schedule}' unknown")
-    check(
-        d.dataset in DATASETS,
-        f"unknown dataset '{d.dataset}'.{_closest(d.dataset, DATASETS)} "
-        f"Known: {', '.join(sorted(DATASETS))}",
-    )
     check(d.image_size is None or d.image_size >= 8, "data.image_size must be >= 8")
     check(0.0 <= d.monitor_fraction < 1.0, "data.monitor_fraction must be in [0, 1)")
     check(d.bad_images in ("skip", "error"),
@@ -323,11 +358,6 @@ def validate(cfg: RunConfig) -> None:
     check(d.channels in (1, 3), f"data.channels must be 1 or 3, got {d.channels}")
     check(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
     check(d.resize is None or d.resize >= 8, f"data.resize must be >= 8 (or null), got {d.resize}")
-    check(
-        m.backbone in BACKBONES,
-        f"unknown backbone '{m.backbone}'.{_closest(m.backbone, BACKBONES)} "
-        f"Known: {', '.join(sorted(BACKBONES))}",
-    )
     check(m.hidden_dim >= 1 and m.proj_dim >= 1, "model.hidden_dim and proj_dim must be >= 1")
     check(m.width >= 1, f"model.width must be >= 1, got {m.width}")
     for name in ("crop_scale", "crop_ratio", "blur_sigma"):
@@ -339,4 +369,24 @@ def validate(cfg: RunConfig) -> None:
         check(0.0 <= p <= 1.0, f"views.{name} must be in [0, 1], got {p}")
     for p in [*(v.blur_p or []), *v.solarize_p]:
         check(0.0 <= p <= 1.0, f"views probabilities must be in [0, 1], got {p}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Reject impossible values before any data is read or any step is taken."""
+    from tribyol.data import DATASETS
+    from tribyol.methods import resolve_options
+    from tribyol.nets import BACKBONES
+
+    validate_values(cfg)
+    d, m = cfg.data, cfg.model
+    _check(
+        d.dataset in DATASETS,
+        f"unknown dataset '{d.dataset}'.{_closest(d.dataset, DATASETS)} "
+        f"Known: {', '.join(sorted(DATASETS))}",
+    )
+    _check(
+        m.backbone in BACKBONES,
+        f"unknown backbone '{m.backbone}'.{_closest(m.backbone, BACKBONES)} "
+        f"Known: {', '.join(sorted(BACKBONES))}",
+    )
     resolve_options(cfg.method)  # unknown method / option / bad value -> ConfigError

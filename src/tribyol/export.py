@@ -1,79 +1,47 @@
-"""Safe loading of runs and checkpoints, and export of encoders as safetensors.
+"""Export of encoders as safetensors, and loading an encoder from any source.
 
-Checkpoints are only ever read with ``torch.load(weights_only=True)``; exported weights are
-safetensors. An exported ResNet encoder loads into a plain ``torchvision.models.resnet*``
-(after the stem swap its metadata describes, for small images or non-RGB inputs).
+An exported ResNet encoder loads into a plain ``torchvision.models.resnet*`` (after the stem
+swap its metadata describes, for small images or non-RGB inputs). Checkpoint files themselves
+are handled by ``tribyol.checkpoints``.
 """
 
 from __future__ import annotations
 
-import re
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from tribyol.engine.callbacks import CHECKPOINT_NAME, PREVIOUS_NAME
+from tribyol.checkpoints import (
+    BACKBONE_PREFIX,
+    encoder_state,
+    find_checkpoint,
+    load_checkpoint,
+)
 from tribyol.errors import CheckpointError
 
-BACKBONE_PREFIX = "method.backbone."
+ENCODER_FORMAT = "tribyol-encoder-v1"
+# Metadata an encoder cannot be rebuilt without.
+REQUIRED_METADATA = ("backbone", "in_channels", "image_size", "small_stem", "mean", "std")
 
-
-def find_checkpoint(source: str | Path) -> Path:
-    """A run directory -> its ``last.ckpt``; a file -> itself."""
-    source = Path(source)
-    if source.is_dir():
-        ckpt = source / "checkpoints" / CHECKPOINT_NAME
-        if not ckpt.exists():
-            raise FileNotFoundError(
-                f"{source} has no checkpoints/{CHECKPOINT_NAME}; is it a run directory of "
-                "`tribyol pretrain`, and did the run save at least once?"
-            )
-        return ckpt
-    if not source.exists():
-        raise FileNotFoundError(f"{source} does not exist; pass a run directory or a .ckpt file")
-    return source
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint safely (no pickled code runs); a broken file names itself."""
-    path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        previous = path.with_name(PREVIOUS_NAME)
-        hint = (f" The previous good checkpoint is {previous}; `tribyol pretrain --resume` "
-                "falls back to it by itself."
-                if previous.exists() and path.name != PREVIOUS_NAME else "")
-        # torch's weights-only refusal is many lines; the one naming the refused global matters
-        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
-        lines = [line for line in lines if line]
-        reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
-        reason = reason[:200]
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: it is truncated, corrupt or holds objects other "
-            f"than tensors and plain data ({type(err).__name__}: {reason}).{hint}"
-        ) from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path} is not a tribyol/Lightning checkpoint (no state_dict)")
-    return ckpt
-
-
-def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
-    state = {
-        k[len(BACKBONE_PREFIX):]: v
-        for k, v in ckpt["state_dict"].items()
-        if k.startswith(BACKBONE_PREFIX)
-    }
-    if not state:
-        raise CheckpointError("checkpoint holds no encoder weights (method.backbone.*)")
-    return state
+__all__ = [
+    "BACKBONE_PREFIX",
+    "CheckpointError",
+    "encoder_metadata",
+    "encoder_state",
+    "export_encoder",
+    "find_checkpoint",
+    "load_checkpoint",
+    "load_encoder",
+]
 
 
 def encoder_metadata(ckpt: dict[str, Any]) -> dict[str, str]:
-    """Rebuild the encoder description from the checkpoint's hyper-parameters."""
+    """The encoder's description and the run's budget, from the checkpoint."""
     from tribyol.config import RunConfig, build_dataclass
     from tribyol.nets import uses_small_stem
 
@@ -85,9 +53,13 @@ def encoder_metadata(ckpt: dict[str, Any]) -> dict[str, str]:
         )
     cfg = build_dataclass(RunConfig, hp["config"])
     info = hp["data_info"]
-    m = cfg.model
-    return {
-        "format": "tribyol-encoder-v1",
+    m, t = cfg.model, cfg.train
+    run = ckpt.get("tribyol_run") or {}
+    steps = int(ckpt.get("global_step", 0))
+    world = int(run.get("world_size", 1))
+    per_epoch = int(run.get("steps_per_epoch", 0))
+    meta = {
+        "format": ENCODER_FORMAT,
         "backbone": m.backbone,
         "in_channels": str(info["channels"]),
         "image_size": str(info["image_size"]),
@@ -95,20 +67,58 @@ def encoder_metadata(ckpt: dict[str, Any]) -> dict[str, str]:
         "width": str(m.width),
         "method": cfg.method["name"],
         "dataset": cfg.data.dataset,
-        "batch_size": str(cfg.train.batch_size),
-        "epochs": str(cfg.train.epochs),
+        # The batch that BatchNorm and the loss saw is batch_size per device; an optimizer step
+        # averages accumulate x world_size of them.
+        "batch_size": str(t.batch_size),
+        "accumulate": str(t.accumulate),
+        "world_size": str(world),
+        "steps_done": str(steps),
+        "epochs_planned": str(t.epochs),
         "mean": ",".join(map(str, info["mean"])),
         "std": ",".join(map(str, info["std"])),
     }
+    if per_epoch > 0:
+        meta["epochs_done"] = f"{steps / per_epoch:.4g}"
+    if "labels_seen" in run:
+        meta["labels_seen"] = str(run["labels_seen"])
+    return meta
 
 
-def export_encoder(source: str | Path, out: str | Path) -> Path:
-    """Write the encoder of a run (or checkpoint) to ``out`` as safetensors with metadata."""
-    ckpt = load_checkpoint(find_checkpoint(source))
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.is_dir():
+        raise FileExistsError(
+            f"--out {out} is a directory; pass a file path such as {out}/encoder.safetensors"
+        )
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or another --out")
+    parent = out.parent if str(out.parent) else Path(".")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {out}: {existing} is not a writable folder; pick another --out")
+
+
+def export_encoder(source: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write the encoder of a run (or checkpoint) to ``out`` as safetensors with metadata.
+
+    An existing ``out`` is refused unless ``overwrite``; the file is written aside and renamed
+    into place, so a failed export never leaves a half-written file.
+    """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_out(out, overwrite)
+    ckpt = load_checkpoint(find_checkpoint(source))
     state = {k: v.contiguous() for k, v in encoder_state(ckpt).items()}
-    save_file(state, str(out), metadata=encoder_metadata(ckpt))
+    meta = encoder_metadata(ckpt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=meta)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return out
 
 
@@ -124,20 +134,43 @@ def build_encoder_from_metadata(meta: dict[str, str]) -> nn.Module:
     )
 
 
+def read_export(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Metadata and tensors of an exported encoder, checked; a bad file is a ``CheckpointError``."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"cannot read {path}: it is truncated or not a safetensors file ({err}). "
+            "Export it again with `tribyol export RUN --out FILE`."
+        ) from None
+    if meta.get("format") != ENCODER_FORMAT:
+        raise CheckpointError(f"{path} is not a tribyol encoder export (no tribyol metadata)")
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise CheckpointError(
+            f"{path}'s metadata lacks {', '.join(missing)}; export it again with `tribyol export`"
+        )
+    return meta, state
+
+
 def load_encoder(source: str | Path) -> tuple[nn.Module, dict[str, str]]:
     """An encoder with its weights, from a run directory, a ``.ckpt`` or a ``.safetensors``."""
     source = Path(source)
     if source.suffix == ".safetensors":
-        if not source.exists():
-            raise FileNotFoundError(f"{source} does not exist")
-        with safe_open(str(source), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-        if meta.get("format") != "tribyol-encoder-v1":
-            raise CheckpointError(f"{source} is not a tribyol encoder export (no metadata)")
-        state = load_file(str(source))
+        meta, state = read_export(source)
     else:
         ckpt = load_checkpoint(find_checkpoint(source))
         meta, state = encoder_metadata(ckpt), encoder_state(ckpt)
-    encoder = build_encoder_from_metadata(meta)
-    encoder.load_state_dict(state)
+    try:
+        encoder = build_encoder_from_metadata(meta)
+        encoder.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{source}: its weights do not fit the encoder its metadata describes ({first})"
+        ) from None
     return encoder, meta

@@ -55,7 +55,7 @@ def test_broken_last_checkpoint_falls_back_to_previous(tiny, caplog, damage: str
     # a save killed half-way leaves a temporary file behind: it must be ignored
     (ckpt_dir(cut) / ".last.ckpt.tmp").write_bytes(data[:100])
 
-    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*last\.ckpt.*previous good"):
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*last\.ckpt.*previous checkpoint .*previous\.ckpt \(step 4\) is readable"):
         load_checkpoint(last)
     with caplog.at_level(logging.INFO, logger="tribyol"):
         pretrain(cfg, resume=True)
@@ -113,11 +113,22 @@ def test_nonfinite_stops_with_step_and_tensor_and_keeps_good_checkpoint(tiny, ho
     cfg = tiny(*BASE, ("train.log_every_steps", 3), ("name", how))
     with pytest.raises(NonFiniteLossError, match=r"loss became NaN/Inf at or before step 5 ") as info:
         pretrain(cfg, extra_callbacks=[BlowUpAt(4, how)])
-    assert "last good checkpoint is kept" in str(info.value)
-    ckpt = load_checkpoint(ckpt_dir(Path(cfg.run_dir) / how) / "last.ckpt")
+    last = ckpt_dir(Path(cfg.run_dir) / how) / "last.ckpt"
+    assert f"the last good checkpoint ({last}, step 4) is kept" in str(info.value)
+    ckpt = load_checkpoint(last)
     assert ckpt["global_step"] == 4  # nothing after the blow-up was saved
     for key, value in ckpt["state_dict"].items():
         assert torch.isfinite(value.float()).all(), key
+
+
+def test_nonfinite_before_any_checkpoint_does_not_claim_one(tiny) -> None:
+    """``optim.lr=1e38`` from step 1: no checkpoint exists, and the message must not say one is kept."""
+    cfg = tiny(("train.log_every_steps", 1), ("optim.lr", 1e38), ("name", "early"))
+    with pytest.raises(NonFiniteLossError) as info:
+        pretrain(cfg)
+    assert "no checkpoint had been written yet" in str(info.value)
+    assert "is kept" not in str(info.value)
+    assert not (ckpt_dir(Path(cfg.run_dir) / "early") / "last.ckpt").exists()
 
 
 def test_nonfinite_weight_is_named(tiny) -> None:

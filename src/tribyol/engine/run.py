@@ -1,83 +1,129 @@
-"""Pre-training runs: run directories, the data module, the Trainer, resume."""
+"""Pre-training runs: run directories, the data module, the Trainer, resume, signals."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import shutil
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-import yaml
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from tribyol.checkpoints import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint
 from tribyol.config import ConfigError, RunConfig, to_dict
 from tribyol.data import TensorImages
 from tribyol.data.pretrain import load_pretrain_data
 from tribyol.engine.callbacks import (
-    CHECKPOINT_NAME,
-    PREVIOUS_NAME,
     AtomicCheckpoint,
+    PlainProgress,
     RNGState,
+    RunRecord,
+    StopOnSignal,
     Throughput,
 )
 from tribyol.engine.loader import BatchLoader, EpochBatches
-from tribyol.engine.module import PretrainModule, data_info_for, uses_cuda
+from tribyol.engine.module import DataInfo, PretrainModule, data_info_for, uses_cuda
 from tribyol.engine.monitor import knn_monitor
-from tribyol.errors import RunDirExistsError
+from tribyol.engine.rundir import (
+    Replacement,
+    check_checkpoint_fits,
+    check_is_run,
+    check_resume_config,
+    record_config,
+    write_marker,
+)
+from tribyol.errors import CheckpointError, NonFiniteLossError, RunDirExistsError, RunStopped
 
 log = logging.getLogger(__name__)
 
+# Lightning's hint for runs shorter than the logging interval is noise for short runs.
+warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
 
-def run_name(cfg: RunConfig) -> str:
-    """mmpretrain-style: method, backbone, effective batch, epochs, dataset."""
+
+def planned_world_size(cfg: RunConfig) -> int:
+    """Processes the run will have, as far as the config says (names only; run.json has the truth)."""
     t = cfg.train
-    batch = f"b{t.batch_size}" + (f"-accum{t.accumulate}" if t.accumulate > 1 else "")
-    return cfg.name or f"{cfg.method['name']}_{cfg.model.backbone}_{batch}_e{t.epochs}_{cfg.data.dataset}"
+    devices = t.devices
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif str(devices).strip() in ("auto", "-1"):
+        count = torch.cuda.device_count() if uses_cuda(cfg) else 1
+    elif "," in str(devices):
+        count = len([d for d in str(devices).split(",") if d.strip()])
+    else:
+        count = int(devices)
+    return max(1, count) * t.num_nodes
+
+
+def planned_steps_per_epoch(cfg: RunConfig, num_images: int) -> int:
+    t = cfg.train
+    return max(1, num_images // (t.batch_size * planned_world_size(cfg)) // t.accumulate)
+
+
+def run_name(cfg: RunConfig, num_images: int | None = None) -> str:
+    """Method, backbone, batch, budget, dataset: ``e80`` for epochs, ``s10`` when max_steps ends sooner.
+
+    The batch is per device, with ``-accumN`` under gradient accumulation and ``xW`` for W
+    processes: the batch BatchNorm and the loss see stays visible.
+    """
+    if cfg.name:
+        return cfg.name
+    t = cfg.train
+    world = planned_world_size(cfg)
+    batch = (f"b{t.batch_size}" + (f"-accum{t.accumulate}" if t.accumulate > 1 else "")
+             + (f"x{world}" if world > 1 else ""))
+    budget = f"e{t.epochs}"
+    if t.max_steps > 0 and (num_images is None
+                            or t.max_steps < t.epochs * planned_steps_per_epoch(cfg, num_images)):
+        budget = f"s{t.max_steps}"
+    return f"{cfg.method['name']}_{cfg.model.backbone}_{batch}_{budget}_{cfg.data.dataset}"
 
 
 def is_secondary_rank() -> bool:
     """True in a DDP process other than global rank 0 (launched by Lightning, torchrun or SLURM).
 
     Lightning's DDP launcher re-runs the whole command for ranks 1..N-1, after rank 0 has made
-    the run directory: those must neither refuse it as existing nor delete it for --overwrite.
+    the run directory: those must neither refuse it as existing nor touch it.
     """
     return any(os.environ.get(k, "0") not in ("", "0") for k in
                ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-def prepare_run_dir(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Path:
-    run_dir = Path(cfg.run_dir) / run_name(cfg)
+def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Validate the run directory for this start, touching nothing; returns whether it holds a run."""
+    exists = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
     if is_secondary_rank():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if overwrite:
-            shutil.rmtree(run_dir)
-        elif not resume:
-            raise RunDirExistsError(
-                f"run directory {run_dir} already exists. Pass --resume to continue it, "
-                f"--overwrite to replace it, or --name to start a new one."
-            )
-    elif resume:
+        return exists
+    if resume and not exists:
         raise FileNotFoundError(
             f"--resume given but {run_dir} does not exist or is empty; drop --resume to start "
             f"a new run, or check --run-dir/--name"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    if exists and not (resume or overwrite):
+        raise RunDirExistsError(
+            f"run directory {run_dir} already exists. Pass --resume to continue it, "
+            f"--overwrite to replace it, or --name to start a new one."
+        )
+    if exists:
+        check_is_run(run_dir, "resume" if resume else "replace")
+    return exists
 
 
 def select_resume_checkpoint(run_dir: Path) -> Path | None:
     """The newest readable checkpoint of a run: ``last.ckpt``, else ``previous.ckpt``.
 
     Each candidate is fully read with ``torch.load(weights_only=True)`` (so a pickle carrying
-    code is refused, not run). A broken ``last.ckpt`` is moved aside to ``last.ckpt.corrupt``,
-    so that the next save does not rotate it over the good ``previous.ckpt``. Raises
-    ``CheckpointError`` when checkpoints exist but none can be read; ``None`` when there are none.
+    code is refused, not run) and its tensor checksum verified. A broken ``last.ckpt`` is moved
+    aside to ``last.ckpt.corrupt``, so that the next save does not rotate it over the readable
+    ``previous.ckpt``. Raises ``CheckpointError`` when checkpoints exist but none can be read;
+    ``None`` when there are none.
     """
-    from tribyol.export import CheckpointError, load_checkpoint
+    from tribyol.checkpoints import read_checkpoint
 
     folder = run_dir / "checkpoints"
     last, previous = folder / CHECKPOINT_NAME, folder / PREVIOUS_NAME
@@ -86,7 +132,7 @@ def select_resume_checkpoint(run_dir: Path) -> Path | None:
         if not path.exists():
             continue
         try:
-            ckpt = load_checkpoint(path)
+            ckpt = read_checkpoint(path)
         except CheckpointError as err:
             errors.append(str(err))
             log.error("%s", err)
@@ -163,6 +209,26 @@ def resolve_precision(cfg: RunConfig) -> str:
     return "bf16-mixed" if fast_bf16 else "32-true"
 
 
+def check_hardware(cfg: RunConfig) -> None:
+    """Refuse an accelerator this machine does not have, before anything is loaded."""
+    accel = cfg.train.accelerator
+    if accel in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"train.accelerator '{accel}' asked for, but this machine has no usable CUDA GPU "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use "
+            "--accelerator cpu (or auto)"
+        )
+    if accel == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            "train.accelerator 'mps' asked for, but MPS is not available; use --accelerator cpu"
+        )
+
+
+def show_progress_bar(cfg: RunConfig) -> bool:
+    """Lightning's bar only on a terminal; logs get ``PlainProgress`` lines instead."""
+    return cfg.train.progress_bar and sys.stderr.isatty()
+
+
 def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -180,32 +246,42 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = 
         Throughput(t.batch_size, run_dir / "throughput.json"),
         *(extra_callbacks or []),
     ]
-    if t.progress_bar:
+    bar = show_progress_bar(cfg)
+    if bar:
         from lightning.pytorch.callbacks import TQDMProgressBar
 
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_steps)))
-    return L.Trainer(
-        max_epochs=t.epochs,
-        max_steps=t.max_steps,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=resolve_precision(cfg),
-        accumulate_grad_batches=t.accumulate,
-        deterministic=t.deterministic,
-        sync_batchnorm=cfg.model.sync_bn and uses_cuda(cfg),  # else GlobalBatchNorm (module)
-        logger=loggers,
-        callbacks=callbacks,
-        enable_checkpointing=False,  # AtomicCheckpoint does it
-        enable_progress_bar=t.progress_bar,
-        enable_model_summary=False,
-        log_every_n_steps=t.log_every_steps,
-        use_distributed_sampler=False,  # EpochBatches shards by rank itself
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        default_root_dir=str(run_dir),
-    )
+    elif t.progress_bar:
+        callbacks.append(PlainProgress(t.log_every_steps))
+    try:
+        return L.Trainer(
+            max_epochs=t.epochs,
+            max_steps=t.max_steps,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=resolve_precision(cfg),
+            accumulate_grad_batches=t.accumulate,
+            deterministic=t.deterministic,
+            sync_batchnorm=cfg.model.sync_bn and uses_cuda(cfg),  # else GlobalBatchNorm (module)
+            logger=loggers,
+            callbacks=callbacks,
+            enable_checkpointing=False,  # AtomicCheckpoint does it
+            enable_progress_bar=bar,
+            enable_model_summary=False,
+            log_every_n_steps=t.log_every_steps,
+            use_distributed_sampler=False,  # EpochBatches shards by rank itself
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            default_root_dir=str(run_dir),
+        )
+    except (ValueError, RuntimeError, TypeError) as err:  # MisconfigurationException is a ValueError
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"Lightning refused train.strategy={t.strategy!r} / accelerator={t.accelerator!r} / "
+            f"devices={t.devices!r}: {first} Use e.g. --strategy auto or ddp, --accelerator cpu or gpu."
+        ) from None
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
@@ -222,39 +298,114 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
     return rows
 
 
+def resolved_config(cfg: RunConfig, info: DataInfo) -> RunConfig:
+    """The config with what the data decided written in (channels, view size)."""
+    data = dataclasses.replace(cfg.data, channels=info.channels, image_size=info.image_size)
+    return dataclasses.replace(cfg, data=data)
+
+
+def _true_nan_message(err: NonFiniteLossError, run_dir: Path) -> NonFiniteLossError:
+    """The module cannot know whether a checkpoint exists; say which one is kept, if any."""
+    last = run_dir / "checkpoints" / CHECKPOINT_NAME
+    if last.exists():
+        try:
+            step = load_checkpoint(last).get("global_step")
+            kept = f"the last good checkpoint ({last}, step {step}) is kept"
+        except CheckpointError:
+            kept = f"the last checkpoint written is {last}"
+    else:
+        kept = "no checkpoint had been written yet, so nothing was saved"
+    return NonFiniteLossError(str(err).replace("the last good checkpoint is kept", kept))
+
+
 def pretrain(
     cfg: RunConfig,
     resume: bool = False,
     overwrite: bool = False,
     extra_callbacks: list | None = None,
+    resume_command: str | None = None,
 ) -> Path:
-    """Run (or resume) a pre-training; returns the run directory."""
-    run_dir = prepare_run_dir(cfg, resume, overwrite)
-    ckpt = None
-    if resume:
-        saved = run_dir / "config.yaml"
-        if saved.exists() and yaml.safe_load(saved.read_text()) != to_dict(cfg):
-            log.warning("resuming with a config that differs from %s; the new one is used", saved)
-        ckpt = select_resume_checkpoint(run_dir)
-        if ckpt is None:
-            log.warning("%s has no checkpoint yet; starting from step 0", run_dir)
+    """Run (or resume) a pre-training; returns the run directory.
+
+    Everything is validated (config, hardware, run directory, data, networks, the checkpoint
+    and its config on resume) before anything is written. ``overwrite`` replaces an existing
+    run only if it is one of ours, and only once the new run has started. SIGTERM / SIGINT stop
+    the run with a checkpoint and raise ``RunStopped``, whose message ends with
+    ``resume_command``.
+    """
+    secondary = is_secondary_rank()
+    check_hardware(cfg)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     dataset = load_pretrain_data(cfg)
-    if len(dataset) < cfg.train.batch_size:  # fail before the run directory gets any files
+    if len(dataset) < cfg.train.batch_size:
         raise ConfigError(
             f"{len(dataset)} training images are fewer than one batch of {cfg.train.batch_size}; "
             "lower train.batch_size or add data"
         )
+    run_dir = Path(cfg.run_dir) / run_name(cfg, len(dataset))
+    exists = check_run_dir(run_dir, resume, overwrite)
     dataset, monitors = knn_monitor(cfg, dataset)  # holds out data.monitor_fraction, if on
     info = data_info_for(cfg, dataset)
+    cfg = resolved_config(cfg, info)
     module = PretrainModule(to_dict(cfg), vars(info))
-    if not is_secondary_rank():
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    trainer = build_trainer(cfg, run_dir, [*monitors, *(extra_callbacks or [])])
-    trainer.fit(
-        module,
-        datamodule=PretrainData(cfg, dataset),
-        ckpt_path=str(ckpt) if ckpt is not None else None,
-        weights_only=True,
-    )
+    ckpt, changes = None, {}
+    if resume and not secondary:
+        ckpt = select_resume_checkpoint(run_dir)
+        changes = check_resume_config(run_dir, cfg)
+        if ckpt is None:
+            log.warning("%s has no checkpoint yet; starting from step 0", run_dir)
+        else:
+            check_checkpoint_fits(ckpt, module.state_dict(), load_checkpoint(ckpt))
+    elif resume:
+        ckpt = select_resume_checkpoint(run_dir)
+
+    # Validated: from here on, files are written.
+    replacement = Replacement(run_dir) if exists and overwrite and not secondary else None
+    stop = None
+    try:
+        if not secondary:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            record_config(run_dir, cfg, changes)
+            write_marker(run_dir, name=run_dir.name, status="starting",
+                         command=resume_command, batch_size=cfg.train.batch_size,
+                         accumulate=cfg.train.accumulate, epochs_planned=cfg.train.epochs,
+                         max_steps=cfg.train.max_steps)
+        callbacks: list = [*monitors, *(extra_callbacks or [])]
+        callbacks.append(RunRecord(run_dir, {"method": cfg.method["name"], "dataset": cfg.data.dataset}))
+        if replacement is not None:
+            callbacks.append(_CommitReplacement(replacement))
+        trainer = build_trainer(cfg, run_dir, callbacks)
+        saver = next(c for c in trainer.callbacks if isinstance(c, AtomicCheckpoint))
+        stop = StopOnSignal(saver.save, resume_command)
+        trainer.callbacks.append(stop)
+        stop.install()
+        trainer.fit(
+            module,
+            datamodule=PretrainData(cfg, dataset),
+            ckpt_path=str(ckpt) if ckpt is not None else None,
+            weights_only=True,
+        )
+    except SIGTERMException:
+        # Lightning's own SIGTERM path (at an epoch end): the epoch's checkpoint is on disk.
+        assert stop is not None
+        raise RunStopped(stop.signum or 15, trainer.global_step, resume_command) from None
+    except NonFiniteLossError as err:
+        raise _true_nan_message(err, run_dir) from None
+    except BaseException:
+        if replacement is not None:
+            replacement.restore()
+        raise
+    finally:
+        if stop is not None:
+            stop.uninstall()
     return run_dir
+
+
+class _CommitReplacement(L.Callback):
+    """Deletes the replaced run once the new one has started (its first step is about to run)."""
+
+    def __init__(self, replacement: Replacement) -> None:
+        self.replacement = replacement
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.replacement.commit()

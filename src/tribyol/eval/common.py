@@ -167,6 +167,10 @@ def cache_name(data: EvalData, root: str | Path) -> str:
     return f"{data.name}@{Path(root).resolve()}" if data.name.startswith("folder") else data.name
 
 
+def _number(text: str | None, kind: type) -> Any:
+    return kind(float(text)) if text not in (None, "") else None
+
+
 def base_record(src: Source, data: EvalData, protocol: str, seed: int) -> dict[str, Any]:
     """Store fields shared by every protocol (``report.store.FIELDS``)."""
     meta = src.meta
@@ -179,8 +183,14 @@ def base_record(src: Source, data: EvalData, protocol: str, seed: int) -> dict[s
         "backbone": meta.get("backbone"),
         "dataset": data.name,
         "pretrain_dataset": meta.get("dataset"),
-        "pretrain_batch_size": int(meta["batch_size"]) if meta.get("batch_size") else None,
-        "pretrain_epochs": int(meta["epochs"]) if meta.get("epochs") else None,
+        # per device: the batch BatchNorm and the loss saw; accumulation and world size beside it
+        "pretrain_batch_size": _number(meta.get("batch_size"), int),
+        "pretrain_accumulate": _number(meta.get("accumulate"), int),
+        "pretrain_world_size": _number(meta.get("world_size"), int),
+        # the budget actually run (exports before v0.2 only knew the planned epochs)
+        "pretrain_steps": _number(meta.get("steps_done"), int),
+        "pretrain_epochs": _number(meta.get("epochs_done", meta.get("epochs")), float),
+        "pretrain_labels": meta.get("labels_seen"),
         "protocol": protocol,
         "metric": "top1",
         "seed": seed,

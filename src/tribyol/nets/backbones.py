@@ -7,10 +7,14 @@ into ``torchvision.models.resnet*`` with the same keys.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torchvision
 from torch import nn
+
+if TYPE_CHECKING:
+    import torchvision
 
 SMALL_STEM_MAX_SIZE = 64  # at or below this many pixels a 7x7/2 stem + max-pool throws away too much
 
@@ -29,9 +33,11 @@ def adapt_resnet_stem(net: torchvision.models.ResNet, in_channels: int, small_st
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
 
 
-def _resnet(factory: Callable[..., torchvision.models.ResNet]) -> Callable[..., nn.Module]:
+def _resnet(name: str) -> Callable[..., nn.Module]:
+    """torchvision's ``name``, imported when first built (torchvision takes seconds to import)."""
+
     def build(in_channels: int, image_size: int, small_stem: bool | None = None, **_: object):
-        net = factory(weights=None)
+        net = getattr(importlib.import_module("torchvision.models"), name)(weights=None)
         adapt_resnet_stem(net, in_channels, uses_small_stem(image_size, small_stem))
         net.out_dim = net.fc.in_features
         net.fc = nn.Identity()
@@ -73,8 +79,8 @@ def _convnet(in_channels: int, image_size: int, width: int = 32, **_: object) ->
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "convnet": _convnet,
-    "resnet18": _resnet(torchvision.models.resnet18),
-    "resnet50": _resnet(torchvision.models.resnet50),
+    "resnet18": _resnet("resnet18"),
+    "resnet50": _resnet("resnet50"),
 }
 
 

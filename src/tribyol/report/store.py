@@ -26,8 +26,12 @@ FIELDS = (
     "backbone",
     "dataset",  # the dataset evaluated on
     "pretrain_dataset",
-    "pretrain_batch_size",
-    "pretrain_epochs",
+    "pretrain_batch_size",  # per device: the batch BatchNorm and the loss saw
+    "pretrain_accumulate",  # micro-batches per optimizer step
+    "pretrain_world_size",  # processes (devices x nodes)
+    "pretrain_steps",  # optimizer steps actually run
+    "pretrain_epochs",  # epochs actually run (steps / steps per epoch)
+    "pretrain_labels",  # which labels shaped the encoder: "none" for self-supervised runs
     "protocol",  # linear | knn | finetune | transfer
     "label_fraction",  # fine-tuning only, else null
     "metric",  # top1

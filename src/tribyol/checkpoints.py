@@ -1,0 +1,131 @@
+"""Checkpoint files: their names, finding them, reading them safely, and their checksums.
+
+Checkpoints are only ever read with ``torch.load(weights_only=True)``. Each checkpoint that
+tribyol writes carries a SHA-256 of all its tensors (``CHECKSUM_KEY``), so damage inside the
+tensor data, which a zip archive does not detect, is caught when the file is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tribyol.errors import CheckpointError
+
+CHECKPOINT_NAME = "last.ckpt"
+PREVIOUS_NAME = "previous.ckpt"
+CHECKSUM_KEY = "tribyol_checksum"
+BACKBONE_PREFIX = "method.backbone."
+
+
+def _tensors(obj: Any, path: str = "") -> list[tuple[str, torch.Tensor]]:
+    """Every tensor in a nested dict/list, with its path, in a fixed order."""
+    if isinstance(obj, torch.Tensor):
+        return [(path, obj)]
+    if isinstance(obj, dict):
+        return [item for key in sorted(obj, key=str) if key != CHECKSUM_KEY
+                for item in _tensors(obj[key], f"{path}/{key}")]
+    if isinstance(obj, (list, tuple)):
+        return [item for i, value in enumerate(obj) for item in _tensors(value, f"{path}/{i}")]
+    return []
+
+
+def tensor_checksum(checkpoint: dict[str, Any]) -> str:
+    """SHA-256 over the paths, dtypes, shapes and bytes of every tensor in ``checkpoint``."""
+    digest = hashlib.sha256()
+    for path, tensor in _tensors(checkpoint):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{path}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def add_checksum(checkpoint: dict[str, Any]) -> None:
+    """Store the checksum inside the checkpoint dict (called as the last step before saving)."""
+    checkpoint[CHECKSUM_KEY] = {"sha256": tensor_checksum(checkpoint)}
+
+
+def find_checkpoint(source: str | Path) -> Path:
+    """A run directory -> its ``last.ckpt``; a file -> itself."""
+    source = Path(source)
+    if source.is_dir():
+        ckpt = source / "checkpoints" / CHECKPOINT_NAME
+        if not ckpt.exists():
+            previous = ckpt.with_name(PREVIOUS_NAME)
+            hint = f" It has {previous}: pass that file instead." if previous.exists() else ""
+            raise FileNotFoundError(
+                f"{source} has no checkpoints/{CHECKPOINT_NAME}; is it a run directory of "
+                f"`tribyol pretrain`, and did the run save at least once?{hint}"
+            )
+        return ckpt
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist; pass a run directory or a .ckpt file")
+    return source
+
+
+def _torch_reason(err: Exception) -> str:
+    """torch's own reason, whole, on one line (its weights-only refusal spans many lines)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line]
+    unpickler = next((line for line in lines if "WeightsUnpickler error" in line), None)
+    if unpickler is not None:
+        return (f"{unpickler} Loading this file without weights_only could result in arbitrary "
+                "code execution; tribyol never does that")
+    return " ".join(lines)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and verify one checkpoint file; ``CheckpointError`` says what is wrong with it."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is truncated, corrupt or holds objects other "
+            f"than tensors and plain data ({type(err).__name__}: {_torch_reason(err)})."
+        ) from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a tribyol/Lightning checkpoint (no state_dict)")
+    saved = ckpt.get(CHECKSUM_KEY)
+    if isinstance(saved, dict) and saved.get("sha256") != tensor_checksum(ckpt):
+        raise CheckpointError(
+            f"checkpoint {path} fails its checksum: its tensor data changed after it was saved "
+            "(disk or copy damage)."
+        )
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``read_checkpoint``, and on failure name ``previous.ckpt`` if that one is readable."""
+    path = Path(path)
+    try:
+        return read_checkpoint(path)
+    except CheckpointError as err:
+        previous = path.with_name(PREVIOUS_NAME)
+        if path.name == PREVIOUS_NAME or not previous.exists():
+            raise
+        try:
+            step = read_checkpoint(previous).get("global_step")
+        except CheckpointError:
+            raise CheckpointError(f"{err} {previous} cannot be read either.") from None
+        raise CheckpointError(
+            f"{err} The previous checkpoint {previous} (step {step}) is readable: pass that file "
+            "instead (`tribyol pretrain --resume` falls back to it by itself)."
+        ) from None
+
+
+def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The encoder's weights, with the ``method.backbone.`` prefix dropped."""
+    state = {
+        k[len(BACKBONE_PREFIX):]: v
+        for k, v in ckpt["state_dict"].items()
+        if k.startswith(BACKBONE_PREFIX)
+    }
+    if not state:
+        raise CheckpointError("checkpoint holds no encoder weights (method.backbone.*)")
+    return state
