@@ -1,7 +1,9 @@
 """Batch loading without per-sample Python for in-memory data, resumable mid-epoch.
 
 ``EpochBatches`` draws a permutation from (seed, epoch), shards it over ranks and cuts it into
-full batches. ``BatchLoader`` turns those index batches into ``(uint8 images, labels)`` batches:
+full batches. ``BatchLoader`` turns those index batches into ``(uint8 images, labels, indices)``
+batches (``indices``: each image's position in the dataset, for methods with a per-image state
+such as PIRL's memory bank):
 one fancy-index for tensors held in memory (or on the device), a worker-backed DataLoader for
 folders decoded from disk. It implements Lightning's ``state_dict``/``load_state_dict``
 protocol, so a run resumed from a mid-epoch checkpoint continues with the very next batch.
@@ -69,11 +71,11 @@ class _IndexBatches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int) -> Any:
-        return self.dataset[self.batches[i].tolist()]
+        return (*self.dataset[self.batches[i].tolist()], self.batches[i])
 
 
 class BatchLoader:
-    """An iterable of ``(images, labels)`` batches that Lightning can checkpoint and resume."""
+    """An iterable of ``(images, labels, indices)`` batches that Lightning can checkpoint and resume."""
 
     def __init__(
         self, dataset: Dataset, sampler: EpochBatches, num_workers: int = 0, pin_memory: bool = False
@@ -86,7 +88,7 @@ class BatchLoader:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         batches = self.sampler.indices()
         skip = 0
         if self._resume is not None and self._resume["epoch"] == self.sampler.epoch:
@@ -96,10 +98,10 @@ class BatchLoader:
         batches = batches[skip:]
         if isinstance(self.dataset, TensorImages):
             # the epoch's indices go to the data's device once, not one copy per step
-            yield from (self.dataset[idx] for idx in batches.to(self.dataset.images.device))
+            yield from ((*self.dataset[idx], idx) for idx in batches.to(self.dataset.images.device))
             return
         if self.num_workers == 0:
-            yield from (self.dataset[idx.tolist()] for idx in batches)
+            yield from ((*self.dataset[idx.tolist()], idx) for idx in batches)
             return
         loader = DataLoader(
             _IndexBatches(self.dataset, batches),

@@ -108,15 +108,18 @@ class PretrainModule(L.LightningModule):
         loop = self.trainer.fit_loop.epoch_loop
         return loop.batch_progress.current.ready % max(1, self.trainer.accumulate_grad_batches)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        images, labels = batch
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        # (images, labels, dataset indices); the indices are optional (PIRL's bank needs them)
+        images, labels, *rest = batch
+        indices = rest[0] if rest else None
+        g = self._generator()  # the views draw from it, then the method (e.g. PIRL's transforms)
         # Named ranges, so that a torch.profiler trace splits the step (benchmarks/profile_step.py).
         with torch.profiler.record_function("tribyol.views"):
-            views = self.views(images, self.method.num_views, self._generator())
+            views = self.views(images, self.method.num_views, g)
             if self.cfg.model.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         with torch.profiler.record_function("tribyol.method_forward"):
-            out = self.method(views, labels)
+            out = self.method(views, labels, indices=indices, generator=g)
         loss = out.loss
         self.nonfinite |= ~torch.isfinite(loss.detach())
         # Lightning writes step metrics only on log steps; skipping self.log elsewhere saves

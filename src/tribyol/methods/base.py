@@ -142,7 +142,16 @@ class Method(nn.Module):
     def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
         raise NotImplementedError
 
-    def forward(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
+    def forward(
+        self,
+        views: list[Tensor],
+        labels: Tensor | None = None,
+        indices: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
+        """One step's loss. ``indices``: each image's dataset index (PIRL's memory bank);
+        ``generator``: the step's random generator, for any random draw a method makes. Methods
+        that need neither implement ``forward_views(views, labels)`` only."""
         return self.forward_views(views, labels)
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:

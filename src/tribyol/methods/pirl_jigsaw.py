@@ -4,8 +4,9 @@ Pretext-Invariant Representations"), with the jigsaw transform.
 The transform cuts a view into a ``grid`` x ``grid`` set of tiles and shuffles them by a random
 permutation per image. Every tile goes through the shared encoder and a per-tile linear head;
 the tile codes are concatenated in their shuffled order and a linear layer maps them to ``g``.
-The loss is PIRL's (see ``memory_bank.PIRLBase``):
-``L = lam * NCE(g(jigsaw(v)), m) + (1 - lam) * NCE(f(v), m)``.
+The loss is PIRL's (see ``pirl.PIRLBase``):
+``L = lam * NCE(m_I, g(jigsaw(v'))) + (1 - lam) * NCE(m_I, f(v))``; the permutations are
+drawn from the step's generator.
 
 Small images: tiles of a 28 px view are 9 px, of a 16 px view 5 px. Tiles are resized
 (bilinear) to at least ``min_tile_size`` px so the encoder's strided layers keep some spatial
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tribyol.methods.base import MethodContext
-from tribyol.methods.memory_bank import PIRLBase, PIRLOptions
+from tribyol.methods.pirl import PIRLBase, PIRLOptions
 from tribyol.methods.registry import register
 
 
@@ -87,12 +88,14 @@ class PIRLJigsaw(PIRLBase):
         self.tile_head = nn.Linear(ctx.backbone.out_dim, ctx.proj_dim)
         self.combine = nn.Linear(n * ctx.proj_dim, ctx.proj_dim)
 
-    def jigsaw(self, view: Tensor) -> Tensor:
+    def jigsaw(self, view: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Tiles of ``view`` shuffled per image, resized to the tile size: ``[B, n, C, s, s]``."""
         grid = self.options.grid
         tiles = to_tiles(view, grid)
         b, n, c, t, _ = tiles.shape
-        tiles = shuffle_tiles(tiles, random_permutations(b, n, view.device))
+        device = generator.device if generator is not None else view.device
+        perm = random_permutations(b, n, device, generator).to(view.device)
+        tiles = shuffle_tiles(tiles, perm)
         size = max(self.options.min_tile_size, t)
         if size != t:
             flat = F.interpolate(tiles.reshape(b * n, c, t, t), size=(size, size),
@@ -100,8 +103,8 @@ class PIRLJigsaw(PIRLBase):
             tiles = flat.reshape(b, n, c, size, size)
         return tiles
 
-    def transformed_embedding(self, view: Tensor) -> Tensor:
-        tiles = self.jigsaw(view)
+    def transformed_embedding(self, view: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        tiles = self.jigsaw(view, generator)
         b, n = tiles.shape[:2]
         codes = self.tile_head(self.backbone(tiles.flatten(0, 1)))  # all tiles in one batch
         return self.combine(codes.reshape(b, n * codes.shape[-1]))

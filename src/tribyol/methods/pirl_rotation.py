@@ -3,7 +3,8 @@ Pretext-Invariant Representations"), with rotation as the transform.
 
 Each image's view is rotated by 0, 90, 180 or 270 degrees (drawn per image), encoded by the
 shared encoder and mapped by its own linear head to ``g``. The loss is PIRL's (see
-``memory_bank.PIRLBase``): ``L = lam * NCE(g(rot(v)), m) + (1 - lam) * NCE(f(v), m)``.
+``pirl.PIRLBase``): ``L = lam * NCE(m_I, g(rot(v'))) + (1 - lam) * NCE(m_I, f(v))``. The
+quarter turns are drawn from the step's generator.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from tribyol.methods.base import MethodContext
-from tribyol.methods.memory_bank import PIRLBase, PIRLOptions
+from tribyol.methods.pirl import PIRLBase, PIRLOptions
 from tribyol.methods.registry import register
 
 
@@ -39,6 +40,8 @@ class PIRLRotation(PIRLBase):
         super().__init__(ctx, options)
         self.head_g = nn.Linear(ctx.backbone.out_dim, ctx.proj_dim)
 
-    def transformed_embedding(self, view: Tensor) -> Tensor:
-        turns = torch.randint(0, 4, (view.shape[0],), device=view.device)
+    def transformed_embedding(self, view: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        device = generator.device if generator is not None else view.device
+        turns = torch.randint(0, 4, (view.shape[0],), device=device, generator=generator)
+        turns = turns.to(view.device)
         return self.head_g(self.backbone(rotate_batch(view, turns)))

@@ -1,0 +1,174 @@
+"""PIRL (Misra & van der Maaten, CVPR 2020, "Self-Supervised Learning of Pretext-Invariant
+Representations"): the invariance objective and its per-image memory bank, shared by
+PIRL-Jigsaw and PIRL-Rotation (``pirl_jigsaw.py``, ``pirl_rotation.py``).
+
+For image I with two augmented views v_I (plain) and v_I' (to be transformed by t: jigsaw or
+rotation), ``f = linear(E(v_I))`` and ``g`` the transform's embedding of ``t(v_I')``:
+
+    L = lam * NCE(m_I, g(t(v_I'))) + (1 - lam) * NCE(m_I, f(v_I)),   lam = 0.5
+
+where ``m_I`` is image I's row of the memory bank, one row per training image, and the NCE's
+negatives are the rows of other images. After the loss, ``m_I <- 0.5 m_I + 0.5 f(v_I)``
+(normalised): the bank holds an exponential moving average of each image's representation
+over the epochs, so the positive is the image's own earlier representations, not another view
+through a second network. The bank starts with random unit rows and is saved in checkpoints.
+
+The engine hands methods each image's dataset index (``indices``) for this, and the step's
+random generator, which the transforms draw from so that a run is reproducible from (seed,
+step) and resumes exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tribyol.methods.base import Method, MethodContext, StepOutput
+
+
+@torch.no_grad()
+def gather_no_grad(x: Tensor) -> Tensor:
+    """``x`` from every rank, concatenated in rank order (no autograd); ``x`` when single-process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+class MemoryBank(nn.Module):
+    """One L2-normalised ``dim``-vector per training image, updated by a moving average.
+
+    ``update(indices, values)`` sets ``m_i <- normalize(momentum * m_i + (1 - momentum) *
+    normalize(v_i))`` (PIRL: momentum 0.5); under DDP the rows of every rank are gathered first,
+    so each rank's bank stays the same. Starts with random unit rows; saved in checkpoints.
+    """
+
+    def __init__(self, size: int, dim: int, momentum: float = 0.5) -> None:
+        super().__init__()
+        if size < 2:
+            raise ValueError(f"a per-image memory bank needs >= 2 training images, got {size}")
+        self.momentum = momentum
+        self.register_buffer("memory", F.normalize(torch.randn(size, dim), dim=1))
+
+    @property
+    def size(self) -> int:
+        return self.memory.shape[0]
+
+    def rows(self, indices: Tensor) -> Tensor:
+        """A copy of the rows ``indices`` (``update`` may run before the loss's backward)."""
+        return self.memory[indices]
+
+    @torch.no_grad()
+    def update(self, indices: Tensor, values: Tensor) -> None:
+        indices = gather_no_grad(indices.to(self.memory.device))
+        values = F.normalize(gather_no_grad(values.detach()).to(self.memory.dtype), dim=1)
+        mixed = self.momentum * self.memory[indices] + (1.0 - self.momentum) * values
+        self.memory[indices] = F.normalize(mixed, dim=1)
+
+
+def info_nce(
+    query: Tensor,
+    positive: Tensor,
+    negatives: Tensor,
+    temperature: float,
+    exclude: Tensor | None = None,
+) -> Tensor:
+    """``-log exp(s(q, p)/t) / (exp(s(q, p)/t) + sum_n exp(s(q, n)/t))``, batch mean, fp32.
+
+    ``s`` is cosine similarity; ``positive`` ``[B, D]`` and ``negatives`` ``[K, D]`` (shared by
+    the batch) take no gradient. ``exclude`` ``[B, K]`` drops negative k for query b (e.g. the
+    image's own bank row drawn as a negative). This is the softmax form of NCE (as in MoCo);
+    PIRL's paper writes the binary NCE form with a noise prior N/|D|.
+    """
+    q = F.normalize(query.float(), dim=1)
+    p = F.normalize(positive.detach().float(), dim=1)
+    n = F.normalize(negatives.detach().float(), dim=1)
+    pos = (q * p).sum(dim=1, keepdim=True)  # [B, 1]
+    neg = q @ n.T  # [B, K]
+    if exclude is not None:
+        neg = neg.masked_fill(exclude, float("-inf"))
+    logits = torch.cat([pos, neg], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+@dataclass
+class PIRLOptions:
+    """Options shared by PIRL-Jigsaw and PIRL-Rotation (defaults: PIRL's paper unless noted)."""
+
+    # negatives drawn from the bank per step (PIRL: 32000 of ImageNet's 1.28M images); at most
+    # the number of training images
+    num_negatives: int = 4096
+    lam: float = 0.5  # PIRL's lambda: weight of the transformed term, 1 - lam on the plain one
+    temperature: float = 0.07
+    memory_momentum: float = 0.5  # m_I <- 0.5 m_I + 0.5 f(v_I)
+
+    def __post_init__(self) -> None:
+        if self.num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {self.num_negatives}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lam must be in [0, 1], got {self.lam}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.memory_momentum < 1.0:
+            raise ValueError(f"memory_momentum must be in [0, 1), got {self.memory_momentum}")
+
+
+class PIRLBase(Method):
+    """PIRL's objective; subclasses say how a view is transformed and embedded (``g``)."""
+
+    def __init__(self, ctx: MethodContext, options: PIRLOptions) -> None:
+        super().__init__(ctx, options)
+        self.head_f = nn.Linear(ctx.backbone.out_dim, ctx.proj_dim)  # PIRL: a linear projection
+        self.bank = MemoryBank(ctx.num_train_images, ctx.proj_dim, options.memory_momentum)
+
+    def transformed_embedding(self, view: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``g(t(v))``: transform the batch (batched, random draws from ``generator``) and embed it."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        views: list[Tensor],
+        labels: Tensor | None = None,
+        indices: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
+        return self.forward_views(views, labels, indices, generator)
+
+    def negative_rows(self, count: int, device: torch.device,
+                      generator: torch.Generator | None) -> Tensor:
+        """``count`` bank rows drawn uniformly (with replacement), shared by the batch."""
+        if generator is not None:
+            device = generator.device
+        return torch.randint(0, self.bank.size, (count,), generator=generator, device=device)
+
+    def forward_views(
+        self,
+        views: list[Tensor],
+        labels: Tensor | None = None,
+        indices: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
+        if indices is None:
+            raise ValueError(f"method '{self.name}' needs each image's dataset index (its bank row)")
+        o = self.options
+        view, transformed_view = views
+        indices = indices.to(self.bank.memory.device).long()
+        y = self.backbone(view)
+        f = self.head_f(y)
+        g = self.transformed_embedding(transformed_view, generator)
+        positives = self.bank.rows(indices)  # m_I, as it was before this batch
+        drawn = self.negative_rows(min(o.num_negatives, self.bank.size), view.device, generator)
+        drawn = drawn.to(indices.device)
+        negatives = self.bank.rows(drawn)
+        own = indices.view(-1, 1) == drawn.view(1, -1)  # an image is never its own negative
+        loss_t = info_nce(g, positives, negatives, o.temperature, own)
+        loss_f = info_nce(f, positives, negatives, o.temperature, own)
+        loss = o.lam * loss_t + (1.0 - o.lam) * loss_f
+        self.bank.update(indices, f)
+        logs = {"nce_transformed": loss_t.detach(), "nce_plain": loss_f.detach()}
+        return StepOutput(loss=loss, features=y.detach(), projections=f.detach(), logs=logs)
