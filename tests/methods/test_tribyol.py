@@ -146,3 +146,51 @@ def test_engine_builds_the_independent_target_with_the_backbone_builder():
         if isinstance(m, torch.nn.Conv2d):
             got = target.get_submodule(name).weight.std().item()
             assert 0.85 < got / m.weight.std().item() < 1.15, name
+
+
+def train_steps(m, steps: int = 4, lr: float = 0.1) -> list[float]:
+    """``steps`` real SGD steps, each followed by the EMA, on fixed random views; the losses."""
+    opt = torch.optim.SGD(m.trainable_parameters(), lr=lr, momentum=0.9)
+    losses = []
+    for step in range(1, steps + 1):
+        g = torch.Generator().manual_seed(100 + step)
+        vs = [torch.randn(8, 1, 16, 16, generator=g) for _ in range(3)]
+        loss = m(vs).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        m.after_optimizer_step(step, steps)
+        losses.append(loss.item())
+    return losses
+
+
+def two_identical_targets(**options):
+    """TriBYOL with two target networks that both start as copies of the online network and
+    take the same EMA every step: the poster's figure read literally."""
+    m = make("tribyol", target_policy="independent-init", tau=0.9, **options)
+    m.targets[1].load_state_dict(m.targets[0].state_dict())
+    return m
+
+
+def test_shared_target_equals_two_identical_ema_targets_over_real_steps():
+    """The default ``shared`` policy is exact with separate passes: over several optimizer
+    steps its losses and weights match two identical targets that each take the EMA."""
+    shared = make("tribyol", tau=0.9)
+    two = two_identical_targets()
+    assert len(shared.targets) == 1 and len(two.targets) == 2
+    losses_shared, losses_two = train_steps(shared), train_steps(two)
+    assert losses_shared == pytest.approx(losses_two, rel=1e-5, abs=1e-6)
+    assert losses_shared[-1] != pytest.approx(losses_shared[0], rel=1e-3)  # it did train
+    for target in two.targets:
+        for p, q in zip(shared.targets[0].parameters(), target.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    for p, q in zip(shared.online.parameters(), two.online.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_with_concat_views_shared_and_two_targets_differ():
+    """With concat_views the shared target normalises all three views in one BatchNorm batch,
+    each of two targets only its pair: the losses differ (docs/methods.md says so)."""
+    shared = train_steps(make("tribyol", tau=0.9, concat_views=True))
+    two = train_steps(two_identical_targets(concat_views=True))
+    assert abs(shared[-1] - two[-1]) > 1e-3
