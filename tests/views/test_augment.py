@@ -239,3 +239,44 @@ def test_channel_mismatch_with_normalisation_is_an_error() -> None:
     aug = MultiViewAugment(ViewsConfig(), 16, RGB_MEAN, RGB_STD)
     with pytest.raises(ValueError, match="1 channels"):
         aug(images(2, 1, 16), 2, gen())  # would silently broadcast to 3 channels
+
+
+# -- per-view rates -------------------------------------------------------------------------------
+
+N_RATE = 4000
+
+
+def within_sampling_error(hits: torch.Tensor, p: float) -> None:
+    """The observed rate of ``hits`` is ``p`` to within 4.5 binomial standard errors."""
+    rate = hits.float().mean().item()
+    tolerance = 4.5 * max((p * (1 - p) / len(hits)) ** 0.5, 1 / len(hits))
+    assert abs(rate - p) <= tolerance, (rate, p)
+
+
+def test_solarize_rate_per_view_matches_its_probability() -> None:
+    probs = [0.0, 0.2, 0.7]
+    aug = MultiViewAugment(plain_views(solarize_p=probs), 4, (0.0,) * 3, (1.0,) * 3)
+    batch = torch.full((N_RATE, 3, 4, 4), 200, dtype=torch.uint8)  # 0.78: solarised to 0.22
+    views = aug(batch, 5, gen())
+    for k, view in enumerate(views):  # view k uses probs[k % 3]
+        within_sampling_error(view.amax(dim=(1, 2, 3)) < 0.5, probs[k % 3])
+
+
+def test_colour_rates_per_image_match_their_probabilities() -> None:
+    cfg = plain_views(jitter_p=0.8, brightness=0.4, contrast=0.0, saturation=0.0, hue=0.0,
+                      grayscale_p=0.2, flip_p=0.3)
+    aug = MultiViewAugment(cfg, 4, (0.0,) * 3, (1.0,) * 3)
+    colour = torch.tensor([120, 60, 30], dtype=torch.uint8).view(1, 3, 1, 1)
+    batch = colour.expand(N_RATE, 3, 4, 4).clone()
+    batch[:, :, :, 0] = 0  # a dark left column: a flip moves it to the right
+    (view,) = aug(batch, 1, gen(3))
+    x = batch.float() / 255
+    grey = (view[:, 0] == view[:, 1]).all(dim=(1, 2)) & (view[:, 1] == view[:, 2]).all(dim=(1, 2))
+    within_sampling_error(grey, 0.2)
+    flipped = view[:, 0, 0, -1] < view[:, 0, 0, 0]
+    within_sampling_error(flipped, 0.3)
+    # brightness scales every channel alike: compare the pixel sums to the (mirrored) input
+    brightness = (view.sum(dim=(1, 2, 3)) - x.sum(dim=(1, 2, 3))).abs() > 1e-3
+    # jitter draws a factor in [0.6, 1.4]; grey images change their sum too, so count jitter
+    # among the colour images only
+    within_sampling_error(brightness[~grey], 0.8)
