@@ -19,8 +19,13 @@ def test_demo_falls_back_to_digits_and_reports_every_row(tmp_path: Path, monkeyp
     assert "Falling back to sklearn's digits" in out
     assert [r["method"] for r in rows] == ["tribyol", "byol", "random init"]
     assert "| tribyol | 32 |" in out and "| random init | - |" in out
-    for row in rows:
-        assert 0.0 <= row["probe_top1"] <= 100.0
+    top1 = {r["method"]: r["probe_top1"] for r in rows}
+    # Digits have 10 classes: a probe on misaligned features or labels would sit near 10 %.
+    # Even the random ConvNet's features are linearly separable enough for 97.5 % (measured).
+    assert min(top1.values()) >= 90.0, top1
+    # Pre-training helps: measured tribyol 98.33, byol 98.61, random init 97.50 (360 images).
+    assert top1["tribyol"] >= top1["random init"] and top1["byol"] >= top1["random init"], top1
+    assert max(top1["tribyol"], top1["byol"]) > top1["random init"], top1
     assert rows[0]["images_per_s"] > 0 and rows[1]["images_per_s"] > 0
     png = tmp_path / "demo" / "loss_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
