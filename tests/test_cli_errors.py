@@ -174,3 +174,100 @@ def test_digits_ok_sanity(tmp_path: Path) -> None:
     """The tiny flags above are valid: the failures are the bad inputs, not the baseline."""
     assert main(["pretrain", *TINY, "--set", "train.max_steps=1", "--run-dir", str(tmp_path)]) == 0
     assert torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=True)["global_step"] == 1
+
+
+# -- issue 9: every ordinary mistake is one `error:` line, exit 2, no traceback ------------------
+def _bad_yaml(tmp: Path) -> list[str]:
+    (tmp / "bad.yaml").write_text("train:\n  batch_size: [1\n")
+    return ["pretrain", "--config", str(tmp / "bad.yaml")]
+
+
+def _tiny_export(tmp: Path) -> Path:
+    """A real (tiny) exported encoder, made once per test that needs one."""
+    runs = tmp / "runs"
+    assert main(["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(runs), "--name", "e"]) == 0
+    out = tmp / "enc.safetensors"
+    assert main(["export", str(runs / "e"), "--out", str(out)]) == 0
+    return out
+
+
+def _truncated_export(tmp: Path) -> list[str]:
+    out = _tiny_export(tmp)
+    data = out.read_bytes()
+    out.write_bytes(data[: len(data) // 2])
+    return ["eval", "knn", str(out), "--no-store"]
+
+
+def _export_without_metadata_keys(tmp: Path) -> list[str]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    out = _tiny_export(tmp)
+    with safe_open(str(out), framework="pt") as f:
+        meta = dict(f.metadata())
+    del meta["in_channels"], meta["image_size"]
+    save_file(load_file(str(out)), str(out), metadata=meta)
+    return ["eval", "knn", str(out), "--no-store"]
+
+
+def _bad_weights(tmp: Path) -> list[str]:
+    (tmp / "resnet18.pth").write_bytes(b"this is not a torch file")
+    return ["pretrain", *TINY, "--method", "supervised-imagenet", "--backbone", "resnet18",
+            "--weights", str(tmp / "resnet18.pth"), "--run-dir", str(tmp / "runs")]
+
+
+def _export_to(target: str):
+    def make(tmp: Path) -> list[str]:
+        runs = tmp / "runs"
+        assert main(["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(runs), "--name", "e"]) == 0
+        (tmp / "a_dir").mkdir()
+        (tmp / "a_file").write_text("x")
+        return ["export", str(runs / "e"), "--out", str(tmp / target)]
+    return make
+
+
+NO_TRACEBACK = [
+    ("yaml-syntax", _bad_yaml, ["is not valid YAML at line 3", "bad.yaml"]),
+    ("set-bad-yaml", lambda t: ["pretrain", "--set", "optim.lr=[1"],
+     ["override 'optim.lr=[1'", "not valid YAML"]),
+    ("seed-negative", lambda t: ["pretrain", "--seed", "-1"], ["train.seed must be in [0, 2**32)"]),
+    ("seed-too-big", lambda t: ["pretrain", "--seed", str(2**32)], ["train.seed must be in [0, 2**32)"]),
+    ("lr-inf", lambda t: ["pretrain", "--set", "optim.lr=inf"], ["optim.lr: expected a finite number"]),
+    ("strategy-bogus", lambda t: ["pretrain", *TINY, "--strategy", "bogus", "--run-dir", str(t / "r")],
+     ["strategy='bogus'", "--strategy auto"]),
+    ("weights-bad-file", _bad_weights, ["cannot read ImageNet weights", "--weights"]),
+    ("export-out-dir", _export_to("a_dir"), ["is a directory", "pass a file path"]),
+    ("export-out-unwritable", _export_to("a_file/enc.safetensors"), ["is not a writable folder"]),
+    ("safetensors-truncated", _truncated_export, ["truncated or not a safetensors file"]),
+    ("safetensors-no-metadata", _export_without_metadata_keys, ["metadata lacks in_channels, image_size"]),
+]
+
+
+@pytest.mark.parametrize(("make", "expected"), [c[1:] for c in NO_TRACEBACK],
+                         ids=[c[0] for c in NO_TRACEBACK])
+def test_ordinary_mistakes_are_one_error_line(tmp_path: Path, capsys, make, expected) -> None:
+    args = make(tmp_path)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    for text in expected:
+        assert text in lines[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_accelerator_gpu_without_gpu(tmp_path: Path, capsys) -> None:
+    assert main(["pretrain", *TINY, "--accelerator", "gpu", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "no usable CUDA GPU" in error_line(capsys) and not (tmp_path / "r").exists()
+
+
+def test_export_refuses_to_overwrite_unless_asked(tmp_path: Path, capsys) -> None:
+    out = _tiny_export(tmp_path)
+    before = out.read_bytes()
+    assert main(["export", str(tmp_path / "runs" / "e"), "--out", str(out)]) == 2
+    assert "already exists; pass --overwrite" in error_line(capsys)
+    assert out.read_bytes() == before
+    assert main(["export", str(tmp_path / "runs" / "e"), "--out", str(out), "--overwrite"]) == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".enc")] == []  # no temp left

@@ -73,10 +73,10 @@ def _torch_reason(err: Exception) -> str:
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
     lines = [line for line in lines if line]
     unpickler = next((line for line in lines if "WeightsUnpickler error" in line), None)
-    if unpickler is not None:
+    if unpickler is not None and "Unsupported global" in unpickler:
         return (f"{unpickler} Loading this file without weights_only could result in arbitrary "
                 "code execution; tribyol never does that")
-    return " ".join(lines)
+    return unpickler or " ".join(lines)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tribyol.checkpoints import add_checksum
 from tribyol.config import RunConfig, build_dataclass
 from tribyol.data import get_spec
 from tribyol.engine.optim import build_optimizer, lr_lambda
@@ -36,6 +37,14 @@ class DataInfo:
 def collapse_std(z: Tensor) -> Tensor:
     """Mean per-dimension std of L2-normalised projections: ~1/sqrt(d) healthy, 0 collapsed."""
     return F.normalize(z.float(), dim=1).std(dim=0).mean()
+
+
+def labels_seen(method: nn.Module, dataset: str) -> str:
+    """Which labels shaped the encoder: none (self-supervised; the online probe is detached)."""
+    if not getattr(method, "needs_labels", False):
+        return "none"
+    own = f"{dataset} train labels"
+    return f"imagenet labels, {own}" if getattr(method, "name", "") == "supervised-imagenet" else own
 
 
 def uses_cuda(cfg: RunConfig) -> bool:
@@ -199,6 +208,19 @@ class PretrainModule(L.LightningModule):
         loader = getattr(self.trainer.datamodule, "loader", None)
         if loader is not None:
             loader.completed += 1  # counted as done once its step ends; checkpoints read it then
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning calls this last, so the checksum covers every tensor the file will hold.
+        trainer = self.trainer
+        batches = trainer.num_training_batches
+        per_epoch = (max(1, batches // max(1, trainer.accumulate_grad_batches))
+                     if isinstance(batches, int) and batches > 0 else 0)
+        checkpoint["tribyol_run"] = {
+            "world_size": trainer.world_size,
+            "steps_per_epoch": per_epoch,
+            "labels_seen": labels_seen(self.method, self.cfg.data.dataset),
+        }
+        add_checksum(checkpoint)
 
     def on_fit_start(self) -> None:
         self._total_steps = int(self.trainer.estimated_stepping_batches)

@@ -232,10 +232,15 @@ def show_progress_bar(cfg: RunConfig) -> bool:
 def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    class AttemptCSVLogger(CSVLogger):
+        """One CSV folder per attempt (Lightning's would wipe an existing one on resume), counted
+        when the first row is written, so a replaced run's old attempts do not count."""
+
+        def _get_next_version(self) -> str:  # type: ignore[override]
+            return f"attempt{len(list(Path(self.root_dir).glob('attempt*')))}"
+
     t = cfg.train
-    # One CSV folder per attempt: Lightning's CSV logger would wipe an existing one on resume.
-    attempt = len(list((run_dir / "logs").glob("attempt*"))) if (run_dir / "logs").exists() else 0
-    loggers = [CSVLogger(str(run_dir), name="logs", version=f"attempt{attempt}")]
+    loggers = [AttemptCSVLogger(str(run_dir), name="logs")]
     try:
         loggers.append(TensorBoardLogger(str(run_dir), name="", version="tb"))
     except ModuleNotFoundError:  # tensorboard is a dependency, but keep training without it
@@ -359,22 +364,24 @@ def pretrain(
     elif resume:
         ckpt = select_resume_checkpoint(run_dir)
 
+    replace = exists and overwrite and not secondary
+    commit = _CommitReplacement()
+    callbacks: list = [*monitors, *(extra_callbacks or []), commit,
+                       RunRecord(run_dir, {"method": cfg.method["name"], "dataset": cfg.data.dataset})]
+    # The Trainer checks strategy, devices and precision; it writes nothing until fit.
+    trainer = build_trainer(cfg, run_dir, callbacks)
+
     # Validated: from here on, files are written.
-    replacement = Replacement(run_dir) if exists and overwrite and not secondary else None
+    replacement = commit.replacement = Replacement(run_dir) if replace else None
     stop = None
     try:
         if not secondary:
             run_dir.mkdir(parents=True, exist_ok=True)
             record_config(run_dir, cfg, changes)
             write_marker(run_dir, name=run_dir.name, status="starting",
-                         command=resume_command, batch_size=cfg.train.batch_size,
+                         resume_command=resume_command, batch_size=cfg.train.batch_size,
                          accumulate=cfg.train.accumulate, epochs_planned=cfg.train.epochs,
                          max_steps=cfg.train.max_steps)
-        callbacks: list = [*monitors, *(extra_callbacks or [])]
-        callbacks.append(RunRecord(run_dir, {"method": cfg.method["name"], "dataset": cfg.data.dataset}))
-        if replacement is not None:
-            callbacks.append(_CommitReplacement(replacement))
-        trainer = build_trainer(cfg, run_dir, callbacks)
         saver = next(c for c in trainer.callbacks if isinstance(c, AtomicCheckpoint))
         stop = StopOnSignal(saver.save, resume_command)
         trainer.callbacks.append(stop)
@@ -402,10 +409,10 @@ def pretrain(
 
 
 class _CommitReplacement(L.Callback):
-    """Deletes the replaced run once the new one has started (its first step is about to run)."""
+    """Deletes the replaced run, if any, once the new one has started (its first step is next)."""
 
-    def __init__(self, replacement: Replacement) -> None:
-        self.replacement = replacement
+    replacement: Replacement | None = None
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.replacement.commit()
+        if self.replacement is not None:
+            self.replacement.commit()

@@ -30,7 +30,7 @@ RUN_ENTRIES = frozenset({RUN_MARKER, CONFIG_NAME, "checkpoints", "logs", "tb", "
 # Config keys whose change makes a checkpoint unusable: they decide the networks' shapes.
 BREAKING_KEYS = (
     "method.name", "method.views", "method.target_policy", "method.pred_hidden_dim",
-    "method.bank_size", "model.backbone", "model.width", "model.hidden_dim", "model.proj_dim",
+    "model.backbone", "model.width", "model.hidden_dim", "model.proj_dim",
     "model.small_stem", "data.dataset",
 )  # data.channels / image_size: legacy configs hold unresolved values; the shape check covers them
 

@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
 
 from tribyol.config import ViewsConfig
@@ -78,7 +77,7 @@ def reinitialize(module: nn.Module) -> nn.Module:
         if m is not module and hasattr(m, "reset_parameters"):
             m.reset_parameters()
     for net in module.modules():
-        if isinstance(net, torchvision.models.ResNet):
+        if type(net).__name__ == "ResNet":  # torchvision's; not imported here (slow to import)
             for m in net.modules():
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tribyol.config import ConfigError, ViewsConfig
+from tribyol.errors import CheckpointError
 from tribyol.methods.base import Method, MethodContext, StepOutput
 from tribyol.methods.registry import register
 
@@ -119,10 +120,22 @@ def adapt_imagenet_state(state: dict[str, Tensor], encoder: nn.Module) -> tuple[
 
 def load_imagenet_weights(encoder: nn.Module, path: Path) -> list[str]:
     """Load an ImageNet state dict (``weights_only``) into ``encoder``; returns the fresh keys."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if "WeightsUnpickler" in line), lines[0] if lines else "")
+        raise CheckpointError(
+            f"cannot read ImageNet weights {path}: truncated, not a torch file, or it holds objects "
+            f"other than tensors ({type(err).__name__}: {reason}). Pass torchvision's "
+            "resnet*.pth file with --weights."
+        ) from None
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
-    state, fresh = adapt_imagenet_state(state, encoder)
+        raise CheckpointError(f"{path} does not hold a state dict; pass torchvision's resnet*.pth file")
+    try:
+        state, fresh = adapt_imagenet_state(state, encoder)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}; is it the ImageNet file for this backbone?") from None
     encoder.load_state_dict(state)
     return fresh
 

@@ -6,7 +6,8 @@ that ``tribyol.engine.run.pretrain`` builds, so the library carries no test code
 
 - ``TRIBYOL_TEST_PROGRESS=FILE``: rank 0 writes the global step after every step (flushed).
 - ``TRIBYOL_TEST_PAUSE_AT=N``: after step N (and after any checkpoint of that step) rank 0
-  touches ``FILE.paused`` and sleeps until it is killed: the test kills it at a known step.
+  touches ``FILE.paused`` and sleeps until it is killed, or until ``FILE.continue`` appears:
+  the test kills (or signals) it at a known step.
 - ``TRIBYOL_TEST_DUMP_DIR=DIR``: at the end of fit each rank writes ``rank<r>.json`` with a
   SHA-256 of every tensor of its ``state_dict`` and, for SimCLR, what its last all-gather of
   embeddings returned (the local slice's hash and each rank's slice of the gathered tensor).
@@ -67,8 +68,9 @@ if os.environ.get("TRIBYOL_TEST_HOOKS") == "1":
                     f.write(f"{step} {trainer.current_epoch} {batch_idx} {digest}\n")
             if step == self.pause_at and self.progress is not None:
                 Path(f"{self.progress}.paused").touch()
-                while True:  # wait for SIGKILL
-                    time.sleep(1)
+                go_on = Path(f"{self.progress}.continue")
+                while not go_on.exists():  # wait for SIGKILL, or to be let go
+                    time.sleep(0.05)
 
         def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
             if self.dump is None:

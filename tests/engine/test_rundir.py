@@ -1,0 +1,196 @@
+"""Run directories: only tribyol runs are ever replaced, nothing is written before validation,
+resume refuses a different network, and runs are named and recorded by the budget they ran."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tribyol.cli import main
+from tribyol.config import ConfigError
+from tribyol.engine import RunDirExistsError, pretrain
+from tribyol.engine.rundir import RUN_MARKER
+from tribyol.export import load_checkpoint
+
+TINY = [
+    "--dataset", "digits", "--limit", "64", "--batch-size", "16", "--epochs", "1",
+    "--precision", "32", "--accelerator", "cpu", "--devices", "1",
+    "--set", "model.width=8", "--set", "model.hidden_dim=16", "--set", "model.proj_dim=8",
+    "--set", "train.progress_bar=false",
+]
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def user_folder(path: Path) -> dict[Path, bytes]:
+    """A folder of someone's own files: images and a README."""
+    files = {path / "README.md": b"my notes", path / "img" / "0001.png": b"\x89PNG fake"}
+    for file, data in files.items():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(data)
+    return files
+
+
+def still_there(files: dict[Path, bytes]) -> bool:
+    return all(f.exists() and f.read_bytes() == data for f, data in files.items())
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path: Path, capsys) -> None:
+    files = user_folder(tmp_path / "runs" / "victim")
+    assert main(["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(tmp_path / "runs"),
+                 "--name", "victim", "--overwrite"]) == 2
+    line = error_line(capsys)
+    assert "is not a tribyol run directory" in line and "README.md" in line and RUN_MARKER in line
+    assert still_there(files)
+
+
+def test_overwrite_refuses_a_run_holding_foreign_files(tiny, capsys) -> None:
+    cfg = tiny(("train.max_steps", 1), ("name", "r"))
+    run_dir = pretrain(cfg)
+    (run_dir / "my_analysis.ipynb").write_text("{}")
+    with pytest.raises(RunDirExistsError, match="my_analysis.ipynb"):
+        pretrain(cfg, overwrite=True)
+    assert (run_dir / "my_analysis.ipynb").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.parametrize("name", [".", "..", "../x", "a/b", "/abs/path", ""])
+def test_name_must_be_one_plain_component(tmp_path: Path, capsys, name: str) -> None:
+    runs = tmp_path / "parent" / "runs"
+    sibling = user_folder(runs / "other_run")
+    assert main(["pretrain", *TINY, "--run-dir", str(runs), "--name", name, "--overwrite"]) == 2
+    assert "must be one plain folder name" in error_line(capsys)
+    assert still_there(sibling)
+
+
+def test_overwrite_with_a_bad_data_root_keeps_the_old_run(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    args = ["pretrain", *TINY, "--max-steps", "2", "--run-dir", str(runs), "--name", "r"]
+    assert main(args) == 0
+    before = (runs / "r" / "checkpoints" / "last.ckpt").read_bytes()
+    assert main([*args, "--dataset", "mnist", "--data-root", str(tmp_path / "typo"), "--overwrite"]) == 2
+    assert "MNIST not found" in error_line(capsys)
+    assert (runs / "r" / "checkpoints" / "last.ckpt").read_bytes() == before
+    assert [p.name for p in runs.iterdir()] == ["r"]  # nothing left aside
+
+
+def test_overwrite_that_fails_to_start_restores_the_old_run(tiny, monkeypatch) -> None:
+    import tribyol.engine.run as run
+
+    cfg = tiny(("train.max_steps", 2), ("name", "r"))
+    run_dir = pretrain(cfg)
+    before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+
+    def broken_trainer(*args, **kwargs):
+        raise RuntimeError("the new run could not start")
+
+    monkeypatch.setattr(run, "build_trainer", broken_trainer)
+    with pytest.raises(RuntimeError, match="could not start"):
+        pretrain(cfg, overwrite=True)
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["r"]
+
+
+def test_overwrite_replaces_a_run_once_the_new_one_starts(tiny) -> None:
+    cfg = tiny(("train.max_steps", 2), ("name", "r"))
+    run_dir = pretrain(cfg)
+    (run_dir / "logs" / "attempt0" / "marker.txt").write_text("old")
+    pretrain(tiny(("train.max_steps", 3), ("name", "r")), overwrite=True)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert not (run_dir / "logs" / "attempt0" / "marker.txt").exists()
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["r"]  # the old one is gone
+
+
+def test_resume_with_another_method_is_refused_before_anything_is_written(tmp_path, capsys) -> None:
+    runs = tmp_path / "runs"
+    args = ["pretrain", *TINY, "--max-steps", "2", "--run-dir", str(runs), "--name", "r"]
+    assert main(args) == 0
+    config = runs / "r" / "config.yaml"
+    saved = config.read_text()
+    assert main([*args, "--method", "byol", "--backbone", "resnet18", "--resume"]) == 2
+    line = error_line(capsys)
+    assert "cannot resume" in line and "method.name: 'tribyol' -> 'byol'" in line
+    assert "model.backbone: 'convnet' -> 'resnet18'" in line
+    assert config.read_text() == saved
+    # the saved config still resumes the run
+    assert main(["pretrain", "--config", str(config), "--resume"]) == 0
+    assert yaml.safe_load(config.read_text()) == yaml.safe_load(saved)
+
+
+def test_resume_with_allowed_changes_lists_them_and_keeps_the_old_config(tiny, caplog) -> None:
+    cfg = tiny(("train.max_steps", 2), ("name", "r"))
+    run_dir = pretrain(cfg)
+    old = (run_dir / "config.yaml").read_text()
+    with caplog.at_level(logging.WARNING, logger="tribyol"):
+        pretrain(tiny(("train.max_steps", 3), ("optim.lr", 0.01), ("name", "r")), resume=True)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "resuming with optim.lr changed: 0.03 -> 0.01" in messages
+    assert "resuming with train.max_steps changed: 2 -> 3" in messages
+    assert (run_dir / "config.attempt0.yaml").read_text() == old
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["optim"]["lr"] == 0.01
+
+
+def test_checkpoint_that_does_not_fit_is_refused_by_name(tiny) -> None:
+    """A width change the config comparison cannot see (config.yaml edited) is still caught."""
+    cfg = tiny(("train.max_steps", 1), ("name", "r"))
+    run_dir = pretrain(cfg)
+    edited = yaml.safe_load((run_dir / "config.yaml").read_text())
+    edited["model"]["width"] = 16
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(edited))
+    from tribyol.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not fit the network"):
+        pretrain(tiny(("train.max_steps", 2), ("model.width", 16), ("name", "r")), resume=True)
+
+
+def test_failed_setup_writes_nothing(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    args = ["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(runs), "--name", "r"]
+    assert main([*args, "--strategy", "bogus"]) == 2
+    assert "strategy" in error_line(capsys)
+    assert not runs.exists()
+    assert main(args) == 0  # the corrected retry needs no --overwrite
+
+
+def test_runs_are_named_and_recorded_by_the_budget_run(tiny) -> None:
+    cfg = tiny(("train.max_steps", 3), ("train.epochs", 80))
+    run_dir = pretrain(cfg)
+    assert run_dir.name == "tribyol_convnet_b16_s3_digits"  # not e80: it ran 3 steps
+    record = json.loads((run_dir / RUN_MARKER).read_text())
+    assert record["format"] == "tribyol-run-v1" and record["status"] == "finished"
+    assert (record["steps_done"], record["steps_per_epoch"], record["epochs_done"]) == (3, 4, 0.75)
+    assert (record["batch_size"], record["accumulate"], record["world_size"]) == (16, 1, 1)
+    # an epoch budget that max_steps does not cut keeps its epochs in the name
+    assert pretrain(tiny(("train.max_steps", 100))).name == "tribyol_convnet_b16_e1_digits"
+
+
+def test_config_yaml_holds_the_resolved_data_values(tiny) -> None:
+    run_dir = pretrain(tiny(("train.max_steps", 1)))
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["data"]["channels"] == 1  # digits are grayscale; the default says 3
+    assert saved["data"]["image_size"] == 16
+
+
+def test_resume_with_the_same_flags_after_resolution_sees_no_change(tiny, caplog) -> None:
+    cfg = tiny(("train.max_steps", 1), ("name", "r"))
+    run_dir = pretrain(cfg)
+    with caplog.at_level(logging.WARNING, logger="tribyol"):
+        pretrain(tiny(("train.max_steps", 1), ("name", "r")), resume=True)
+    assert not any("changed" in r.getMessage() for r in caplog.records)
+    assert not list(run_dir.glob("config.attempt*.yaml"))
+
+
+def test_bad_seed_is_refused() -> None:
+    from tribyol.config import load_config
+
+    with pytest.raises(ConfigError, match=r"train.seed must be in \[0, 2\*\*32\)"):
+        load_config(None, [("train.seed", 2**32)])

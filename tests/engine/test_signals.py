@@ -1,0 +1,65 @@
+"""SIGTERM (pre-emption under SLURM / Kubernetes) and SIGINT (Ctrl+C) end a run with a checkpoint
+at the current step, a message naming the step and the exact resume command, and a non-zero exit
+code (143 / 130), never 0. The run is the real CLI in a subprocess, parked at a known step by the
+test hooks (tests/engine/child_hooks) so the signal lands at that step."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.engine.test_kill_resume import ARGS, child_env
+from tribyol.export import load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"child exited early ({proc.returncode}): {proc.stderr.read()}")
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_with_checkpoint_message_and_exit_code(tmp_path: Path, signum, code) -> None:
+    progress = tmp_path / "progress"
+    cmd = [sys.executable, "-m", "tribyol.cli", *ARGS, "--run-dir", str(tmp_path / "runs"),
+           "--name", "r", "--set", "train.ckpt_every_steps=0"]
+    proc = subprocess.Popen(cmd, env=child_env(TRIBYOL_TEST_PROGRESS=str(progress),
+                                               TRIBYOL_TEST_PAUSE_AT="5"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(Path(f"{progress}.paused"), proc)
+    proc.send_signal(signum)
+    time.sleep(0.3)  # the handler runs while the hook sleeps
+    Path(f"{progress}.continue").touch()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    name = signal.Signals(signum).name
+    lines = [line for line in err.splitlines() if line.startswith(f"stopped by {name}")]
+    assert len(lines) == 1, err
+    prefix = f"stopped by {name} at step 5; resume with: "
+    assert lines[0].startswith(prefix)
+    resume = shlex.split(lines[0][len(prefix):])
+    assert resume[0] == "tribyol" and resume[1:] == [*cmd[3:], "--resume"]
+    run = tmp_path / "runs" / "r"
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 5  # saved on stop
+    assert json.loads((run / "run.json").read_text())["status"] == "stopped"
+    assert json.loads((run / "throughput.json").read_text())["status"] == "stopped"
+    assert "run directory:" not in out  # nothing claims success
+
+    # the printed command resumes the run to its end
+    done = subprocess.run([sys.executable, "-m", "tribyol.cli", *resume[1:]], env=child_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 32
