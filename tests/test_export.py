@@ -171,3 +171,20 @@ def test_export_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFi
     assert "tribyol pretrain" in message
     assert not (tmp_path / "x.safetensors").exists()
     assert not (tmp_path / "z.safetensors").exists()
+
+
+def test_readme_snippet_loads_a_grayscale_export(tiny, tmp_path: Path, monkeypatch) -> None:
+    """The README's torchvision snippet, run as written, on a 1-channel ResNet-18 export."""
+    import re
+
+    from tribyol.engine import pretrain
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("Loading an exported encoder into torchvision"):]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    run = pretrain(tiny(("train.max_steps", 1), ("model.backbone", "resnet18")))
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(run), "--out", "backbone.safetensors"]) == 0
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    assert namespace["net"].conv1.in_channels == 1

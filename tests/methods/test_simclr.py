@@ -61,7 +61,8 @@ def _ddp_worker(rank: int, world: int, port: int, z1, z2, queue) -> None:
         a2 = z2[rank * b : (rank + 1) * b].clone().requires_grad_(True)
         loss = nt_xent(a1, a2, 0.5)
         loss.backward()
-        queue.put((rank, loss.item(), a1.grad.clone(), a2.grad.clone()))
+        # by value: shared-memory tensors can vanish with this process before they are read
+        queue.put((rank, loss.item(), a1.grad.numpy().copy(), a2.grad.numpy().copy()))
     finally:
         torch.distributed.destroy_process_group()
 
@@ -89,5 +90,6 @@ def test_ddp_gathers_negatives_and_gradients_from_all_ranks():
     full.backward()
     assert sum(r[1] for r in results) / world == pytest.approx(full.item(), rel=1e-5)
     for rank, _, g1, g2 in results:
+        g1, g2 = torch.from_numpy(g1), torch.from_numpy(g2)
         torch.testing.assert_close(g1 / world, f1.grad[rank * b : (rank + 1) * b])
         torch.testing.assert_close(g2 / world, f2.grad[rank * b : (rank + 1) * b])

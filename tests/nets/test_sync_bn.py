@@ -35,8 +35,10 @@ def _global_bn_worker(rank: int, port: int, x: torch.Tensor, queue: mp.Queue) ->
     local = x[rank * 4:(rank + 1) * 4].clone().requires_grad_(True)
     y = bn(local)
     (y * torch.arange(y.numel()).view_as(y).float()).sum().backward()
-    queue.put((rank, y.detach(), local.grad, bn.running_mean.clone(), bn.running_var.clone(),
-               bn.weight.grad.clone()))
+    # numpy copies travel by value: torch tensors would be shared through file descriptors that
+    # vanish when this process exits before the parent has read them (an EOFError, seen on CI).
+    tensors = (y.detach(), local.grad, bn.running_mean, bn.running_var, bn.weight.grad)
+    queue.put((rank, *(t.detach().numpy().copy() for t in tensors)))
     dist.destroy_process_group()
 
 
@@ -60,7 +62,8 @@ def test_two_processes_match_one_batchnorm_over_the_whole_batch() -> None:
     procs = [ctx.Process(target=_global_bn_worker, args=(r, port, x, queue)) for r in (0, 1)]
     for p in procs:
         p.start()
-    results = dict((item[0], item[1:]) for item in (queue.get(timeout=120) for _ in procs))
+    results = {item[0]: [torch.from_numpy(a) for a in item[1:]]
+               for item in (queue.get(timeout=120) for _ in procs)}
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0

@@ -1,18 +1,24 @@
-"""Evaluation protocols on frozen or fine-tuned encoders: linear, kNN, fine-tuning, transfer."""
+"""Evaluation protocols on frozen or fine-tuned encoders: linear, kNN, fine-tuning, transfer.
 
-from tribyol.eval.features import FeatureCache, extract_features, weights_hash
-from tribyol.eval.knn import knn_predict
-from tribyol.eval.linear import LinearResult, linear_probe
-from tribyol.eval.splits import label_subset, stratified_sample, stratified_split
+Names are imported on first use, so that ``tribyol.eval.options`` (the CLI's defaults) loads
+without torch.
+"""
 
-__all__ = [
-    "FeatureCache",
-    "LinearResult",
-    "extract_features",
-    "knn_predict",
-    "label_subset",
-    "linear_probe",
-    "stratified_sample",
-    "stratified_split",
-    "weights_hash",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "FeatureCache": "features", "extract_features": "features", "weights_hash": "features",
+    "knn_predict": "knn", "LinearResult": "linear", "linear_probe": "linear",
+    "label_subset": "splits", "stratified_sample": "splits", "stratified_split": "splits",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'tribyol.eval' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"tribyol.eval.{_HOMES[name]}"), name)

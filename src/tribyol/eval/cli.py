@@ -67,9 +67,7 @@ def validate(args: argparse.Namespace) -> None:
 
     A bad value raises ``ConfigError``: the CLI prints one line, ``error: ...``, and exits 2.
     """
-    from tribyol.eval.finetune import FinetuneOptions
-    from tribyol.eval.knn import KNN_K, KNN_TEMPERATURE
-    from tribyol.eval.linear import MAX_ITER
+    from tribyol.eval.options import KNN_K, KNN_TEMPERATURE, MAX_ITER, FinetuneOptions
 
     def given(name: str) -> Any:
         return getattr(args, name, None)
@@ -123,7 +121,7 @@ def validate(args: argparse.Namespace) -> None:
 
 
 def _common(p: argparse.ArgumentParser, many_sources: bool = False) -> None:
-    from tribyol.eval.splits import MIN_TEST_IMAGES
+    from tribyol.eval.options import MIN_TEST_IMAGES
 
     if many_sources:
         p.add_argument("sources", nargs="+", metavar="SOURCE",
@@ -321,7 +319,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _probe_args(p: argparse.ArgumentParser) -> None:
-    from tribyol.eval.linear import MAX_ITER, WEIGHT_DECAY_GRID
+    from tribyol.eval.options import MAX_ITER, WEIGHT_DECAY_GRID
 
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="stratified validation split of train for choosing the penalty (0.1)")
@@ -332,9 +330,14 @@ def _probe_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from tribyol.eval.finetune import AUGMENTS, FinetuneOptions
-    from tribyol.eval.knn import KNN_K, KNN_TEMPERATURE
-    from tribyol.eval.transfer import NORMS, POSTER_TARGETS
+    from tribyol.eval.options import (
+        AUGMENTS,
+        KNN_K,
+        KNN_TEMPERATURE,
+        NORMS,
+        POSTER_TARGETS,
+        FinetuneOptions,
+    )
 
     evaluate = sub.add_parser("eval", help="evaluate an encoder (linear, knn, finetune, transfer)")
     protocols = evaluate.add_subparsers(dest="protocol", required=True)

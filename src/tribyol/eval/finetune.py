@@ -19,30 +19,11 @@ from torch import Tensor, nn
 
 from tribyol.config import ViewsConfig, build_dataclass
 from tribyol.eval.features import adapt_channels, default_device, extract_features
+from tribyol.eval.options import FinetuneOptions
 from tribyol.views import MultiViewAugment, eval_transform
 
 log = logging.getLogger(__name__)
 
-AUGMENTS = ("crop-flip", "byol", "none")
-
-
-@dataclass
-class FinetuneOptions:
-    epochs: int = 20  # CPU-scale default; the poster does not state its fine-tuning schedule
-    batch_size: int = 64
-    lr: float = 0.05  # SGD + Nesterov momentum, cosine decay to 0 over all steps
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    augment: str = "crop-flip"  # crop-flip | byol (the pre-training preset) | none
-    crop_min: float = 0.5  # crop-flip: random resized crop scale (crop_min, 1)
-    seed: int = 0
-    eval_batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        if self.augment not in AUGMENTS:
-            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
 
 
 @dataclass

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-KNN_K = 200  # Wu et al. 2018
-KNN_TEMPERATURE = 0.07  # Wu et al. 2018
+from tribyol.eval.options import KNN_K, KNN_TEMPERATURE
 
 
 @torch.no_grad()

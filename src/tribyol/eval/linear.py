@@ -17,12 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tribyol.eval.options import MAX_ITER, WEIGHT_DECAY_GRID
 from tribyol.eval.splits import stratified_split
 
 # L2 penalties tried (on the mean cross-entropy, weights only): 1e-6 is near unregularised,
 # 1e-2 is strong for standardised features of a few hundred dimensions.
-WEIGHT_DECAY_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-MAX_ITER = 200  # L-BFGS iterations; converged well before this on CPU-scale feature sets
 
 
 @dataclass

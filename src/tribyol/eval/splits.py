@@ -15,10 +15,10 @@ from torch import Tensor
 
 from tribyol.config import ConfigError
 from tribyol.data.subsets import stratified_sample
+from tribyol.eval.options import MIN_TEST_IMAGES
 
 # Fewer test images than this are refused unless forced (``--force-small-test``): at 100 images
 # one image moves top-1 by a whole point, already the size of the gaps between methods.
-MIN_TEST_IMAGES = 100
 
 
 def check_test_size(num_test: int, dataset: str, force: bool = False,

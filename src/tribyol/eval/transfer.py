@@ -19,12 +19,11 @@ from tribyol.data import DatasetNotFoundError, get_spec
 from tribyol.eval.common import EvalData, Source, cache_name, channel_stats, load_eval_data
 from tribyol.eval.features import FeatureCache
 from tribyol.eval.linear import LinearResult, linear_probe
+from tribyol.eval.options import NORMS
 from tribyol.eval.splits import check_test_size
 
 log = logging.getLogger(__name__)
 
-POSTER_TARGETS = ("mnist", "fashionmnist", "kmnist", "usps", "svhn", "cifar10", "cifar100", "stl10")
-NORMS = ("encoder", "target")
 
 
 @dataclass

@@ -9,6 +9,8 @@ from typing import Any
 
 from tribyol.report.store import DEFAULT_STORE
 
+TSNE_POINTS = 2000  # t-SNE is O(n log n) but slow on 2 cores beyond a few thousand points
+
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = Path("results") / "report"
@@ -74,7 +76,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from tribyol.report.plots import TSNE_POINTS
 
     p = sub.add_parser("report", help="results store -> Markdown/CSV tables and plots")
     p.add_argument("--store", default=str(DEFAULT_STORE), help=f"results file (default {DEFAULT_STORE})")

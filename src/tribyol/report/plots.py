@@ -11,7 +11,7 @@ import torch
 from tribyol.report import paper
 from tribyol.report.tables import base_method, latest, method_rows, row_name
 
-TSNE_POINTS = 2000  # t-SNE is O(n log n) but slow on 2 cores beyond a few thousand points
+TSNE_POINTS = 2000  # t-SNE is O(n log n) but slow on 2 cores beyond a few thousand points (cli repeats it)
 LEGEND_CLASSES = 20  # t-SNE legends name at most this many classes
 
 # Method colours: matplotlib's ten "C" colours, then five more that differ from all of them, so

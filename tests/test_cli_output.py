@@ -1,0 +1,77 @@
+"""What the CLI prints: results on stdout, plain progress lines on stderr when it is not a
+terminal (CI, SLURM, ``> log``), every flag's default in --help, --version, and config errors
+before torch or Lightning is imported."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tribyol.cli import build_parser, main
+
+TINY = [
+    "--dataset", "digits", "--limit", "64", "--batch-size", "16", "--epochs", "1",
+    "--precision", "32", "--accelerator", "cpu", "--devices", "1",
+    "--set", "model.width=8", "--set", "model.hidden_dim=16", "--set", "model.proj_dim=8",
+    "--set", "train.log_every_steps=2",
+]
+
+
+def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "tribyol.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=300, **kwargs)
+
+
+def test_piped_run_prints_plain_lines_on_stderr_and_only_results_on_stdout(tmp_path: Path) -> None:
+    done = cli("pretrain", *TINY, "--run-dir", str(tmp_path), "--name", "r")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"run directory: {tmp_path / 'r'}\n"  # results only
+    for noise in ("\r", "Training:", "v_num", "site-packages"):
+        assert noise not in done.stdout + done.stderr, noise
+    steps = [line for line in done.stderr.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in steps] == ["2/4", "4/4"]
+    assert re.fullmatch(r"step 2/4  epoch 1/1  loss \d+\.\d{4}  (images/s \d+  )?eta \d+:\d\d:\d\d", steps[0])
+
+
+def test_pretrain_help_gives_every_flag_a_meaning_and_default() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    pretrain = sub.choices["pretrain"]
+    for action in pretrain._actions:
+        if action.dest in ("help", "config", "set", "resume", "overwrite", "weights", "run_dir", "name",
+                           "data_root"):
+            continue
+        assert action.help and "default" in action.help, action.dest
+
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert re.fullmatch(r"tribyol \S+\n", capsys.readouterr().out)
+
+
+def test_bad_flag_shows_the_sub_commands_usage() -> None:
+    done = cli("pretrain", "--bogus-flag")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: tribyol pretrain ")
+    assert "unrecognized arguments: --bogus-flag" in done.stderr
+
+
+def test_config_errors_come_before_torch_and_lightning_are_imported() -> None:
+    code = (
+        "import sys\n"
+        "from tribyol.cli import main\n"
+        "rc = main(['pretrain', '--set', 'train.batchsize=8'])\n"
+        "heavy = sorted(m for m in ('torch', 'lightning', 'torchvision') if m in sys.modules)\n"
+        "print(rc, heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "2 []", done.stdout + done.stderr
+    assert "unknown config key 'train.batchsize'" in done.stderr
