@@ -70,13 +70,15 @@ def find_checkpoint(source: str | Path) -> Path:
 
 def _torch_reason(err: Exception) -> str:
     """torch's own reason, whole, on one line (its weights-only refusal spans many lines)."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
-    lines = [line for line in lines if line]
-    unpickler = next((line for line in lines if "WeightsUnpickler error" in line), None)
-    if unpickler is not None and "Unsupported global" in unpickler:
-        return (f"{unpickler} Loading this file without weights_only could result in arbitrary "
-                "code execution; tribyol never does that")
-    return unpickler or " ".join(lines)
+    text = " ".join(line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines()
+                    if line.strip())
+    if "WeightsUnpickler error" not in text:
+        return text
+    reason = text[text.index("WeightsUnpickler error"):].split(" Check the documentation")[0]
+    if "Unsupported global" in reason:
+        reason += (" Loading this file without weights_only could result in arbitrary code "
+                   "execution; tribyol never does that")
+    return reason
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -26,12 +26,12 @@ class DataConfig:
     dataset: str = "fashionmnist"  # a name in tribyol.data registry, or "folder"
     root: str = "data"  # where the dataset's files are (or go, with download)
     download: bool = False  # opt-in: nothing is fetched unless asked
-    image_size: int | None = None  # None: the dataset's preset size
+    image_size: int | None = None  # None: the preset size; folders: their images' own (median, <= 224)
     # Folder datasets are decoded to resize x resize centre crops (shorter side scaled first);
     # views then crop from those. None: image_size * 8/7 (ImageNet's 256 for 224).
     resize: int | None = None
-    channels: int = 3  # folder datasets: 3 (RGB) or 1 (grayscale scans)
-    limit: int | None = None  # use only the first N training images (quick runs, tests)
+    channels: int = 3  # folders: 3 (RGB) or 1 (grayscale); config.yaml records the resolved value
+    limit: int | None = None  # a seeded, stratified subset of N training images (quick runs, tests)
     on_device: bool = True  # hold in-memory datasets as one uint8 tensor on the device
     monitor_fraction: float = 0.0  # labelled train fraction held out for the online kNN monitor
     bad_images: str = "skip"  # folder datasets: "skip" corrupt files (logged) or "error"

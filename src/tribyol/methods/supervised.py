@@ -124,7 +124,8 @@ def load_imagenet_weights(encoder: nn.Module, path: Path) -> list[str]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        reason = next((line for line in lines if "WeightsUnpickler" in line), lines[0] if lines else "")
+        reason = next((line[line.index("WeightsUnpickler"):] for line in lines if "WeightsUnpickler" in line),
+                      lines[0] if lines else "")
         raise CheckpointError(
             f"cannot read ImageNet weights {path}: truncated, not a torch file, or it holds objects "
             f"other than tensors ({type(err).__name__}: {reason}). Pass torchvision's "
