@@ -4,8 +4,9 @@
 #   Fashion-MNIST (found at /usr/share/datasets/fashion-mnist): TriBYOL at batch 32 and 64,
 #     BYOL at batch 32; 10,000 images, 2 epochs, SGD lr 0.05, ConvNet; online kNN monitor on a
 #     5 % held-out split.
-#   CIFAR-10 (real train JPEGs, no test split): TriBYOL at batch 32 on 300 images per class,
-#     2 epochs; the test set is carved from train (--test-from-train 0.2, seeded, stratified).
+#   CIFAR-10 (real train JPEGs, no test split): the test set is carved from train
+#     (--test-from-train 0.2, seeded, stratified); TriBYOL at batch 32, 2 epochs, on 300 images
+#     per class taken from the other 80 % only (experiments/pretrain_subset.py).
 #   Evaluations use seeded, stratified subsets (--limit-train / --limit-test) to stay small;
 #     fine-tuning draws its 1 % / 10 % label subsets from that 10,000-image training pool.
 #
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 T=${TRIBYOL:-.venv/bin/tribyol}
 OUT=${OUT:-results/eval_demo}
-CIFAR_TAR=${CIFAR_TAR:-/work/shared/data/cifar10-train.tar.gz}
+CIFAR_TAR=${CIFAR_TAR:-../shared/data/cifar10-train.tar.gz}  # relative to the repository
 CIFAR=${CIFAR:-/tmp/tribyol-cifar10}
 RUNS=$OUT/runs
 STORE=(--store "$OUT/results.jsonl" --cache-dir "$OUT/cache")
@@ -39,16 +40,12 @@ pre fm_byol_b32 --method byol --dataset fashionmnist --limit 10000 --batch-size 
 if [ ! -d "$CIFAR/train" ]; then
   mkdir -p "$CIFAR" && tar -xzf "$CIFAR_TAR" -C "$CIFAR"
 fi
-# Pre-training subset: the first 300 files of each class (a folder's --limit would take whole
-# classes, since files are listed class by class).
-SUB=$CIFAR-sub300
+# Pre-training subset: 300 images per class from outside the test split that the evaluations
+# below carve (--test-from-train 0.2, seed 0): no test image is seen, even unlabelled.
+SUB=$CIFAR-pretrain300
 if [ ! -d "$SUB/train" ]; then
-  for d in "$CIFAR"/train/*/; do
-    c=$(basename "$d"); mkdir -p "$SUB/train/$c"
-    # (no `| head`: under pipefail, head closing the pipe early fails the script)
-    mapfile -t files < <(find "$d" -name '*.jpg' | sort)
-    for f in "${files[@]:0:300}"; do ln -s "$f" "$SUB/train/$c/"; done
-  done
+  ${PYTHON:-.venv/bin/python} experiments/pretrain_subset.py "$CIFAR" "$SUB" --per-class 300 \
+    --test-fraction 0.2 --seed 0
 fi
 pre c10_tribyol_b32 --method tribyol --dataset folder --data-root "$SUB" --batch-size 32 \
   --set data.image_size=32

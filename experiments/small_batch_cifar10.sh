@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 T=${TRIBYOL:-.venv/bin/tribyol}
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-results/small_batch_cifar10}
-CIFAR_TAR=${CIFAR_TAR:-/work/shared/data/cifar10-train.tar.gz}
+CIFAR_TAR=${CIFAR_TAR:-../shared/data/cifar10-train.tar.gz}  # relative to the repository
 CIFAR=${CIFAR:-/tmp/tribyol-cifar10}
 SUB=$CIFAR-pretrain1000
 RUNS=$OUT/runs
@@ -31,27 +31,7 @@ if [ ! -d "$CIFAR/train" ]; then
   mkdir -p "$CIFAR" && tar -xzf "$CIFAR_TAR" -C "$CIFAR"
 fi
 if [ ! -d "$SUB/train" ]; then
-  "$PY" - "$CIFAR" "$SUB" <<'PY'
-import sys
-from pathlib import Path
-
-from tribyol.data import load_split
-from tribyol.eval.splits import stratified_split
-
-root, sub = Path(sys.argv[1]), Path(sys.argv[2])
-train = load_split("folder", root, "train", image_size=32, channels=3)
-rest, _held = stratified_split(train.labels, 0.2, 0)  # the eval's carve (seed 0)
-taken: dict[int, int] = {}
-for i in rest.tolist():
-    path, label = train.samples[i]
-    if taken.get(label, 0) >= 1000:
-        continue
-    taken[label] = taken.get(label, 0) + 1
-    dest = sub / "train" / train.classes[label] / Path(path).name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.symlink_to(Path(path).resolve())
-print(f"pre-training subset: {sum(taken.values())} images outside the carved test split -> {sub}")
-PY
+  "$PY" experiments/pretrain_subset.py "$CIFAR" "$SUB" --per-class 1000 --test-fraction 0.2 --seed 0
 fi
 
 pre() {  # name, then pretrain flags; skipped when the run already finished

@@ -1,0 +1,63 @@
+"""The experiment scripts never pre-train on the images they test on."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tribyol.eval.common import load_eval_data
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def load_pretrain_subset():
+    spec = importlib.util.spec_from_file_location("pretrain_subset", EXPERIMENTS / "pretrain_subset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.pretrain_subset
+
+
+def fake_cifar(root: Path, classes: int = 10, per_class: int = 20) -> None:
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        folder = root / "train" / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{c}_{i:03d}.png")
+
+
+def test_pretrain_subset_is_disjoint_from_the_carved_test_split(tmp_path: Path) -> None:
+    root, sub = tmp_path / "cifar", tmp_path / "sub"
+    fake_cifar(root)
+    written = load_pretrain_subset()(root, sub, per_class=10, test_fraction=0.2, seed=0)
+    pretrain = {p.resolve() for p in written}
+    assert len(pretrain) == 100  # 10 per class: all of the 16 non-test images would fit
+    data = load_eval_data("folder", root, image_size=8, channels=3, test_from_train=0.2, seed=0)
+    test = {Path(data.test.samples[i][0]).resolve() for i in data.test_indices.tolist()}
+    assert len(test) == 40
+    assert not pretrain & test
+    # the old way (the first N files of each class) took test images
+    first = {p.resolve() for c in range(10) for p in sorted((root / "train" / f"class{c}").iterdir())[:10]}
+    assert first & test
+
+
+def test_scripts_carve_with_the_fraction_and_seed_they_evaluate_with() -> None:
+    checked = 0
+    for script in sorted(EXPERIMENTS.glob("*.sh")):
+        text = script.read_text()
+        if "--test-from-train" not in text:
+            continue
+        carve = re.search(r"pretrain_subset\.py .*?--test-fraction ([0-9.]*[0-9])\s+--seed (\d+)", text, re.S)
+        assert carve, f"{script.name} evaluates on a carved split but does not pre-train outside it"
+        fractions = set(re.findall(r"--test-from-train ([0-9.]*[0-9])", text))
+        assert fractions == {carve.group(1)}, script.name
+        eval_arrays = re.findall(r"=\(([^)]*--test-from-train[^)]*)\)", text)  # eval flags, seed 0
+        assert eval_arrays and carve.group(2) == "0", script.name
+        assert not any("--seed" in flags for flags in eval_arrays), script.name
+        assert "/work/" not in text, f"{script.name}: default paths must be relative to the repository"
+        checked += 1
+    assert checked >= 2
