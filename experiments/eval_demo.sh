@@ -74,8 +74,17 @@ $T eval linear "$RUNS/c10_tribyol_b32" "${C10[@]}" "${STORE[@]}"
 $T eval knn "$RUNS/c10_tribyol_b32" "${C10[@]}" "${STORE[@]}"
 $T eval linear "$RUNS/c10_tribyol_b32" "${C10[@]}" "${STORE[@]}" --random-init
 
+# Real MNIST and USPS from ../shared/data, laid out as the readers expect (MNIST unpacked).
+SHARED=${SHARED:-../shared/data}
+DATA=${DATA:-/tmp/tribyol-data}
+if [ -d "$SHARED/MNIST/raw" ] && [ ! -d "$DATA/MNIST/raw" ]; then
+  mkdir -p "$DATA/MNIST/raw"
+  for f in "$SHARED"/MNIST/raw/*.gz; do gunzip -c "$f" > "$DATA/MNIST/raw/$(basename "${f%.gz}")"; done
+fi
+for f in "$SHARED"/USPS/usps*.bz2; do [ -e "$f" ] && ln -sf "$(realpath "$f")" "$DATA/"; done
+
 # One table per source; only the datasets on disk are evaluated, the rest say what is missing.
-$T eval transfer "$RUNS/fm_tribyol_b32" "$RUNS/c10_tribyol_b32" --limit-train 10000 \
+$T eval transfer "$RUNS/fm_tribyol_b32" "$RUNS/c10_tribyol_b32" --data-root "$DATA" --limit-train 10000 \
   --limit-test 2000 "${STORE[@]}" --targets mnist,fashionmnist,kmnist,usps,svhn,cifar10,cifar100,stl10,digits
 
 $T report --store "$OUT/results.jsonl" --out "$OUT/report"
