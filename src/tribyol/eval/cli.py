@@ -62,6 +62,32 @@ def check_device(device: str | None) -> None:
                f"--device {device}: MPS is not available on this machine; use --device cpu")
 
 
+def check_imagenet_options(args: argparse.Namespace) -> None:
+    """``--weights`` / ``--image-size`` belong to ``imagenet:ARCH`` sources only."""
+    from tribyol.eval.common import (
+        IMAGENET_PREFIX,
+        MIN_IMAGENET_IMAGE_SIZE,
+        is_imagenet_source,
+    )
+
+    sources = getattr(args, "sources", None) or [getattr(args, "source", "")]
+    imagenet = [s for s in sources if is_imagenet_source(s)]
+    for option in ("weights", "image_size"):
+        if getattr(args, option, None) is not None and not imagenet:
+            raise ConfigError(
+                f"--{option.replace('_', '-')} applies to {IMAGENET_PREFIX}ARCH sources only "
+                "(e.g. imagenet:resnet50); a run or an exported encoder brings its own weights "
+                "and image size")
+    size = getattr(args, "image_size", None)
+    _check(size is None or size >= MIN_IMAGENET_IMAGE_SIZE,
+           f"--image-size must be >= {MIN_IMAGENET_IMAGE_SIZE} (the ImageNet ResNet divides its "
+           f"input by 32; default 224, ImageNet's), got {size}")
+    if imagenet and getattr(args, "source", None) is not None:
+        _check(getattr(args, "dataset", None) is not None,
+               f"SOURCE {args.source} was trained on ImageNet, which tribyol does not evaluate "
+               "on; pass --dataset, e.g. --dataset cifar10")
+
+
 def validate(args: argparse.Namespace) -> None:
     """Every option value of an eval command, checked before any encoder or data is loaded.
 
@@ -73,6 +99,7 @@ def validate(args: argparse.Namespace) -> None:
         return getattr(args, name, None)
 
     check_dataset(given("dataset"))
+    check_imagenet_options(args)
     for name in ("limit_train", "limit_test"):
         value = given(name)
         _check(value is None or value >= 1,
@@ -125,10 +152,18 @@ def _common(p: argparse.ArgumentParser, many_sources: bool = False) -> None:
 
     if many_sources:
         p.add_argument("sources", nargs="+", metavar="SOURCE",
-                       help="run directories, .ckpt or exported .safetensors encoders")
+                       help="run directories, .ckpt or exported .safetensors encoders, or "
+                            "imagenet:resnet18 / imagenet:resnet50 (torchvision's ImageNet weights)")
     else:
         p.add_argument("source", metavar="SOURCE",
-                       help="run directory, .ckpt or exported .safetensors encoder")
+                       help="run directory, .ckpt or exported .safetensors encoder, or "
+                            "imagenet:resnet18 / imagenet:resnet50 (torchvision's ImageNet weights)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="imagenet:ARCH sources: torchvision's ImageNet weight file (default: the "
+                        "torch hub cache, e.g. ~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth)")
+    p.add_argument("--image-size", type=int,
+                   help="imagenet:ARCH sources: the size images are resized to (default 224, "
+                        "ImageNet's; smaller is faster and farther from how the weights were trained)")
     p.add_argument("--data-root", default="data", help="folder with the datasets (default: data)")
     p.add_argument("--download", action="store_true", help="fetch missing datasets (needs internet)")
     p.add_argument("--limit-train", type=int, help="seeded, stratified subset of N training images")
@@ -160,17 +195,21 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
                             "stratified fraction of train as the test set, e.g. 0.2")
 
 
-def _setup(args: argparse.Namespace):
+def _setup(args: argparse.Namespace, check: Any = None):
+    """Options checked, the source loaded, ``check(src, dataset)`` run, then the data read."""
     from tribyol.eval.common import load_eval_data, load_source
     from tribyol.eval.features import FeatureCache
     from tribyol.eval.splits import check_test_size
 
     validate(args)
-    src = load_source(args.source, args.random_init, args.seed)
+    src = load_source(args.source, args.random_init, args.seed, weights=args.weights,
+                      image_size=args.image_size)
     name = args.dataset or src.meta.get("dataset")
     _check(name is not None, f"{args.source} does not say which dataset it was pre-trained on; "
                              "pass --dataset")
     check_dataset(name, f"{args.source} (pre-training dataset; pass --dataset to choose another)")
+    if check is not None:
+        check(src, name)
     data = load_eval_data(
         name, args.data_root, image_size=src.image_size, channels=src.in_channels,
         test_from_train=args.test_from_train, limit_train=args.limit_train,
@@ -249,11 +288,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     import torch
 
     from tribyol.data import get_spec
-    from tribyol.eval.common import base_record, channel_stats
+    from tribyol.eval.common import base_record, channel_stats, check_label_fraction
     from tribyol.eval.finetune import FinetuneOptions, finetune
     from tribyol.eval.splits import label_subset
 
-    src, data, _ = _setup(args)
+    def labels_unseen(src: Any, name: str) -> None:
+        check_label_fraction(src, args.label_fraction, (name, args.dataset_label))
+
+    src, data, _ = _setup(args, labels_unseen)
     # Items outside the training pool get label -1, so the subset is drawn from the pool only
     # and its indices refer to the dataset itself.
     labels = torch.full((len(data.train),), -1, dtype=torch.long)
@@ -297,7 +339,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     cache = FeatureCache(args.cache_dir, enabled=not args.no_cache)
     for source in args.sources:
-        src = load_source(source, args.random_init, args.seed)
+        src = load_source(source, args.random_init, args.seed, weights=args.weights,
+                          image_size=args.image_size)
 
         def save(row, src=src):
             if row.status == "ok":

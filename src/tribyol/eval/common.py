@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,96 @@ def run_id_of(path: Path) -> str:
     return path.stem
 
 
-def load_source(source: str | Path, random_init: bool = False, seed: int = 0) -> Source:
-    """The encoder of a run directory / .ckpt / .safetensors; ``random_init``: same net, new weights."""
+# ImageNet weights as a SOURCE: ``imagenet:resnet18`` / ``imagenet:resnet50`` (torchvision's
+# supervised ImageNet ResNets, the poster's "supervised transfer from ImageNet" row).
+IMAGENET_PREFIX = "imagenet:"
+IMAGENET_IMAGE_SIZE = 224  # the size torchvision's ImageNet weights were trained and scored at
+MIN_IMAGENET_IMAGE_SIZE = 32  # the 7x7/2 stem, max-pool and four stages divide the input by 32
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_LABELS = "imagenet labels"
+
+
+def is_imagenet_source(source: str | Path) -> bool:
+    return str(source).startswith(IMAGENET_PREFIX)
+
+
+def imagenet_metadata(backbone: str, image_size: int = IMAGENET_IMAGE_SIZE,
+                      weights: Path | None = None) -> dict[str, str]:
+    """Export-style metadata of torchvision's ImageNet ResNet: RGB, the standard 7x7 stem,
+    ImageNet's mean/std. No pre-training batch is stated: the run is torchvision's, not ours."""
+    from tribyol.export import ENCODER_FORMAT
+
+    meta = {
+        "format": ENCODER_FORMAT,
+        "backbone": backbone,
+        "in_channels": "3",
+        "image_size": str(image_size),
+        "small_stem": "false",
+        "method": "supervised-imagenet",
+        "dataset": "imagenet",
+        "labels_seen": IMAGENET_LABELS,
+        "mean": ",".join(map(str, IMAGENET_MEAN)),
+        "std": ",".join(map(str, IMAGENET_STD)),
+    }
+    if weights is not None:
+        meta["weights"] = str(weights)
+    return meta
+
+
+def load_imagenet_source(source: str, random_init: bool = False, seed: int = 0,
+                         weights: str | None = None, image_size: int | None = None) -> Source:
+    """``imagenet:resnet18`` -> torchvision's ResNet-18 with the ImageNet weights of ``weights``
+    (a path) or the torch hub cache; ``random_init``: the same network, untrained."""
+    from tribyol.config import ConfigError
+    from tribyol.export import build_encoder_from_metadata
+    from tribyol.methods.supervised import (
+        IMAGENET_WEIGHTS,
+        find_imagenet_weights,
+        load_imagenet_weights,
+    )
+
+    backbone = str(source)[len(IMAGENET_PREFIX):]
+    if backbone not in IMAGENET_WEIGHTS:
+        raise ConfigError(
+            f"SOURCE {source}: ImageNet weights are known for "
+            f"{', '.join(IMAGENET_PREFIX + b for b in IMAGENET_WEIGHTS)}, not '{backbone}'"
+        )
+    size = image_size or IMAGENET_IMAGE_SIZE
+    suffix = "" if size == IMAGENET_IMAGE_SIZE else f"-{size}px"
+    if random_init:
+        torch.manual_seed(seed)
+        meta = {**imagenet_metadata(backbone, size), "labels_seen": "none"}
+        encoder = build_encoder_from_metadata(meta)
+        return Source(encoder, meta, f"imagenet-{backbone}{suffix}+random-init", Path(str(source)))
+    path = find_imagenet_weights(backbone, weights)
+    meta = imagenet_metadata(backbone, size, path)
+    encoder = build_encoder_from_metadata(meta)
+    fresh = load_imagenet_weights(encoder, path)
+    assert not fresh, fresh  # the standard stem takes every ImageNet weight
+    stem = path.name.split(".")[0]
+    name = stem if stem.startswith(backbone) else f"{backbone}-{stem}"
+    return Source(encoder, meta, f"imagenet-{name}{suffix}", path)
+
+
+def labels_seen(meta: dict[str, str]) -> str | None:
+    """Which labels shaped the encoder: the metadata's ``labels_seen``; for exports older than
+    that field, inferred for the supervised methods; None where unknown."""
+    if "labels_seen" in meta:
+        return meta["labels_seen"]
+    own = f"{meta.get('dataset')} train labels"
+    return {"supervised": own, "supervised-imagenet": f"{IMAGENET_LABELS}, {own}"}.get(
+        meta.get("method", ""))
+
+
+def load_source(source: str | Path, random_init: bool = False, seed: int = 0, *,
+                weights: str | None = None, image_size: int | None = None) -> Source:
+    """The encoder of a run directory / .ckpt / .safetensors / ``imagenet:ARCH``;
+    ``random_init``: same net, new weights (and no labels seen)."""
     from tribyol.export import build_encoder_from_metadata, load_encoder
 
+    if is_imagenet_source(source):
+        return load_imagenet_source(str(source), random_init, seed, weights, image_size)
     path = Path(source)
     encoder, meta = load_encoder(path)
     run_id = run_id_of(path)
@@ -61,7 +148,27 @@ def load_source(source: str | Path, random_init: bool = False, seed: int = 0) ->
         torch.manual_seed(seed)
         encoder = build_encoder_from_metadata(meta)
         run_id = f"{run_id}+random-init"
+        meta = {**meta, "labels_seen": "none"}
     return Source(encoder, meta, run_id, path)
+
+
+def check_label_fraction(src: Source, fraction: float, datasets: Iterable[str | None]) -> None:
+    """Refuse fine-tuning with a fraction of the labels of a dataset whose labels (all of
+    them) already trained the encoder: the score would be filed as a few-label result."""
+    from tribyol.config import ConfigError
+    from tribyol.report.store import saw_labels_of
+
+    if fraction >= 1:
+        return
+    seen = labels_seen(src.meta)
+    hit = next((d for d in datasets if saw_labels_of(seen, d)), None)
+    if hit is not None:
+        raise ConfigError(
+            f"eval finetune --label-fraction {fraction:g}: {src.run_id} was pre-trained with "
+            f"'{seen}', so it has seen every label of {hit}, and its score is no "
+            f"{100 * fraction:g} % label result; fine-tune it with --label-fraction 1, on another "
+            "dataset, or pass a self-supervised source (or imagenet:resnet50)"
+        )
 
 
 @dataclass
@@ -190,10 +297,12 @@ def base_record(src: Source, data: EvalData, protocol: str, seed: int) -> dict[s
         # the budget actually run (exports before v0.2 only knew the planned epochs)
         "pretrain_steps": _number(meta.get("steps_done"), int),
         "pretrain_epochs": _number(meta.get("epochs_done", meta.get("epochs")), float),
-        "pretrain_labels": meta.get("labels_seen"),
+        "pretrain_labels": labels_seen(meta),
         "protocol": protocol,
         "metric": "top1",
         "seed": seed,
         "test_split": data.test_split,
         "source": str(src.path),
+        # not a store field: kept in params (ImageNet weights can be scored at several sizes)
+        "encoder_image_size": src.image_size,
     }

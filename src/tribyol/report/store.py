@@ -44,6 +44,27 @@ FIELDS = (
 )
 
 
+def labelled_datasets(labels_seen: str | None) -> set[str]:
+    """The datasets whose labels shaped an encoder, from ``labels_seen`` (export metadata) /
+    ``pretrain_labels`` (records): ``"imagenet labels, cifar10 train labels"`` -> {imagenet,
+    cifar10}; ``"none"`` or None (unknown) -> {}."""
+    names = set()
+    for entry in (labels_seen or "").split(","):
+        words = entry.split()
+        if words and words[0] != "none":
+            names.add(words[0].lower())
+    return names
+
+
+def saw_labels_of(labels_seen: str | None, dataset: str | None) -> bool:
+    """Whether an encoder that saw ``labels_seen`` was trained with the labels of ``dataset``
+    (a dataset name or a store label: ``folder:<dir>`` counts as ``folder``)."""
+    if not dataset:
+        return False
+    seen = labelled_datasets(labels_seen)
+    return dataset.lower() in seen or dataset.partition(":")[0].lower() in seen
+
+
 @cache
 def git_commit() -> str | None:
     """The commit of the checkout this package runs from (``+dirty`` if modified), or None."""

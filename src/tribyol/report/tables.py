@@ -5,7 +5,15 @@ A cell reads ``ours / poster``. Ours is the mean over seeds and runs of the late
 each (run, protocol, dataset, label fraction, seed); ``±`` gives the std when there are several.
 ``†`` marks results measured on a test set carved out of train (no official test split).
 Each row ends with the evaluation's image counts (train / test) behind its numbers, so a score
-on a 500-image subset is never mistaken for one on the full test set.
+on a 500-image subset is never mistaken for one on the full test set, and with the labels that
+shaped its encoders in pre-training (``none`` for self-supervised ones); ``‡`` marks a cell whose
+encoder was pre-trained with the labels of the very dataset it is scored on.
+
+Rows never average runs that differ in what pre-training did: a method pre-trained for several
+budgets, with gradient accumulation or on several devices gets one row each (``BYOL (3ep)``,
+``TriBYOL (accum 4)``, ``TriBYOL (4 devices)``); the linear and kNN columns are the per-device
+batch that BatchNorm and the loss saw, and the fine-tuning and transfer rows name their
+pre-training batch (``TriBYOL (b32)``).
 """
 
 from __future__ import annotations
@@ -18,8 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tribyol.report import paper
+from tribyol.report.store import saw_labels_of
 
 CARVED = "†"
+SAW_LABELS = "‡"
+IMAGENET_LABELS = "imagenet labels"  # torchvision's ImageNet weights (eval SOURCE imagenet:ARCH)
+IMAGENET_IMAGE_SIZE = 224
 
 
 @dataclass
@@ -27,6 +39,8 @@ class Cell:
     values: list[float] = field(default_factory=list)
     carved: bool = False
     sizes: set[tuple[Any, Any]] = field(default_factory=set)  # (num_train, num_test) per record
+    labels: set[str] = field(default_factory=set)  # pretrain_labels per record ("?": unknown)
+    saw_eval_labels: bool = False  # an encoder was pre-trained with this dataset's labels
 
     @property
     def mean(self) -> float:
@@ -38,7 +52,7 @@ class Cell:
         out = f"{self.mean:.2f}"
         if len(self.values) > 1:
             out += f"±{statistics.stdev(self.values):.2f}"
-        return out + (CARVED if self.carved else "")
+        return out + (CARVED if self.carved else "") + (SAW_LABELS if self.saw_eval_labels else "")
 
     def sizes_text(self) -> str:
         """``1437 / 360``; several sizes (runs evaluated on other subsets) joined by ``, ``."""
@@ -74,14 +88,15 @@ class Table:
     def markdown(self) -> str:
         labels = [self.column_label(*c) for c in self.columns]
         lines = [f"### {self.title}", "",
-                 "| Method | " + " | ".join(labels) + " | Eval images (train / test) |",
-                 "|---" * (len(labels) + 2) + "|"]
+                 "| Method | " + " | ".join(labels)
+                 + " | Eval images (train / test) | Labels seen in pre-training |",
+                 "|---" * (len(labels) + 3) + "|"]
         for method in self.methods():
             row = []
             for col in self.columns:
                 ours, theirs = self.cells(method, col)
                 row.append(f"{ours.text()} / {'–' if theirs is None else f'{theirs:.2f}'}")
-            row.append(self.sizes_text(method))
+            row += [self.sizes_text(method), self.labels_text(method)]
             lines.append(f"| {row_name(method)} | " + " | ".join(row) + " |")
         if self.note:
             lines += ["", self.note]
@@ -98,17 +113,22 @@ class Table:
             return texts.pop()
         return "; ".join(f"{self.column_label(*col)}: {cell.sizes_text()}" for col, cell in cells)
 
+    def labels_text(self, method: str) -> str:
+        """The labels that shaped a row's encoders (``none``, ``imagenet labels``, ...)."""
+        seen = set().union(*(self.cells(method, col)[0].labels for col in self.columns))
+        return "; ".join(sorted(seen)) if seen else "–"
+
     def csv(self) -> str:
         buf = io.StringIO()
         writer = csv.writer(buf)
-        header = ["method"]
+        header = ["method", "pretrain labels"]
         for col in self.columns:
             label = self.column_label(*col)
             header += [f"{label} ours", f"{label} ours n", f"{label} poster",
                        f"{label} ours num_train", f"{label} ours num_test"]
         writer.writerow(header)
         for method in self.methods():
-            row: list[Any] = [row_name(method)]
+            row: list[Any] = [row_name(method), self.labels_text(method)]
             for col in self.columns:
                 ours, theirs = self.cells(method, col)
                 sizes = sorted(ours.sizes, key=lambda s: tuple(-1 if v is None else v for v in s))
@@ -121,13 +141,14 @@ class Table:
 
 
 def base_method(key: str) -> str:
-    """The method of a row key: ``byol@3ep`` and ``byol|cifar10`` -> ``byol``."""
+    """The method of a row key: ``byol@3ep``, ``byol@b32, accum 4`` and ``byol|cifar10`` -> ``byol``."""
     return key.partition("|")[0].partition("@")[0]
 
 
 def row_name(key: str) -> str:
     """``tribyol`` -> TriBYOL; ``tribyol|cifar10`` (transfer rows) -> TriBYOL (from C10);
-    ``byol@3ep`` (a method pre-trained for several budgets) -> BYOL (3 ep)."""
+    ``byol@3ep`` (a method pre-trained for several budgets) -> BYOL (3ep);
+    ``tribyol@b32, accum 4`` -> TriBYOL (b32, accum 4)."""
     head, _, source = key.partition("|")
     method, _, budget = head.partition("@")
     name = paper.method_name(method) + (f" ({budget})" if budget else "")
@@ -150,34 +171,76 @@ def filter_records(records: Iterable[dict[str, Any]], filters: dict[str, str]) -
     return [r for r in records if all(str(r.get(k)) == v for k, v in filters.items())]
 
 
-def method_rows(records: list[dict[str, Any]]) -> list[str]:
-    """Each record's row: its method, or ``method@<epochs>ep`` when the records hold runs of that
-    method with different pre-training epochs (a mean over budgets would look like seed noise)."""
+def _count(value: Any) -> int:
+    """Accumulation / world size of a record; missing (older records) counts as 1."""
+    return 1 if value in (None, "") else int(value)
+
+
+def _saw_labels(r: dict[str, Any]) -> str:
+    labels = r.get("pretrain_labels")
+    return "?" if labels in (None, "") else str(labels)
+
+
+def method_rows(records: list[dict[str, Any]], with_batch: bool = False) -> list[str]:
+    """Each record's row: its method, qualified (``method@q1, q2``) by whatever pre-training
+    setting its runs differ in, so that no cell averages them (a mean over settings would look
+    like seed noise):
+
+    - ``b<batch>`` (``with_batch``: tables whose columns are not the batch) for pre-trained
+      encoders, not for ``scratch`` / ``random-init``;
+    - ``<epochs>ep`` when the records hold runs of the method with different epochs;
+    - ``accum <n>`` / ``<n> devices`` for gradient accumulation / several processes, always;
+    - ``saw <labels>`` when runs of the method saw different labels (ImageNet's alone excepted);
+    - ``<size>px`` for ImageNet weights evaluated at another size than ImageNet's 224.
+    """
     budgets: dict[str, set] = {}
+    labels: dict[str, set] = {}
     for r in records:
         budgets.setdefault(r.get("method") or "?", set()).add(r.get("pretrain_epochs"))
+        labels.setdefault(r.get("method") or "?", set()).add(r.get("pretrain_labels"))
     rows = []
     for r in records:
         method = r.get("method") or "?"
-        rows.append(f"{method}@{r.get('pretrain_epochs')}ep" if len(budgets[method]) > 1 else method)
+        quals = []
+        batch = r.get("pretrain_batch_size")
+        if with_batch and batch is not None and method not in ("scratch", "random-init"):
+            quals.append(f"b{batch}")
+        if len(budgets[method]) > 1:
+            quals.append(f"{r.get('pretrain_epochs')}ep")
+        if _count(r.get("pretrain_accumulate")) != 1:
+            quals.append(f"accum {_count(r.get('pretrain_accumulate'))}")
+        if _count(r.get("pretrain_world_size")) != 1:
+            quals.append(f"{_count(r.get('pretrain_world_size'))} devices")
+        seen = r.get("pretrain_labels")
+        if len(labels[method] - {None, "none"}) > 1 and seen not in (None, "none", IMAGENET_LABELS):
+            quals.append("saw " + str(seen).replace(", ", " + "))
+        size = (r.get("params") or {}).get("encoder_image_size")
+        if r.get("pretrain_dataset") == "imagenet" and size not in (None, IMAGENET_IMAGE_SIZE):
+            quals.append(f"{size}px")
+        rows.append(f"{method}@{', '.join(quals)}" if quals else method)
     return rows
 
 
 def _collect(
-    records: list[dict[str, Any]], protocol: str, key: Callable[[dict], Any], by_source: bool = False
+    records: list[dict[str, Any]], protocol: str, key: Callable[[dict], Any],
+    by_source: bool = False, with_batch: bool = False,
 ):
-    """``{row: {(dataset, key): Cell}}``; rows are ``method_rows``, or row|pre-training dataset."""
+    """``{row: {(dataset, key): Cell}}``; rows are ``method_rows``, or row|pre-training dataset
+    (but ImageNet's own weights, the poster's one named source, file under its plain row)."""
     ours: dict[str, dict[tuple[str, Any], Cell]] = {}
     records = [r for r in records
                if r.get("protocol") == protocol and r.get("metric") == "top1" and r.get("value") is not None]
-    for r, row in zip(records, method_rows(records), strict=True):
-        if by_source:
+    for r, row in zip(records, method_rows(records, with_batch), strict=True):
+        if by_source and not (r.get("pretrain_dataset") == "imagenet"
+                              and r.get("pretrain_labels") == IMAGENET_LABELS):
             row = f"{row}|{r.get('pretrain_dataset')}"
         cell = ours.setdefault(row, {}).setdefault((r["dataset"], key(r)), Cell())
         cell.values.append(float(r["value"]))
         cell.carved |= (r.get("test_split") or "test") != "test"
         params = r.get("params") or {}
         cell.sizes.add((params.get("num_train"), params.get("num_test")))
+        cell.labels.add(_saw_labels(r))
+        cell.saw_eval_labels |= saw_labels_of(r.get("pretrain_labels"), r.get("dataset"))
     return ours
 
 
@@ -195,6 +258,11 @@ def _fraction(value: Any) -> str:
     return f"{100 * float(value):g}%"
 
 
+def _batch(value: Any) -> str:
+    """Column label of a pre-training batch; ``b?`` where the record has none (ImageNet weights)."""
+    return f"b{value}" if value is not None else "b?"
+
+
 def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     """The poster's three tables (+ kNN, ours only), from the store's latest records."""
     records = latest(records)
@@ -204,35 +272,42 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     tables.append(Table(
         "Linear evaluation by pre-training batch size (top-1 %, ours / poster)",
         _columns(paper.LINEAR, ours, ("cifar10", "cifar100", "stl10")),
-        lambda d, b: f"{paper.dataset_name(d)} b{b}", ours, paper.LINEAR,
+        lambda d, b: f"{paper.dataset_name(d)} {_batch(b)}", ours, paper.LINEAR,
+        note="Columns: the batch per device, the one BatchNorm and the loss saw; rows tagged "
+             "`accum N` / `N devices` averaged gradients over more of them per step.",
     ))
-    ours = _collect(records, "finetune", lambda r: r.get("label_fraction"))
+    ours = _collect(records, "finetune", lambda r: r.get("label_fraction"), with_batch=True)
     tables.append(Table(
         "Fine-tuning by label fraction (top-1 %, ours / poster)",
         _columns(paper.FINETUNE, ours, ("cifar10", "cifar100", "stl10")),
         lambda d, f: f"{paper.dataset_name(d)} {_fraction(f)}", ours, paper.FINETUNE,
-        note=f"The poster fine-tunes encoders pre-trained at batch {paper.FINETUNE_BATCH}; ours "
-             "are averaged over whatever pre-training batch the store holds (see the runs table).",
+        note=f"The poster fine-tunes encoders pre-trained at batch {paper.FINETUNE_BATCH}; each of "
+             "our rows names its pre-training batch (`b32`), and rows of different batches are "
+             "never averaged. `ImageNet (supervised)` without a batch is torchvision's ImageNet "
+             "weights (`eval finetune imagenet:ARCH`).",
     ))
     # Transfer rows keep sources apart: one encoder per pre-training dataset, never averaged.
-    ours = _collect(records, "transfer", lambda r: None, by_source=True)
+    ours = _collect(records, "transfer", lambda r: None, by_source=True, with_batch=True)
     poster_transfer = {m: {(t, None): v for t, v in row.items()} for m, row in paper.TRANSFER.items()}
     tables.append(Table(
         "Transfer (linear) by target (top-1 %, ours / poster)",
         _columns(poster_transfer, ours, paper.TRANSFER_TARGETS),
         lambda d, _: paper.dataset_name(d), ours, poster_transfer,
+        note="Our rows name the pre-training dataset and batch of their encoder; "
+             "`ImageNet (supervised)` is torchvision's ImageNet weights (`imagenet:ARCH`).",
     ))
     ours = _collect(records, "knn", batch)
     if ours:
         tables.append(Table(
             "kNN (cosine, weighted) by pre-training batch size (top-1 %, ours only)",
-            _columns({}, ours, ()), lambda d, b: f"{paper.dataset_name(d)} b{b}", ours, {},
+            _columns({}, ours, ()), lambda d, b: f"{paper.dataset_name(d)} {_batch(b)}", ours, {},
         ))
     return tables
 
 
 RUN_FIELDS = ("run_id", "method", "backbone", "pretrain_dataset", "pretrain_batch_size",
-              "pretrain_epochs", "protocol", "dataset", "label_fraction", "value", "seed",
+              "pretrain_accumulate", "pretrain_world_size", "pretrain_epochs", "pretrain_labels",
+              "protocol", "dataset", "label_fraction", "value", "seed",
               "test_split", "num_train", "num_test", "git_commit")
 PARAM_FIELDS = ("num_train", "num_test")  # read from a record's params
 
@@ -258,9 +333,12 @@ def runs_table(records: list[dict[str, Any]]) -> tuple[str, str]:
 def render_markdown(tables: list[Table], runs_md: str) -> str:
     parts = ["# tribyol results", "",
              f"Cells read `ours / poster`; `–` = no result. {CARVED} = test set carved out of train "
-             "(seeded, stratified), not the official test split. The last column gives the "
-             "images our numbers were evaluated on (train / test; fine-tuning: the labelled "
-             "subset); `?` = not recorded.", ""]
+             "(seeded, stratified), not the official test split. "
+             f"{SAW_LABELS} = the encoder was pre-trained with this dataset's labels (not a "
+             "self-supervised result). The last two columns give the images our numbers were "
+             "evaluated on (train / test; fine-tuning: the labelled subset) and the labels that "
+             "shaped the row's encoders in pre-training (`none`: self-supervised); `?` = not "
+             "recorded.", ""]
     for t in tables:
         parts += [t.markdown(), ""]
     parts.append(runs_md)
