@@ -1,6 +1,7 @@
 """Dataset registry: name -> spec (reader, channels, size, normalisation, classes, view preset).
 
 The eight benchmarks are read with the real torchvision readers (download only on request);
+``ucmerced`` is UC Merced Land Use with a fixed seeded 80/20 split (``tribyol.data.ucmerced``);
 ``folder`` reads the user's own ImageFolder trees of any size; ``digits`` is scikit-learn's
 8x8 digits, and ``fashionmnist`` also finds Debian's ``dataset-fashion-mnist`` package.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tribyol.data import ucmerced
 from tribyol.data.images import FolderImages, TensorImages
 from tribyol.errors import DatasetNotFoundError
 
@@ -282,6 +284,11 @@ DATASETS: dict[str, DatasetSpec] = {
                     pretrain_split="train+unlabeled"),
         DatasetSpec("digits", channels=1, image_size=16, num_classes=10, mean=(0.3,),
                     std=(0.35,), reader=read_digits, views=DIGIT_VIEWS),
+        # 2,100 aerial tiles of 256 px: a fixed seeded 80/20 split (tribyol.data.ucmerced),
+        # decoded once to 256 px in memory, views at 224 (BYOL's blur, the 7x7 ResNet stem).
+        DatasetSpec("ucmerced", channels=3, image_size=ucmerced.VIEW_SIZE,
+                    num_classes=len(ucmerced.CLASSES), mean=ucmerced.MEAN, std=ucmerced.STD,
+                    reader=ucmerced.read_ucmerced),
         DatasetSpec("folder", channels=3, image_size=224, num_classes=0, mean=IMAGENET_MEAN,
                     std=IMAGENET_STD, reader=read_folder, in_memory=False),
     )

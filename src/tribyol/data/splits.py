@@ -1,0 +1,171 @@
+"""Seeded, stratified train/test splits of an image folder that keep duplicate images together.
+
+    python -m tribyol.data.splits SRC DEST [--test-fraction 0.2] [--seed 0]
+
+writes ``DEST/train/<class>/`` and ``DEST/test/<class>/`` (symlinks to the files of
+``SRC/<class>/``) and ``DEST/split.json`` (the manifest), the layout ``--dataset folder`` reads:
+pre-train on ``DEST`` (it takes ``train/``), evaluate on ``DEST`` (it tests on ``test/``).
+
+The split is a pure function of (the class's relative file names, the groups, the seed): each
+class is shuffled by its own generator, seeded from (seed, CRC-32 of the class name), so adding a
+class or listing files in another order changes no other class's split. Files with identical
+bytes (exact duplicates, like UC Merced's airplane01/airplane02) form one unit that goes to one
+side whole. Each class puts ``round(test_fraction * n)`` images in ``test`` (exactly, while
+single images are left to fill it) and the rest in ``train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST_NAME = "split.json"
+
+
+def class_generator(seed: int, class_name: str) -> np.random.Generator:
+    """The generator that shuffles one class: a function of (seed, class name) only."""
+    return np.random.default_rng([int(seed), zlib.crc32(class_name.encode())])
+
+
+def content_groups(paths: Sequence[str | Path]) -> list[list[int]]:
+    """Indices of files with identical bytes (groups of two or more), in order."""
+    by_hash: dict[str, list[int]] = {}
+    for i, path in enumerate(paths):
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        by_hash.setdefault(digest, []).append(i)
+    return [idx for idx in by_hash.values() if len(idx) > 1]
+
+
+def _units(members: list[int], groups: Iterable[Iterable[int]]) -> list[list[int]]:
+    """``members`` (sorted indices of one class) cut into units: each group whole, else single."""
+    member_set = set(members)
+    unit_of: dict[int, int] = {}
+    units: list[list[int]] = []
+    for group in groups:
+        inside = sorted(i for i in group if i in member_set)
+        if len(inside) < 2:
+            continue
+        known = {unit_of[i] for i in inside if i in unit_of}
+        if known:  # overlapping groups merge
+            target = min(known)
+            for u in sorted(known - {target}):
+                units[target] += units[u]
+                for i in units[u]:
+                    unit_of[i] = target
+                units[u] = []
+            inside = [i for i in inside if i not in unit_of]
+        else:
+            target = len(units)
+            units.append([])
+        units[target] += inside
+        for i in inside:
+            unit_of[i] = target
+    units = [sorted(u) for u in units if u]
+    units += [[i] for i in members if i not in unit_of]
+    return sorted(units)  # by first index: independent of the groups' order
+
+
+def stratified_group_split(
+    names: Sequence[str],
+    labels: Sequence[int],
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    groups: Iterable[Iterable[int]] = (),
+    classes: Sequence[str] = (),
+) -> tuple[list[int], list[int]]:
+    """``(train, test)`` sorted indices: per class ``round(test_fraction * n)`` to test.
+
+    ``names`` (e.g. relative paths) order each class before it is shuffled, so the split does
+    not depend on the order items are listed in; ``labels`` are the classes; ``groups`` are
+    index sets that must land on one side together (a group across classes is kept together in
+    each class separately); ``classes`` name the labels (each class's generator is seeded from
+    its name, else from its label). Items with label < 0 are left out of both sides.
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if len(names) != len(labels):
+        raise ValueError(f"{len(names)} names but {len(labels)} labels")
+    groups = [list(g) for g in groups]
+    train: list[int] = []
+    test: list[int] = []
+    for label in sorted({int(x) for x in labels if int(x) >= 0}):
+        members = sorted((i for i, x in enumerate(labels) if int(x) == label), key=lambda i: names[i])
+        units = sorted(_units(members, groups), key=lambda u: names[u[0]])
+        quota = math.floor(test_fraction * len(members) + 0.5)
+        rng = class_generator(seed, classes[label] if label < len(classes) else str(label))
+        taken = 0
+        for k in rng.permutation(len(units)):
+            unit = units[int(k)]
+            if taken + len(unit) <= quota:
+                test += unit
+                taken += len(unit)
+            else:
+                train += unit
+    return sorted(train), sorted(test)
+
+
+def manifest(
+    names: Sequence[str], train: Sequence[int], test: Sequence[int], seed: int,
+    test_fraction: float, **extra: Any,
+) -> dict[str, Any]:
+    """``{"seed", "test_fraction", "train": [names], "test": [names], "sha256", ...}``.
+
+    ``sha256`` hashes the two sorted name lists: one short identity of the split.
+    """
+    tr, te = sorted(names[i] for i in train), sorted(names[i] for i in test)
+    digest = hashlib.sha256(json.dumps({"train": tr, "test": te}).encode()).hexdigest()
+    return {**extra, "seed": seed, "test_fraction": test_fraction, "num_train": len(tr),
+            "num_test": len(te), "sha256": digest, "train": tr, "test": te}
+
+
+def split_folder(src: str | Path, dest: str | Path, test_fraction: float = 0.2,
+                 seed: int = 0) -> dict[str, Any]:
+    """Link ``src/<class>/*`` into ``dest/{train,test}/<class>/``; returns the manifest
+    (also written to ``dest/split.json``). Identical files stay on one side."""
+    from tribyol.data.images import _scan_classes
+
+    src, dest = Path(src).resolve(), Path(dest)
+    classes, samples = _scan_classes(src)
+    names = [p.relative_to(src).as_posix() for p, _ in samples]
+    labels = [label for _, label in samples]
+    groups = content_groups([p for p, _ in samples])
+    train, test = stratified_group_split(names, labels, test_fraction, seed, groups, classes)
+    for side, idx in (("train", train), ("test", test)):
+        for i in idx:
+            link = dest / side / names[i]
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(samples[i][0])
+    result = manifest(names, train, test, seed, test_fraction, source=str(src),
+                      duplicates=[[names[i] for i in g] for g in groups])
+    (dest / MANIFEST_NAME).write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src", type=Path, help="SRC/<class>/<images>")
+    parser.add_argument("dest", type=Path, help="gets train/<class>/, test/<class>/, split.json")
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if (args.dest / "train").exists() or (args.dest / "test").exists():
+        parser.error(f"{args.dest} already has train/ or test/; pick a new DEST")
+    m = split_folder(args.src, args.dest, args.test_fraction, args.seed)
+    print(f"{m['num_train']} train / {m['num_test']} test images (seed {m['seed']}, "
+          f"{len(m['duplicates'])} groups of identical files kept together) -> {args.dest}; "
+          f"manifest {args.dest / MANIFEST_NAME} (sha256 {m['sha256'][:12]})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
