@@ -38,6 +38,15 @@ class DataConfig:
     num_workers: int = 0  # loader workers for folder datasets (in-memory ones need none)
 
 
+# How a method with three or more views sets the blur / solarize probabilities of the views past
+# BYOL's pair (docs/methods.md, "The third view"): "cycle" (the per-view lists cycled, so v''
+# copies v), "byol-pairs" (every view past v drawn like v', so each pair with the anchor v is
+# BYOL's asymmetric pair), "uniform" (every view from one distribution, the mean of BYOL's pair).
+# Two-view methods always get BYOL's pair. The default is this one constant.
+THIRD_VIEWS = ("cycle", "byol-pairs", "uniform")
+DEFAULT_THIRD_VIEW = "cycle"
+
+
 @dataclass
 class ViewsConfig:
     """Batched augmentation; defaults follow BYOL's recipe (Grill et al. 2020, table 6)."""
@@ -57,6 +66,7 @@ class ViewsConfig:
     blur_min_size: int = 32
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.2])
+    third_view: str = DEFAULT_THIRD_VIEW  # one of THIRD_VIEWS: the views past the pair (>= 3 views)
 
 
 @dataclass
@@ -369,6 +379,13 @@ def validate_values(cfg: RunConfig) -> None:
         check(0.0 <= p <= 1.0, f"views.{name} must be in [0, 1], got {p}")
     for p in [*(v.blur_p or []), *v.solarize_p]:
         check(0.0 <= p <= 1.0, f"views probabilities must be in [0, 1], got {p}")
+    check(v.third_view in THIRD_VIEWS,
+          f"views.third_view '{v.third_view}' is not one of {', '.join(THIRD_VIEWS)}."
+          f"{_closest(v.third_view, THIRD_VIEWS)}")
+    for name in ("blur_p", "solarize_p"):
+        check(v.third_view == "cycle" or len(getattr(v, name) or []) <= 2,
+              f"views.{name} with more than two entries sets each view itself, which needs "
+              f"views.third_view=cycle (got {v.third_view}); or give BYOL's pair [p_v, p_v']")
 
 
 def validate(cfg: RunConfig) -> None:

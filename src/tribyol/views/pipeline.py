@@ -7,18 +7,41 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from tribyol.config import ViewsConfig
+from tribyol.config import THIRD_VIEWS, ViewsConfig
 from tribyol.views import augment
 
 BYOL_BLUR_P = (1.0, 0.1)  # BYOL's asymmetric pair, used above views.blur_min_size
 
 
+def per_view_probabilities(probs: Sequence[float], num_views: int, third_view: str) -> list[float]:
+    """The probability of one op (blur or solarize) for each of ``num_views`` views.
+
+    ``probs`` is the config's list: BYOL's pair ``[p_v, p_v']`` (a single entry is used for
+    both; empty means off). With one or two views every ``third_view`` gives the list cycled,
+    i.e. BYOL's pair: two-view methods are unaffected. With three or more:
+
+    - ``cycle``: view k uses ``probs[k % len(probs)]``; with a pair, v'' copies v.
+    - ``byol-pairs``: v gets ``p_v`` and every other view ``p_v'``, so each pair (v, v_k) is
+      BYOL's asymmetric pair.
+    - ``uniform``: every view gets ``(p_v + p_v') / 2`` (blur 0.55, solarize 0.1 for BYOL's).
+    """
+    if third_view not in THIRD_VIEWS:
+        raise ValueError(f"third_view {third_view!r} is not one of {', '.join(THIRD_VIEWS)}")
+    probs = [float(p) for p in probs] or [0.0]
+    if num_views <= 2 or third_view == "cycle":
+        return [probs[k % len(probs)] for k in range(num_views)]
+    first, second = probs[0], probs[1 % len(probs)]
+    if third_view == "byol-pairs":
+        return [first] + [second] * (num_views - 1)
+    return [(first + second) / 2] * num_views
+
+
 class MultiViewAugment(nn.Module):
     """BYOL's recipe as batched ops on whatever device the batch is on.
 
-    Per-view probabilities (``blur_p``, ``solarize_p``) are cycled over the views, so view k
-    uses entry ``k % len(list)``: views 0 and 1 are BYOL's asymmetric pair, view 2 repeats
-    view 0's settings, and so on. An empty list means the op is off.
+    Per-view probabilities (``blur_p``, ``solarize_p``): views 0 and 1 are BYOL's asymmetric
+    pair; ``cfg.third_view`` decides the views past them (``per_view_probabilities``). An empty
+    list means the op is off.
     """
 
     def __init__(
@@ -36,14 +59,22 @@ class MultiViewAugment(nn.Module):
             blur = list(BYOL_BLUR_P) if image_size > cfg.blur_min_size else [0.0]
         self.blur_p = list(blur) or [0.0]
         self.solarize_p = list(cfg.solarize_p) or [0.0]
+        self.third_view = cfg.third_view
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def probabilities(self, num_views: int) -> tuple[list[float], list[float]]:
+        """(blur, solarize) probability of each of ``num_views`` views."""
+        return (per_view_probabilities(self.blur_p, num_views, self.third_view),
+                per_view_probabilities(self.solarize_p, num_views, self.third_view))
 
     def normalize(self, x: Tensor) -> Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
-    def view(self, x: Tensor, index: int, g: torch.Generator) -> Tensor:
-        """One augmented view of a float batch in [0, 1]."""
+    def view(self, x: Tensor, index: int, g: torch.Generator, blur_p: float | None = None,
+             solarize_p: float | None = None) -> Tensor:
+        """One augmented view of a float batch in [0, 1]; ``blur_p`` / ``solarize_p`` default to
+        the lists' entry ``index`` (cycled)."""
         c = self.cfg
         x = augment.random_resized_crop(
             x, self.image_size, g, c.crop_scale, c.crop_ratio, c.flip_p
@@ -52,8 +83,12 @@ class MultiViewAugment(nn.Module):
             x, g, c.jitter_p, c.brightness, c.contrast, c.saturation, c.hue
         )
         x = augment.random_grayscale(x, g, c.grayscale_p)
-        x = augment.gaussian_blur(x, g, self.blur_p[index % len(self.blur_p)], c.blur_sigma)
-        x = augment.solarize(x, g, self.solarize_p[index % len(self.solarize_p)])
+        if blur_p is None:
+            blur_p = self.blur_p[index % len(self.blur_p)]
+        if solarize_p is None:
+            solarize_p = self.solarize_p[index % len(self.solarize_p)]
+        x = augment.gaussian_blur(x, g, blur_p, c.blur_sigma)
+        x = augment.solarize(x, g, solarize_p)
         return self.normalize(x)
 
     @torch.no_grad()
@@ -65,7 +100,8 @@ class MultiViewAugment(nn.Module):
                 f"{self.mean.shape[1]} (mean {self.mean.flatten().tolist()})"
             )
         x = images.float().div_(255.0)
-        return [self.view(x, k, g) for k in range(num_views)]
+        blur, solarize = self.probabilities(num_views)
+        return [self.view(x, k, g, blur[k], solarize[k]) for k in range(num_views)]
 
 
 def eval_transform(
