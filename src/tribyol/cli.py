@@ -19,7 +19,7 @@ from tribyol.config import load_config
 from tribyol.errors import USER_ERRORS, RunStopped
 
 # Modules that add their own sub-commands; a missing one is skipped.
-COMMAND_MODULES = ("tribyol.eval.cli", "tribyol.report.cli")
+COMMAND_MODULES = ("tribyol.eval.cli", "tribyol.report.cli", "tribyol.reproduce")
 
 # Short flags -> dotted config keys.
 PRETRAIN_FLAGS = {

@@ -1,0 +1,901 @@
+"""``tribyol reproduce GRID.yaml``: run a grid of pre-trainings and evaluations, then tables.
+
+A grid is data (``configs/grids/*.yaml``, ``docs/reproduce.md``):
+
+- ``base``: a pre-training config, the same keys as ``tribyol pretrain --config``;
+- ``data`` (optional): where the images come from: ``archive`` (a .tar.gz extracted into
+  ``root`` when ``root/train`` is missing) and ``pretrain_subset`` (``per_class``,
+  ``test_fraction``, ``seed``): pre-train on up to ``per_class`` images per class of
+  ``root/train`` *outside* the test split that ``eval --test-from-train`` carves;
+- ``axes``: ``{key: [values]}``, a product; a key is a dotted config key or an alias
+  (``method``, ``batch``, ``dataset``, ``epochs``, ``backbone``, ``views``);
+- ``arms`` (optional): a list of ``{label, set: {key: value}, axes: {...}}``; each arm is the
+  base with its own overrides (times the grid's and its own axes): one factor at a time;
+- ``seeds``; ``equal_compute`` (true or a factor): for each BYOL cell one more at TriBYOL's
+  cost (1.5x the epochs), labelled ``byol (equal compute)``; ``random_init``: a row for the
+  untrained encoder;
+- ``eval``: the flags every ``tribyol eval`` command gets (dataset, test_from_train, limits,
+  ...), ``linear`` / ``knn`` flags, and optionally ``finetune: {fractions: [...], ...}`` and
+  ``transfer: {targets: [...], ...}``.
+
+Each cell pre-trains through ``tribyol pretrain`` (``OUT/runs/<cell id>``; ``--resume`` when a
+run directory exists and its ``run.json`` does not say ``finished``), evaluates through the
+eval commands with ``--store OUT/results.jsonl``, and records each finished step in
+``OUT/cells/<cell id>.json``, so a re-run skips what is done. The plan, with an estimated cost,
+is printed before anything starts; the progress after each cell. ``OUT/tables.md`` holds
+poster-shaped tables (mean ± std over seeds, n, the poster's numbers beside ours), one row per
+grid row (method and arm), and ``OUT/linear_vs_batch.png``; ``OUT/report/`` the plain
+``tribyol report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import copy
+import dataclasses
+import fnmatch
+import itertools
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tribyol.config import ConfigError, read_yaml_file, set_dotted
+
+# Axis / arm key aliases -> dotted config keys.
+ALIASES = {
+    "method": "method.name",
+    "batch": "train.batch_size",
+    "batch_size": "train.batch_size",
+    "dataset": "data.dataset",
+    "epochs": "train.epochs",
+    "backbone": "model.backbone",
+    "views": "method.views",
+    "seed": "train.seed",
+}
+GRID_KEYS = {"name", "description", "estimate", "base", "data", "axes", "arms", "seeds",
+             "equal_compute", "random_init", "eval", "cost"}
+EVAL_KEYS = {"linear", "knn", "finetune", "transfer", "export"}
+EQUAL_COMPUTE_LABEL = "equal compute"
+# TriBYOL with its default 3 views and separate passes runs 6 network passes a step to BYOL's 4.
+TRIBYOL_COST = 1.5
+
+# The cost model (seconds), used until cells of the grid have finished and measured it.
+# One BYOL step of the ConvNet (width 32) at 32 px, batch 32, one CPU thread (measured on the
+# development machine's EPYC cores: TriBYOL 109 images/s = 0.29 s a step, BYOL 1.5x faster).
+BYOL_STEP_SECONDS = 0.19
+GPU_SPEEDUP = 40.0  # the same step on a GPU (rough; measured cells replace it)
+EVAL_SECONDS = 30.0  # one linear or kNN evaluation on ~15,000 images at CPU scale
+FINETUNE_SECONDS = 120.0
+START_SECONDS = 8.0  # interpreter, torch and data start-up per command
+METHOD_COST = {"byol": 1.0, "cross": 1.0, "simsiam": 0.8, "simclr": 0.8, "pirl-jigsaw": 1.2,
+               "pirl-rotation": 1.0, "supervised": 0.35, "supervised-imagenet": 0.35}
+BACKBONE_COST = {"convnet": 1.0, "resnet18": 12.0, "resnet50": 30.0}
+# Training images of the named datasets (their pre-training split), for planned steps.
+TRAIN_SIZES = {"mnist": 60000, "fashionmnist": 60000, "kmnist": 60000, "usps": 7291,
+               "svhn": 73257, "cifar10": 50000, "cifar100": 50000, "stl10": 5000,
+               "digits": 1437}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "x"
+
+
+# -- the grid ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Cell:
+    """One pre-training (or a random-init row) and its evaluations."""
+
+    id: str
+    row: str  # table row key: ``method`` or ``method@variant`` (report.tables' convention)
+    overrides: dict[str, Any]  # dotted key -> value, applied to ``base``
+    seed: int
+    tree: dict[str, Any] = dataclasses.field(default_factory=dict)  # the pretrain config
+    same_as: str | None = None  # a cell with the same config: its run is reused
+    random_init_of: str | None = None  # random-init rows: the run whose architecture they take
+
+    @property
+    def label(self) -> str:
+        method, _, variant = self.row.partition("@")
+        return f"{method} ({variant})" if variant else method
+
+    def value(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.tree
+        for key in dotted.split("."):
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
+
+@dataclasses.dataclass
+class Grid:
+    name: str
+    spec: dict[str, Any]
+    cells: list[Cell]
+
+    @property
+    def eval(self) -> dict[str, Any]:
+        return self.spec.get("eval") or {}
+
+
+def _key(key: str) -> str:
+    return ALIASES.get(key, key)
+
+
+def _variant_text(overrides: dict[str, Any]) -> str:
+    """``{"method.target_policy": "shared"}`` -> ``target_policy=shared`` (method, batch,
+    dataset and seed are columns or the row's method, not a variant)."""
+    hidden = {"method.name", "train.batch_size", "data.dataset", "train.seed"}
+    def text(v: Any) -> str:
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    parts = [f"{k.rsplit('.', 1)[-1]}={text(v)}" for k, v in overrides.items() if k not in hidden]
+    return ", ".join(parts)
+
+
+def _product(axes: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    if not isinstance(axes, dict):
+        raise ConfigError(f"{where}: expected a mapping of key: [values], got {axes!r}")
+    keys, lists = [], []
+    for key, values in axes.items():
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise ConfigError(f"{where}.{key}: empty list of values")
+        keys.append(_key(key))
+        lists.append(values)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*lists)]
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    tree = copy.deepcopy(base)
+    for key, value in overrides.items():
+        set_dotted(tree, key, value)
+    return tree
+
+
+def _dataset_tag(tree: dict[str, Any], spec: dict[str, Any]) -> str:
+    label = (spec.get("eval") or {}).get("dataset_label")
+    return str(label or (tree.get("data") or {}).get("dataset", "fashionmnist"))
+
+
+def _cell_id(row: str, tree: dict[str, Any], spec: dict[str, Any], seed: int | None) -> str:
+    method, _, variant = row.partition("@")
+    head = slug(method + (f"-{variant}" if variant else ""))
+    batch = (tree.get("train") or {}).get("batch_size", 32)
+    tail = f"_s{seed}" if seed is not None else ""
+    return f"{head}_{slug(_dataset_tag(tree, spec))}_b{batch}{tail}"
+
+
+def equal_compute_factor(spec: dict[str, Any]) -> float | None:
+    value = spec.get("equal_compute", False)
+    if value is True:
+        return TRIBYOL_COST
+    if value in (False, None, 0):
+        return None
+    if isinstance(value, (int, float)) and value > 0:
+        return float(value)
+    raise ConfigError(f"equal_compute must be true, false or a factor > 0, got {value!r}")
+
+
+def load_grid(path: str | Path, seeds: Sequence[int] | None = None) -> Grid:
+    """Read and expand a grid file: arms x axes x seeds, equal-compute and random-init rows."""
+    spec = read_yaml_file(path)
+    return expand_grid(spec, seeds, name=Path(path).stem)
+
+
+def expand_grid(spec: dict[str, Any], seeds: Sequence[int] | None = None, name: str = "grid") -> Grid:
+    unknown = set(spec) - GRID_KEYS
+    if unknown:
+        raise ConfigError(f"grid: unknown key(s) {', '.join(sorted(unknown))}; known: "
+                          f"{', '.join(sorted(GRID_KEYS))}")
+    base = spec.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError("grid: base must be a mapping (the keys of a pretrain --config file)")
+    eval_spec = spec.get("eval") or {}
+    if not isinstance(eval_spec, dict):
+        raise ConfigError("grid: eval must be a mapping of eval flags")
+    seeds = list(seeds if seeds is not None else spec.get("seeds", [0]))
+    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise ConfigError(f"grid: seeds must be whole numbers >= 0, got {seeds!r}")
+    arms = spec.get("arms") or [{}]
+    if not isinstance(arms, list):
+        raise ConfigError("grid: arms must be a list of {label, set, axes}")
+    grid_axes = _product(spec.get("axes") or {}, "axes")
+    factor = equal_compute_factor(spec)
+    cells: list[Cell] = []
+    for number, arm in enumerate(arms):
+        if not isinstance(arm, dict) or set(arm) - {"label", "set", "axes"}:
+            raise ConfigError(f"arms[{number}]: expected a mapping with label, set and axes, "
+                              f"got {arm!r}")
+        fixed = {_key(k): v for k, v in (arm.get("set") or {}).items()}
+        for combo in grid_axes:
+            for own in _product(arm.get("axes") or {}, f"arms[{number}].axes"):
+                overrides = {**combo, **fixed, **own}
+                tree = _merge(base, overrides)
+                method = str((tree.get("method") or {}).get("name", "tribyol"))
+                variant = arm.get("label")
+                if variant is None:
+                    variant = _variant_text({**fixed, **own})
+                variant = "" if variant in (None, "default", method) else str(variant)
+                row = f"{method}@{variant}" if variant else method
+                for seed in seeds:
+                    cell_over = {**overrides, "train.seed": seed}
+                    cell_tree = _merge(base, cell_over)
+                    cells.append(Cell(_cell_id(row, cell_tree, spec, seed), row, cell_over,
+                                      seed, cell_tree))
+                    if factor and method == "byol":
+                        epochs = (cell_tree.get("train") or {}).get("epochs", 80)
+                        more = epochs * factor
+                        if abs(more - round(more)) > 1e-9:
+                            raise ConfigError(
+                                f"equal_compute: {epochs} epochs x {factor:g} = {more:g} is not a "
+                                "whole number of epochs; choose an even number of epochs")
+                        eq_over = {**cell_over, "train.epochs": int(round(more))}
+                        eq_row = f"byol@{EQUAL_COMPUTE_LABEL}" + (f", {variant}" if variant else "")
+                        eq_tree = _merge(base, eq_over)
+                        cells.append(Cell(_cell_id(eq_row, eq_tree, spec, seed), eq_row,
+                                          eq_over, seed, eq_tree))
+    if spec.get("random_init"):
+        # One untrained encoder per (dataset, backbone): eval --random-init on the first run.
+        seen = set()
+        for cell in list(cells):
+            key = (_dataset_tag(cell.tree, spec), cell.value("model.backbone", "convnet"))
+            if key in seen:
+                continue
+            seen.add(key)
+            cells.append(Cell(_cell_id("random-init", cell.tree, spec, None), "random-init",
+                              {}, cell.seed, cell.tree, random_init_of=cell.id))
+    ids = [c.id for c in cells]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"grid: two cells share the id {duplicates[0]}; give the arms "
+                          "distinct labels")
+    return Grid(str(spec.get("name") or name), spec, cells)
+
+
+def select(cells: list[Cell], only: str | None) -> list[Cell]:
+    """Cells whose id or label matches one of the comma-separated glob patterns (``*b32*``);
+    a random-init row comes along only when its source run is selected or itself matches."""
+    if not only:
+        return cells
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+
+    def hit(cell: Cell) -> bool:
+        return any(fnmatch.fnmatchcase(cell.id, p) or fnmatch.fnmatchcase(cell.label, p)
+                   or p in cell.id for p in patterns)
+
+    return [c for c in cells if hit(c)]
+
+
+def mark_same_runs(cells: list[Cell], fingerprint: Callable[[Cell], str]) -> None:
+    """Cells whose resolved pre-training configs are equal (an arm that restates the default)
+    share one run: the later ones get ``same_as``."""
+    first: dict[str, str] = {}
+    for cell in cells:
+        if cell.random_init_of:
+            continue
+        key = fingerprint(cell)
+        if key in first:
+            cell.same_as = first[key]
+        else:
+            first[key] = cell.id
+
+
+def resolved_fingerprint(cell: Cell) -> str:
+    """The run's resolved config (defaults and dataset presets applied), without its name."""
+    from tribyol.config import load_config, to_dict
+
+    tree = copy.deepcopy(cell.tree)
+    tree.pop("name", None)
+    tree.pop("run_dir", None)
+    return json.dumps(to_dict(load_config(None, list(_flat(tree).items()))), sort_keys=True,
+                      default=str)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float = 0.2,
+                    seed: int = 0) -> list[Path]:
+    """Link up to ``per_class`` images per class of ``root/train`` into ``sub/train``, taken only
+    outside the test split ``tribyol eval --test-from-train test_fraction --seed seed`` carves
+    (the logic of ``experiments/pretrain_subset.py``), so pre-training never sees a test image."""
+    from tribyol.data import load_split
+    from tribyol.eval.splits import stratified_split
+
+    train = load_split("folder", root, "train", image_size=32, channels=3)
+    rest, _held = stratified_split(train.labels, test_fraction, seed)
+    taken: dict[int, int] = {}
+    written = []
+    tmp = sub.with_name(sub.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for i in rest.tolist():
+        path, label = train.samples[i]
+        if taken.get(label, 0) >= per_class:
+            continue
+        taken[label] = taken.get(label, 0) + 1
+        dest = tmp / "train" / train.classes[label] / Path(path).name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.symlink_to(Path(path).resolve())
+        written.append(sub / dest.relative_to(tmp))
+    tmp.rename(sub)  # whole or absent: an interrupted run leaves no half subset behind
+    return written
+
+
+def data_paths(spec: dict[str, Any]) -> tuple[Path | None, Path | None]:
+    """(eval root, pre-training root) of the grid's ``data`` section (None: not given)."""
+    data = spec.get("data") or {}
+    if not data.get("root"):
+        return None, None
+    root = Path(data["root"]).expanduser().resolve()
+    subset = data.get("pretrain_subset")
+    if subset:
+        return root, root.with_name(f"{root.name}-pretrain{int(subset['per_class'])}")
+    return root, root
+
+
+def prepare_data(spec: dict[str, Any], log: Callable[[str], None] = print) -> None:
+    """Extract the archive and build the pre-training subset, each only when missing."""
+    data = spec.get("data") or {}
+    root, pre = data_paths(spec)
+    if root is None:
+        return
+    archive = data.get("archive")
+    if archive and not (root / "train").is_dir():
+        import tarfile
+
+        log(f"extracting {archive} -> {root}")
+        root.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(Path(archive).expanduser()) as tar:
+            tar.extractall(root, filter="data")
+    subset = data.get("pretrain_subset")
+    if subset and pre is not None and not (pre / "train").is_dir():
+        written = pretrain_subset(root, pre, int(subset["per_class"]),
+                                  float(subset.get("test_fraction", 0.2)), int(subset.get("seed", 0)))
+        log(f"pre-training subset: {len(written)} images outside the carved test split -> {pre}")
+
+
+def pretrain_images(cell: Cell, spec: dict[str, Any]) -> int | None:
+    """Planned pre-training images of a cell (None: unknown)."""
+    data = spec.get("data") or {}
+    limit = cell.value("data.limit")
+    subset = data.get("pretrain_subset")
+    _root, pre = data_paths(spec)
+    count = None
+    if subset and pre is not None:
+        if (pre / "train").is_dir():
+            count = sum(1 for p in (pre / "train").rglob("*") if p.is_symlink() or p.is_file())
+        else:
+            count = int(subset["per_class"]) * int(data.get("classes", 10))
+    else:
+        count = TRAIN_SIZES.get(str(cell.value("data.dataset", "fashionmnist")))
+    if count is not None and limit:
+        count = min(count, int(limit))
+    return count or (int(limit) if limit else None)
+
+
+# -- cost model ----------------------------------------------------------------------------------
+
+
+def planned_steps(cell: Cell, spec: dict[str, Any]) -> int | None:
+    images = pretrain_images(cell, spec)
+    max_steps = int(cell.value("train.max_steps", -1) or -1)
+    if images is None:
+        return max_steps if max_steps > 0 else None
+    batch = int(cell.value("train.batch_size", 32)) * int(cell.value("train.accumulate", 1))
+    steps = max(1, images // batch) * int(cell.value("train.epochs", 80))
+    return min(steps, max_steps) if max_steps > 0 else steps
+
+
+def _preset_size(dataset: str) -> int:
+    from tribyol.data import get_spec
+
+    try:
+        return int(get_spec(dataset).image_size) if dataset != "folder" else 224
+    except (KeyError, ValueError, ConfigError):
+        return 32
+
+
+def step_units(cell: Cell) -> float:
+    """A step's cost relative to a BYOL step of the ConvNet (width 32) at 32 px, batch 32."""
+    method = str(cell.value("method.name", "tribyol"))
+    cost = (int(cell.value("method.views", 3)) / 2 if method == "tribyol"
+            else METHOD_COST.get(method, 1.0))
+    backbone = str(cell.value("model.backbone", "convnet"))
+    cost *= BACKBONE_COST.get(backbone, 10.0)
+    if backbone == "convnet":
+        cost *= (int(cell.value("model.width", 32)) / 32) ** 2
+    size = cell.value("data.image_size") or _preset_size(str(cell.value("data.dataset")))
+    cost *= (int(size) / 32) ** 2
+    return cost * int(cell.value("train.batch_size", 32)) / 32
+
+
+def eval_count(spec: dict[str, Any]) -> tuple[int, int]:
+    """(linear + kNN + transfer evaluations, fine-tunings) per cell."""
+    ev = spec.get("eval") or {}
+    probes = 2 + len(((ev.get("transfer") or {}).get("targets")) or [])
+    return probes, len(((ev.get("finetune") or {}).get("fractions")) or [])
+
+
+class CostModel:
+    """Seconds per step unit and per evaluation: defaults until finished cells measure them."""
+
+    def __init__(self, spec: dict[str, Any], measured: list[dict[str, Any]]) -> None:
+        cost = spec.get("cost") or {}
+        gpu = str((spec.get("base") or {}).get("train", {}).get("accelerator", "")) in ("gpu", "cuda")
+        self.unit = float(cost.get("byol_step_seconds", BYOL_STEP_SECONDS / (GPU_SPEEDUP if gpu else 1)))
+        self.eval = float(cost.get("eval_seconds", EVAL_SECONDS))
+        self.finetune = float(cost.get("finetune_seconds", FINETUNE_SECONDS))
+        self.source = "cost model (defaults; measured cells replace them)"
+        units = [m["pretrain_s"] / m["units"] for m in measured
+                 if m.get("units") and m.get("pretrain_s")]
+        evals = [m["eval_s"] / m["evals"] for m in measured if m.get("evals") and m.get("eval_s")]
+        if units:
+            self.unit = statistics.median(units)
+            self.source = f"measured on {len(units)} finished cell(s)"
+        if evals:
+            self.eval = statistics.median(evals)
+
+    def units(self, cell: Cell, spec: dict[str, Any]) -> float | None:
+        steps = planned_steps(cell, spec)
+        return None if steps is None else steps * step_units(cell)
+
+    def seconds(self, cell: Cell, spec: dict[str, Any]) -> float:
+        probes, finetunes = eval_count(spec)
+        if cell.random_init_of:
+            return START_SECONDS + self.eval * 2
+        evals = probes * self.eval + finetunes * self.finetune + START_SECONDS * (1 + probes + finetunes)
+        if cell.same_as:
+            return 0.0
+        units = self.units(cell, spec)
+        return evals + (units or 0.0) * self.unit
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+def subprocess_runner(argv: list[str], log_file: Path, env: dict[str, str] | None = None) -> int:
+    """``tribyol ARGV`` in a child process (this interpreter), its output appended to ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a") as log:
+        log.write(f"$ tribyol {' '.join(argv)}\n")
+        log.flush()
+        proc = subprocess.run([sys.executable, "-m", "tribyol.cli", *argv], stdout=log,
+                              stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    return proc.returncode
+
+
+class CellFailed(RuntimeError):
+    pass
+
+
+def flags(options: dict[str, Any], skip: Sequence[str] = ()) -> list[str]:
+    """``{"test_from_train": 0.2, "force_small_test": true}`` ->
+    ``--test-from-train 0.2 --force-small-test``; lists are comma-joined."""
+    out: list[str] = []
+    for key, value in options.items():
+        if key in skip or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, (list, tuple)):
+            out += [flag, ",".join(str(v) for v in value)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+class Reproduction:
+    """Runs a grid's cells into ``out``; ``runner(argv, log_file, env) -> exit code``."""
+
+    def __init__(self, grid: Grid, out: Path, runner: Callable[..., int] = subprocess_runner,
+                 jobs: int = 1, echo: Callable[[str], None] = print) -> None:
+        self.grid, self.out, self.runner, self.jobs, self.echo = grid, Path(out), runner, jobs, echo
+        self.lock = threading.Lock()
+
+    # paths
+    def run_dir(self, cell: Cell) -> Path:
+        return self.out / "runs" / (cell.same_as or cell.id)
+
+    def state_file(self, cell: Cell) -> Path:
+        return self.out / "cells" / f"{cell.id}.json"
+
+    @property
+    def store(self) -> Path:
+        return self.out / "results.jsonl"
+
+    def state(self, cell: Cell) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_file(cell).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def save_state(self, cell: Cell, state: dict[str, Any]) -> None:
+        path = self.state_file(cell)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    def is_done(self, cell: Cell) -> bool:
+        return bool(self.state(cell).get("done"))
+
+    def run_status(self, cell: Cell) -> str | None:
+        """``run.json``'s status of the cell's run (None: no run directory)."""
+        run = self.run_dir(cell)
+        if not run.exists():
+            return None
+        try:
+            return str(json.loads((run / "run.json").read_text()).get("status"))
+        except (OSError, ValueError):
+            return "unknown"
+
+    # commands
+    def pretrain_argv(self, cell: Cell) -> list[str]:
+        config = self.out / "cells" / f"{cell.id}.yaml"
+        argv = ["pretrain", "--config", str(config), "--run-dir", str(self.out / "runs"),
+                "--name", cell.id, "--set", "train.progress_bar=false"]
+        status = self.run_status(cell)
+        if status is not None and status != "finished":
+            argv.append("--resume")
+        return argv
+
+    def pretrain_tree(self, cell: Cell) -> dict[str, Any]:
+        tree = copy.deepcopy(cell.tree)
+        _root, pre = data_paths(self.grid.spec)
+        if pre is not None:
+            tree.setdefault("data", {})["root"] = str(pre)
+        tree.pop("name", None)
+        tree.pop("run_dir", None)
+        return tree
+
+    def eval_steps(self, cell: Cell) -> list[tuple[str, list[str]]]:
+        """(step name, argv) of each evaluation of the cell."""
+        ev = dict(self.grid.eval)
+        common = {k: v for k, v in ev.items() if k not in EVAL_KEYS}
+        root, _pre = data_paths(self.grid.spec)
+        if root is not None:
+            common.setdefault("data_root", str(root))
+        common.setdefault("seed", 0)  # the eval split's seed: the same for every cell
+        store = ["--store", str(self.store), "--cache-dir", str(self.out / "cache")]
+        source = str(self.run_dir(self.by_id(cell.random_init_of)) if cell.random_init_of
+                     else self.run_dir(cell))
+        extra = ["--random-init"] if cell.random_init_of else []
+        steps = [
+            ("linear", ["eval", "linear", source, *flags(common), *flags(ev.get("linear") or {}),
+                        *extra, *store]),
+            ("knn", ["eval", "knn", source, *flags(common), *flags(ev.get("knn") or {}),
+                     *extra, *store]),
+        ]
+        if cell.random_init_of:
+            return steps
+        finetune = ev.get("finetune") or {}
+        for fraction in finetune.get("fractions") or []:
+            steps.append((f"finetune-{fraction:g}", [
+                "eval", "finetune", source, *flags(common), "--label-fraction", str(fraction),
+                "--splits-dir", str(self.out / "splits"), *flags(finetune, skip=("fractions",)),
+                *store]))
+        transfer = ev.get("transfer") or {}
+        if transfer.get("targets"):
+            keep = {k: v for k, v in common.items()
+                    if k not in ("dataset", "dataset_label", "test_from_train")}
+            steps.append(("transfer", ["eval", "transfer", source, *flags({**keep, **transfer}),
+                                       *store]))
+        if ev.get("export"):
+            steps.append(("export", ["export", source, "--out",
+                                     str(self.out / "exports" / f"{cell.id}.safetensors"),
+                                     "--overwrite"]))
+        return steps
+
+    def by_id(self, cell_id: str | None) -> Cell:
+        return next(c for c in self.grid.cells if c.id == cell_id)
+
+    def commands(self, cell: Cell) -> list[tuple[str, list[str]]]:
+        if cell.same_as:  # its records are those of the run it shares
+            return []
+        steps = [] if cell.random_init_of else [("pretrain", self.pretrain_argv(cell))]
+        return steps + self.eval_steps(cell)
+
+    # one cell
+    def run_cell(self, cell: Cell, model: CostModel) -> dict[str, Any]:
+        state = self.state(cell)
+        state.update(id=cell.id, label=cell.label, row=cell.row, seed=cell.seed,
+                     run=str(self.run_dir(cell)), same_as=cell.same_as)
+        state.setdefault("steps", {})
+        env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")} if self.jobs > 1 else {}
+        log_file = self.out / "logs" / f"{cell.id}.log"
+        if not cell.random_init_of and not cell.same_as:
+            config = self.out / "cells" / f"{cell.id}.yaml"
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text(yaml.safe_dump(self.pretrain_tree(cell), sort_keys=False))
+        for name, argv in self.commands(cell):
+            if name == "pretrain":
+                if self.run_status(cell) == "finished":
+                    continue
+            elif name in state["steps"]:
+                continue
+            start = time.perf_counter()
+            code = self.runner(argv, log_file, env)
+            seconds = time.perf_counter() - start
+            if code != 0:
+                state["failed"] = f"{name} exited {code} (log: {log_file})"
+                self.save_state(cell, state)
+                raise CellFailed(f"{cell.id}: {state['failed']}")
+            state["steps"][name] = round(seconds, 2)
+            if name == "pretrain":
+                units = model.units(cell, self.grid.spec)
+                state.update(pretrain_s=round(seconds, 2), units=units,
+                             resumed="--resume" in argv)
+            self.save_state(cell, state)
+        evals = [n for n in state["steps"] if n not in ("pretrain", "export")]
+        state.update(done=True, failed=None, evals=len(evals),
+                     eval_s=round(sum(state["steps"][n] for n in evals), 2))
+        self.save_state(cell, state)
+        return state
+
+    # the plan
+    def measured(self) -> list[dict[str, Any]]:
+        out = []
+        for cell in self.grid.cells:
+            state = self.state(cell)
+            if state.get("done") and not state.get("resumed"):
+                out.append(state)
+        return out
+
+    def plan(self, cells: list[Cell]) -> tuple[str, float]:
+        model = CostModel(self.grid.spec, self.measured())
+        todo = [c for c in cells if not self.is_done(c)]
+        lines = [f"grid {self.grid.name}: {len(cells)} cell(s), {len(cells) - len(todo)} done, "
+                 f"{len(todo)} to run, {self.jobs} job(s) in parallel -> {self.out}",
+                 "", "| cell | row | seed | steps | status | est. |", "|---|---|---|---|---|---|"]
+        total = 0.0
+        for cell in cells:
+            if self.is_done(cell):
+                status, est = "done", 0.0
+            else:
+                run = self.run_status(cell)
+                status = ("same run as " + cell.same_as if cell.same_as
+                          else "random init of " + str(cell.random_init_of) if cell.random_init_of
+                          else {None: "to run", "finished": "evaluate"}.get(run, f"resume ({run})"))
+                est = model.seconds(cell, self.grid.spec)
+                total += est
+            steps = ("–" if cell.random_init_of or cell.same_as
+                     else planned_steps(cell, self.grid.spec) or "?")
+            lines.append(f"| {cell.id} | {cell.label} | {cell.seed} | {steps} | {status} | "
+                         f"{duration(est)} |")
+        wall = total / max(1, min(self.jobs, max(1, len(todo))))
+        lines += ["", f"estimated: {duration(total)} of work, about {duration(wall)} with "
+                      f"{self.jobs} job(s) ({model.source}: {model.unit:.3g} s per BYOL-step unit, "
+                      f"{model.eval:.3g} s per evaluation)"]
+        return "\n".join(lines), wall
+
+    def run(self, cells: list[Cell]) -> list[str]:
+        """Run the cells not done yet; returns the ids that failed."""
+        todo = [c for c in cells if not self.is_done(c)]
+        # Runs first, then cells that reuse a run (same config, random init).
+        todo.sort(key=lambda c: bool(c.same_as or c.random_init_of))
+        first_wave = [c for c in todo if not (c.same_as or c.random_init_of)]
+        second_wave = [c for c in todo if c.same_as or c.random_init_of]
+        failed: list[str] = []
+        finished = len(cells) - len(todo)
+        started = time.perf_counter()
+        done_now = 0
+
+        def one(cell: Cell) -> None:
+            nonlocal finished, done_now
+            model = CostModel(self.grid.spec, self.measured())
+            t0 = time.perf_counter()
+            try:
+                self.run_cell(cell, model)
+            except CellFailed as err:
+                with self.lock:
+                    failed.append(cell.id)
+                    self.echo(f"FAILED {err}")
+                return
+            with self.lock:
+                finished += 1
+                done_now += 1
+                left = [c for c in todo if not self.is_done(c) and c.id not in failed]
+                model = CostModel(self.grid.spec, self.measured())
+                rest = sum(model.seconds(c, self.grid.spec) for c in left) / max(1, self.jobs)
+                self.echo(f"[{finished}/{len(cells)} done, {len(left)} left] {cell.id} in "
+                          f"{duration(time.perf_counter() - t0)}; elapsed "
+                          f"{duration(time.perf_counter() - started)}, ETA {duration(rest)}")
+
+        for wave in (first_wave, second_wave):
+            wave = [c for c in wave if not c.same_as or c.same_as not in failed]
+            wave = [c for c in wave if not c.random_init_of or c.random_init_of not in failed]
+            if self.jobs <= 1:
+                for cell in wave:
+                    one(cell)
+            else:
+                with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
+                    list(pool.map(one, wave))
+        return failed
+
+
+# -- tables --------------------------------------------------------------------------------------
+
+
+def grid_records(repro: Reproduction, cells: list[Cell]) -> list[dict[str, Any]]:
+    """The store's records of the grid's cells, each under its cell's row (``method@variant``)
+    as the method, so report's tables group by the grid's rows."""
+    from tribyol.report.store import read_results
+
+    if not repro.store.exists():
+        return []
+    by_source: dict[str, list[Cell]] = {}
+    for cell in cells:
+        run = repro.run_dir(repro.by_id(cell.random_init_of) if cell.random_init_of else cell)
+        by_source.setdefault(f"{run.resolve()}|{bool(cell.random_init_of)}", []).append(cell)
+    out = []
+    for record in read_results(repro.store):
+        source = str(Path(str(record.get("source", ""))).resolve())
+        random = str(record.get("run_id", "")).endswith("+random-init")
+        for cell in by_source.get(f"{source}|{random}", []):
+            copy_ = dict(record)
+            copy_["method"] = cell.row
+            copy_["run_id"] = f"{record.get('run_id')}#{cell.id}"
+            out.append(copy_)
+    return out
+
+
+def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
+    """Poster-shaped tables (report.tables), each cell ``mean ± std (n) / poster``."""
+    from tribyol.report.tables import CARVED, build_tables, row_name
+
+    parts = [f"# {grid.name}: results", "",
+             "Cells: ours as mean ± std over seeds (n = the number of seeds) / the poster's "
+             f"number for the method (– none). {CARVED} = test set carved out of train. "
+             f"`{EQUAL_COMPUTE_LABEL}` = BYOL trained {TRIBYOL_COST:g}x the epochs (TriBYOL's "
+             "cost with 3 views and separate passes).", ""]
+    if grid.spec.get("description"):
+        parts += [str(grid.spec["description"]).strip(), ""]
+    for table in build_tables(records):
+        if not any(table.ours.values()):
+            continue
+        labels = [table.column_label(*c) for c in table.columns]
+        keep = [i for i, col in enumerate(table.columns)
+                if any(col in row for row in table.ours.values())]
+        lines = [f"### {table.title}", "",
+                 "| Row | " + " | ".join(labels[i] for i in keep) + " | Eval images (train / test) |",
+                 "|---" * (len(keep) + 2) + "|"]
+        for method in table.methods():
+            if method not in table.ours:
+                continue
+            row = []
+            for i in keep:
+                ours, theirs = table.cells(method, table.columns[i])
+                n = f" (n={len(ours.values)})" if ours.values else ""
+                row.append(f"{ours.text()}{n} / {'–' if theirs is None else f'{theirs:.2f}'}")
+            lines.append(f"| {row_name(method)} | " + " | ".join(row) + f" | {table.sizes_text(method)} |")
+        parts += lines + [""]
+    return "\n".join(parts) + "\n"
+
+
+def write_tables(repro: Reproduction, cells: list[Cell], echo: Callable[[str], None] = print) -> Path | None:
+    from tribyol.report.plots import plot_batch_curves
+
+    records = grid_records(repro, cells)
+    if not records:
+        echo("no results yet; no tables written")
+        return None
+    path = repro.out / "tables.md"
+    text = tables_markdown(records, repro.grid)
+    path.write_text(text)
+    plot = plot_batch_curves(records, repro.out / "linear_vs_batch.png")
+    echo(text)
+    echo(f"wrote {path}" + (f" and {plot}" if plot else ""))
+    return path
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated seeds, e.g. 0,1,2, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"expected seeds >= 0, got {text!r}")
+    return seeds
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    grid = load_grid(args.grid, args.seeds)
+    cells = list(select(grid.cells, args.only))
+    if not cells:
+        raise ConfigError(f"--only {args.only!r} matches none of the grid's {len(grid.cells)} "
+                          f"cells (ids look like {grid.cells[0].id})")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    out = Path(args.out or Path("results") / "grids" / grid.name)
+    mark_same_runs(cells, resolved_fingerprint)
+    # a cell reusing another's run needs that cell
+    wanted = {c.id for c in cells}
+    cells += [c for c in grid.cells if c.id not in wanted and any(
+        x.same_as == c.id or x.random_init_of == c.id for x in cells)]
+    order = {c.id: i for i, c in enumerate(grid.cells)}
+    cells.sort(key=lambda c: order[c.id])
+    repro = Reproduction(grid, out, jobs=args.jobs)
+    plan, _wall = repro.plan(cells)
+    print(plan, flush=True)
+    if args.dry_run:
+        print("\ncommands (dry run; nothing is run):")
+        for cell in cells:
+            for _name, argv in repro.commands(cell):
+                print("  tribyol " + " ".join(argv))
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grid.yaml").write_text(yaml.safe_dump(grid.spec, sort_keys=False))
+    prepare_data(grid.spec)
+    failed = repro.run(cells)
+    report_log = out / "logs" / "report.log"
+    if repro.store.exists():
+        code = repro.runner(["report", "--store", str(repro.store), "--out", str(out / "report"),
+                             "--tsne-plots", "0"], report_log, {})
+        if code != 0:
+            print(f"tribyol report exited {code} (log: {report_log})")
+    write_tables(repro, cells)
+    if failed:
+        print(f"{len(failed)} cell(s) failed: {', '.join(failed)}; their logs are in {out / 'logs'}; "
+              "run the same command again to retry (finished steps are skipped)")
+        return 1
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce", help="run a grid of pre-trainings + evaluations (configs/grids/*.yaml)",
+        description="Expand GRID.yaml into cells (arms x axes x seeds), print the plan and its "
+                    "estimated cost, pre-train and evaluate each cell not done yet (resuming "
+                    "interrupted runs), then write poster-shaped tables (docs/reproduce.md).")
+    p.add_argument("grid", help="grid file, e.g. configs/grids/cpu_ablation.yaml")
+    p.add_argument("--seeds", type=parse_seeds, help="comma-separated seeds (default: the grid's)")
+    p.add_argument("--only", metavar="PATTERN",
+                   help="only cells whose id or label matches a glob (comma-separated), e.g. '*b32*'")
+    p.add_argument("--out", help="output folder (default results/grids/<grid name>)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="cells run in parallel as subprocesses (default 1; each gets "
+                        "OMP_NUM_THREADS=1 unless set)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and commands only")
+    p.set_defaults(func=cmd_reproduce)
+
+
+__all__ = ["Cell", "Grid", "Reproduction", "expand_grid", "load_grid", "select"]

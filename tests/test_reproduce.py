@@ -1,0 +1,306 @@
+"""``tribyol reproduce``: grid expansion, equal compute, skip / resume, plan and tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tribyol.cli import main
+from tribyol.config import ConfigError
+from tribyol.reproduce import (
+    CostModel,
+    Reproduction,
+    expand_grid,
+    grid_records,
+    load_grid,
+    mark_same_runs,
+    resolved_fingerprint,
+    select,
+    step_units,
+    tables_markdown,
+)
+
+GRIDS = Path(__file__).resolve().parents[1] / "configs" / "grids"
+
+TINY_BASE = {
+    "method": {"name": "tribyol"},
+    "data": {"dataset": "digits", "limit": 64},
+    "model": {"backbone": "convnet", "width": 8, "hidden_dim": 16, "proj_dim": 8},
+    "train": {"batch_size": 16, "epochs": 2, "precision": "32", "accelerator": "cpu"},
+}
+TINY_EVAL = {"limit_train": 200, "limit_test": 100, "device": "cpu"}
+
+
+def tiny(**spec: Any) -> dict[str, Any]:
+    return {"base": TINY_BASE, "eval": TINY_EVAL, **spec}
+
+
+# -- expansion -----------------------------------------------------------------------------------
+
+
+def test_axes_are_a_product_times_seeds() -> None:
+    grid = expand_grid(tiny(axes={"method": ["tribyol", "byol"], "batch": [16, 32]}, seeds=[0, 1]))
+    assert len(grid.cells) == 2 * 2 * 2
+    ids = {c.id for c in grid.cells}
+    assert "tribyol_digits_b16_s0" in ids and "byol_digits_b32_s1" in ids
+    cell = next(c for c in grid.cells if c.id == "byol_digits_b32_s1")
+    assert cell.value("method.name") == "byol" and cell.value("train.batch_size") == 32
+    assert cell.value("train.seed") == 1 and cell.value("model.width") == 8  # base kept
+    assert cell.label == "byol"
+    # --seeds replaces the grid's seeds
+    assert {c.seed for c in expand_grid(grid.spec, seeds=[5]).cells} == {5}
+
+
+def test_arms_vary_one_factor_each() -> None:
+    grid = expand_grid(tiny(arms=[
+        {"label": "default"},
+        {"set": {"method.target_policy": "alternating-ema"}},
+        {"set": {"method.symmetric": False}},
+        {"set": {"method": "byol"}},
+    ], seeds=[0, 1, 2]))
+    assert len(grid.cells) == 4 * 3
+    labels = sorted({c.label for c in grid.cells})
+    assert labels == ["byol", "tribyol", "tribyol (symmetric=false)",
+                      "tribyol (target_policy=alternating-ema)"]
+    arm = [c for c in grid.cells if "alternating" in c.id]
+    assert len(arm) == 3
+    for cell in arm:  # only the arm's factor (and the seed) differs from the base
+        assert set(cell.overrides) == {"method.target_policy", "train.seed"}
+        assert cell.value("method.symmetric") is None  # the default, untouched
+
+
+def test_only_selects_by_glob_or_substring() -> None:
+    grid = expand_grid(tiny(axes={"method": ["tribyol", "byol"]}, seeds=[0, 1]))
+    assert [c.id for c in select(grid.cells, "byol_*")] == ["byol_digits_b16_s0",
+                                                            "byol_digits_b16_s1"]
+    assert {c.id for c in select(grid.cells, "*_s1")} == {"tribyol_digits_b16_s1",
+                                                          "byol_digits_b16_s1"}
+    assert len(select(grid.cells, "tribyol_digits_b16_s0,byol_digits_b16_s0")) == 2
+    assert select(grid.cells, "nothing") == []
+
+
+def test_equal_compute_adds_a_byol_cell_at_tribyols_cost() -> None:
+    grid = expand_grid(tiny(axes={"method": ["tribyol", "byol"], "batch": [16, 32]}, seeds=[0],
+                            equal_compute=True))
+    eq = [c for c in grid.cells if c.row.startswith("byol@")]
+    assert len(eq) == 2  # one per BYOL cell, none for TriBYOL
+    for cell in eq:
+        assert cell.label == "byol (equal compute)"
+        assert cell.value("method.name") == "byol" and cell.value("train.epochs") == 3  # 2 x 1.5
+    assert {c.value("train.batch_size") for c in eq} == {16, 32}
+    with pytest.raises(ConfigError, match="whole number of epochs"):
+        expand_grid(tiny(axes={"method": ["byol"], "epochs": [3]}, equal_compute=True))
+
+
+def test_an_arm_restating_the_default_shares_its_run() -> None:
+    grid = expand_grid(tiny(arms=[{"label": "default"},
+                                  {"set": {"views.third_view": "cycle"}},
+                                  {"set": {"views.third_view": "uniform"}}], seeds=[0]))
+    mark_same_runs(grid.cells, resolved_fingerprint)
+    same = {c.id: c.same_as for c in grid.cells}
+    assert same["tribyol-third_view-cycle_digits_b16_s0"] == "tribyol_digits_b16_s0"
+    assert same["tribyol-third_view-uniform_digits_b16_s0"] is None
+
+
+def test_bad_grids_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown key"):
+        expand_grid(tiny(axis={"method": ["byol"]}))
+    with pytest.raises(ConfigError, match="share the id"):
+        expand_grid(tiny(arms=[{"label": "x"}, {"label": "x"}]))
+
+
+@pytest.mark.parametrize("path", sorted(GRIDS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_grids_expand_to_valid_configs(path: Path) -> None:
+    from tribyol.config import load_config
+
+    grid = load_grid(path)
+    assert grid.cells and grid.name == path.stem
+    for cell in grid.cells:
+        cfg = load_config(None, [(k, v) for k, v in _flat(cell.tree).items()])
+        assert cfg.train.seed == cell.seed
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def test_shipped_ablation_and_methods_grids_have_the_asked_arms() -> None:
+    ablation = load_grid(GRIDS / "cpu_ablation.yaml")
+    for label in ("tribyol", "byol", "byol (equal compute)", "tribyol (views=4)",
+                  "tribyol (symmetric=false)", "tribyol (target_policy=independent-init)",
+                  "tribyol (target_policy=alternating-ema)", "tribyol (third_view=cycle)",
+                  "tribyol (third_view=byol-pairs)", "tribyol (third_view=uniform)"):
+        assert sum(c.label == label for c in ablation.cells) == 3, label
+    assert ablation.spec["data"]["pretrain_subset"]["test_fraction"] == \
+        ablation.spec["eval"]["test_from_train"]  # pre-training excludes the carved test split
+    methods = load_grid(GRIDS / "cpu_methods.yaml")
+    b32 = {c.label for c in methods.cells if c.value("train.batch_size") == 32}
+    assert {"tribyol", "byol", "cross", "simsiam", "simclr", "random-init"} <= b32
+    for batch in (64, 128):
+        assert {c.value("method.name") for c in methods.cells
+                if c.value("train.batch_size") == batch} == {"tribyol", "byol"}
+    paper = load_grid(GRIDS / "paper.yaml")
+    assert {(c.value("data.dataset"), c.value("train.batch_size")) for c in paper.cells} == {
+        (d, b) for d in ("cifar10", "cifar100", "stl10") for b in (32, 64, 128)}
+    assert all(c.value("model.backbone") == "resnet50" for c in paper.cells)
+    assert all(c.value("train.epochs") in (80, 120) for c in paper.cells)
+
+
+# -- running with a stub runner ------------------------------------------------------------------
+
+
+class FakeRunner:
+    """Stands in for ``tribyol ...`` subprocesses: records the argv, writes what a real
+    command writes (a run.json, one store record), and can stop a pretrain midway."""
+
+    def __init__(self, stop_pretrain: set[str] | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.stop_pretrain = stop_pretrain or set()
+
+    def __call__(self, argv: list[str], log_file: Path, env: dict) -> int:
+        self.calls.append(list(argv))
+        if argv[0] == "pretrain":
+            run = Path(argv[argv.index("--run-dir") + 1]) / argv[argv.index("--name") + 1]
+            run.mkdir(parents=True, exist_ok=True)
+            stopped = run.name in self.stop_pretrain
+            self.stop_pretrain.discard(run.name)
+            (run / "run.json").write_text(json.dumps(
+                {"format": "tribyol-run-v1", "status": "stopped" if stopped else "finished"}))
+            return 143 if stopped else 0
+        if argv[0] == "eval":
+            source = Path(argv[2])
+            store = Path(argv[argv.index("--store") + 1])
+            config = yaml.safe_load((source.parent.parent / "cells" / f"{source.name}.yaml")
+                                    .read_text()) if (source.parent.parent / "cells").is_dir() else {}
+            method = "random-init" if "--random-init" in argv else config["method"]["name"]
+            record = {"run_id": source.name + ("+random-init" if "--random-init" in argv else ""),
+                      "method": method, "dataset": "digits", "protocol": argv[1], "metric": "top1",
+                      "value": 50.0 + config["train"]["seed"], "seed": 0, "test_split": "test",
+                      "pretrain_batch_size": config["train"]["batch_size"],
+                      "pretrain_epochs": config["train"]["epochs"], "source": str(source),
+                      "params": {"num_train": 200, "num_test": 100}}
+            with open(store, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        return 0
+
+    def names(self) -> list[str]:
+        return [a[0] if a[0] != "eval" else f"{a[1]}:{Path(a[2]).name}" for a in self.calls]
+
+
+def test_cells_run_then_are_skipped_and_interrupted_runs_resume(tmp_path: Path) -> None:
+    grid = expand_grid(tiny(axes={"method": ["tribyol", "byol"]}, seeds=[0]))
+    runner = FakeRunner(stop_pretrain={"byol_digits_b16_s0"})
+    messages: list[str] = []
+    repro = Reproduction(grid, tmp_path, runner=runner, echo=messages.append)
+    failed = repro.run(grid.cells)
+    assert failed == ["byol_digits_b16_s0"]  # stopped: exit 143
+    assert runner.names() == ["pretrain", "linear:tribyol_digits_b16_s0", "knn:tribyol_digits_b16_s0",
+                              "pretrain"]
+    assert repro.is_done(grid.cells[0]) and not repro.is_done(grid.cells[1])
+    assert repro.run_status(grid.cells[1]) == "stopped"
+    assert any("[1/2 done, 1 left]" in m and "ETA" in m for m in messages)
+    assert any(m.startswith("FAILED byol_digits_b16_s0") for m in messages)
+
+    runner.calls.clear()
+    assert repro.run(grid.cells) == []
+    # the done cell is skipped; the stopped one resumes and is evaluated
+    assert runner.names() == ["pretrain", "linear:byol_digits_b16_s0", "knn:byol_digits_b16_s0"]
+    assert "--resume" in runner.calls[0]
+
+    runner.calls.clear()
+    assert repro.run(grid.cells) == [] and runner.calls == []  # everything done
+
+
+def test_a_finished_run_with_missing_evals_runs_only_those(tmp_path: Path) -> None:
+    grid = expand_grid(tiny(seeds=[0]))
+    cell = grid.cells[0]
+    run = tmp_path / "runs" / cell.id
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"status": "finished"}))
+    repro = Reproduction(grid, tmp_path, runner=FakeRunner(), echo=lambda m: None)
+    repro.save_state(cell, {"steps": {"linear": 3.0}})  # linear done before an interruption
+    repro.runner = runner = FakeRunner()
+    (tmp_path / "cells" / f"{cell.id}.yaml").write_text(yaml.safe_dump(repro.pretrain_tree(cell)))
+    repro.run(grid.cells)
+    assert runner.names() == [f"knn:{cell.id}"]
+
+
+def test_plan_prints_cells_and_an_estimate_then_uses_measured_cost(tmp_path: Path) -> None:
+    grid = expand_grid(tiny(axes={"method": ["tribyol", "byol"]}, seeds=[0, 1], equal_compute=True,
+                            cost={"byol_step_seconds": 1.0, "eval_seconds": 10}))
+    repro = Reproduction(grid, tmp_path, runner=FakeRunner(), jobs=2)
+    text, wall = repro.plan(grid.cells)
+    assert "6 cell(s), 0 done, 6 to run, 2 job(s)" in text
+    assert "| byol-equal-compute_digits_b16_s0 | byol (equal compute) | 0 | 12 | to run |" in text
+    assert "estimated:" in text and "cost model (defaults" in text
+    # 64 images / batch 16 = 4 steps per epoch: tribyol 8 steps x 1.5 units, byol 8, byol eq 12
+    model = CostModel(grid.spec, [])
+    tribyol, byol = grid.cells[0], grid.cells[2]
+    assert step_units(tribyol) == pytest.approx(1.5 * step_units(byol))
+    # digits: 16 px, width 8, batch 16 -> 1/4 x 1/16 x 1/2 of the ConvNet-32 px-b32 unit
+    assert step_units(byol) == pytest.approx(0.25 / 16 / 2)
+    tri = model.seconds(tribyol, grid.spec)
+    assert tri == pytest.approx(8 * step_units(tribyol) * 1.0 + 2 * 10 + 3 * 8.0)
+    assert wall == pytest.approx(sum(model.seconds(c, grid.spec) for c in grid.cells) / 2)
+    # a finished cell measures the cost: 2 s per unit instead of 1
+    repro.save_state(grid.cells[0], {"done": True, "pretrain_s": 24.0, "units": 12.0,
+                                     "eval_s": 8.0, "evals": 2})
+    text, _ = repro.plan(grid.cells)
+    assert "5 to run" in text and "measured on 1 finished cell(s): 2 s per BYOL-step unit" in text
+    assert CostModel(grid.spec, repro.measured()).seconds(tribyol, grid.spec) == pytest.approx(
+        8 * step_units(tribyol) * 2.0 + 2 * 4 + 3 * 8.0)
+
+
+def test_tables_show_rows_by_cell_with_n_and_the_poster(tmp_path: Path) -> None:
+    grid = expand_grid(tiny(axes={"method": ["tribyol", "byol"]}, seeds=[0, 1],
+                            equal_compute=True, random_init=True))
+    runner = FakeRunner()
+    repro = Reproduction(grid, tmp_path, runner=runner, jobs=2, echo=lambda m: None)
+    assert repro.run(grid.cells) == []  # two cells at a time, random init after its source
+    assert len([a for a in runner.calls if a[0] == "pretrain"]) == 6
+    assert [a[1] for a in runner.calls[-2:] if "--random-init" in a] == ["linear", "knn"]
+    records = grid_records(repro, grid.cells)
+    assert {r["method"] for r in records} == {"tribyol", "byol", "byol@equal compute", "random-init"}
+    text = tables_markdown(records, grid)
+    assert "| BYOL (equal compute) |" in text and "| Random init |" in text
+    assert "50.50±0.71 (n=2)" in text  # seeds 0 and 1 score 50 and 51
+    # the poster's numbers need the poster's datasets; here the digits column has none
+    assert "/ –" in text
+
+
+# -- end to end, in process --------------------------------------------------------------------
+
+
+def in_process(argv: list[str], log_file: Path, env: dict) -> int:
+    return main(argv)
+
+
+def test_a_tiny_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
+    spec = tiny(axes={"method": ["tribyol"]}, seeds=[0])
+    spec["base"] = {**TINY_BASE, "train": {**TINY_BASE["train"], "epochs": 1}}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    assert main(["reproduce", str(path), "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 cell(s), 0 done, 1 to run" in printed and "tribyol eval knn" in printed
+    assert not out.exists()  # a dry run writes nothing
+
+    grid = load_grid(path)
+    repro = Reproduction(grid, out, runner=in_process, echo=lambda m: None)
+    assert repro.run(grid.cells) == []
+    cell = grid.cells[0]
+    assert repro.run_status(cell) == "finished"
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["protocol"] for r in records) == ["knn", "linear"]
+    assert all(r["run_id"] == cell.id and r["method"] == "tribyol" for r in records)
+    state = repro.state(cell)
+    assert state["done"] and set(state["steps"]) == {"pretrain", "linear", "knn"}
+    assert state["units"] == pytest.approx(4 * step_units(cell))  # 64 images / 16 = 4 steps
