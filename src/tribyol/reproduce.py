@@ -434,11 +434,20 @@ def step_units(cell: Cell) -> float:
     return cost * int(cell.value("train.batch_size", 32)) / 32
 
 
-def eval_count(spec: dict[str, Any]) -> tuple[int, int]:
-    """(linear + kNN + transfer evaluations, fine-tunings) per cell."""
+def applies(section: dict[str, Any], cell: Cell) -> bool:
+    """A fine-tune / transfer section with ``batches: [128]`` runs for those batch sizes only
+    (the poster fine-tunes and transfers its b128 encoders)."""
+    batches = section.get("batches")
+    return not batches or int(cell.value("train.batch_size", 32)) in [int(b) for b in batches]
+
+
+def eval_count(spec: dict[str, Any], cell: Cell | None = None) -> tuple[int, int]:
+    """(linear + kNN + transfer evaluations, fine-tunings) of a cell."""
     ev = spec.get("eval") or {}
-    probes = 2 + len(((ev.get("transfer") or {}).get("targets")) or [])
-    return probes, len(((ev.get("finetune") or {}).get("fractions")) or [])
+    transfer, finetune = ev.get("transfer") or {}, ev.get("finetune") or {}
+    probes = 2 + (len(transfer.get("targets") or []) if cell is None or applies(transfer, cell) else 0)
+    tunes = len(finetune.get("fractions") or []) if cell is None or applies(finetune, cell) else 0
+    return probes, tunes
 
 
 class CostModel:
@@ -465,7 +474,7 @@ class CostModel:
         return None if steps is None else steps * step_units(cell)
 
     def seconds(self, cell: Cell, spec: dict[str, Any]) -> float:
-        probes, finetunes = eval_count(spec)
+        probes, finetunes = eval_count(spec, cell)
         if cell.random_init_of:
             return START_SECONDS + self.eval * 2
         evals = probes * self.eval + finetunes * self.finetune + START_SECONDS * (1 + probes + finetunes)
@@ -604,13 +613,14 @@ class Reproduction:
         if cell.random_init_of:
             return steps
         finetune = ev.get("finetune") or {}
-        for fraction in finetune.get("fractions") or []:
+        for fraction in (finetune.get("fractions") or []) if applies(finetune, cell) else []:
             steps.append((f"finetune-{fraction:g}", [
                 "eval", "finetune", source, *flags(common), "--label-fraction", str(fraction),
-                "--splits-dir", str(self.out / "splits"), *flags(finetune, skip=("fractions",)),
+                "--splits-dir", str(self.out / "splits"), *flags(finetune, skip=("fractions", "batches")),
                 *store]))
         transfer = ev.get("transfer") or {}
-        if transfer.get("targets"):
+        if transfer.get("targets") and applies(transfer, cell):
+            transfer = {k: v for k, v in transfer.items() if k != "batches"}
             keep = {k: v for k, v in common.items()
                     if k not in ("dataset", "dataset_label", "test_from_train")}
             steps.append(("transfer", ["eval", "transfer", source, *flags({**keep, **transfer}),
