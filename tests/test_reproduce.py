@@ -301,6 +301,7 @@ def test_a_tiny_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["protocol"] for r in records) == ["knn", "linear"]
     assert all(r["run_id"] == cell.id and r["method"] == "tribyol" for r in records)
+    assert sorted(r["protocol"] for r in grid_records(repro, grid.cells)) == ["knn", "linear"]
     state = repro.state(cell)
     assert state["done"] and set(state["steps"]) == {"pretrain", "linear", "knn"}
     assert state["units"] == pytest.approx(4 * step_units(cell))  # 64 images / 16 = 4 steps
