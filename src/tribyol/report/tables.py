@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -81,9 +82,15 @@ class Table:
     def cells(self, method: str, col: tuple[str, Any]) -> tuple[Cell, float | None]:
         # a budget row (byol@3ep) shows the method's poster number; a transfer row
         # (tribyol|cifar10) none, since the poster does not name its source
+        # a row naming a pre-training batch shows the poster's number only at the poster's own
+        # (fine-tuning: b128); a b32 encoder beside the poster's b128 number would read as a match
         head, sep, source = method.partition("|")
-        poster_row = head.partition("@")[0] + sep + source
-        return self.ours.get(method, {}).get(col, Cell()), self.poster.get(poster_row, {}).get(col)
+        base, _, quals = head.partition("@")
+        batches = [q.strip() for q in quals.split(",") if re.fullmatch(r"b\d+", q.strip())]
+        poster = self.poster.get(base + sep + source, {}).get(col)
+        if batches and batches != [f"b{paper.FINETUNE_BATCH}"]:
+            poster = None
+        return self.ours.get(method, {}).get(col, Cell()), poster
 
     def markdown(self) -> str:
         labels = [self.column_label(*c) for c in self.columns]
@@ -283,7 +290,8 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
         lambda d, f: f"{paper.dataset_name(d)} {_fraction(f)}", ours, paper.FINETUNE,
         note=f"The poster fine-tunes encoders pre-trained at batch {paper.FINETUNE_BATCH}; each of "
              "our rows names its pre-training batch (`b32`), and rows of different batches are "
-             "never averaged. `ImageNet (supervised)` without a batch is torchvision's ImageNet "
+             f"never averaged; the poster's numbers stand beside b{paper.FINETUNE_BATCH} rows "
+             "only. `ImageNet (supervised)` without a batch is torchvision's ImageNet "
              "weights (`eval finetune imagenet:ARCH`).",
     ))
     # Transfer rows keep sources apart: one encoder per pre-training dataset, never averaged.
