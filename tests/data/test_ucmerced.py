@@ -23,8 +23,8 @@ from PIL import Image
 
 from tribyol.data import DatasetNotFoundError, FolderImages, load_split
 from tribyol.data import ucmerced as ucm
+from tribyol.data.__main__ import main as data_main
 from tribyol.data.images import decode_all, decode_square
-from tribyol.data.splits import main as split_main
 from tribyol.data.splits import stratified_group_split
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,7 +175,7 @@ def test_preset_views_stem_and_eval_split(fake: Path, tmp_path: Path) -> None:
 
 def test_split_folder_cli_writes_a_folder_dataset(fake: Path, tmp_path: Path, capsys) -> None:
     dest = tmp_path / "split"
-    assert split_main([str(fake), str(dest), "--seed", "0"]) == 0
+    assert data_main(["split", str(fake), str(dest), "--seed", "0"]) == 0
     assert "168 train / 42 test" in capsys.readouterr().out
     m = json.loads((dest / "split.json").read_text())
     assert m["test"] == ucm.split_manifest(fake)["test"]  # the preset's split, as folders

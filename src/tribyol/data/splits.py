@@ -1,6 +1,6 @@
 """Seeded, stratified train/test splits of an image folder that keep duplicate images together.
 
-    python -m tribyol.data.splits SRC DEST [--test-fraction 0.2] [--seed 0]
+    python -m tribyol.data split SRC DEST [--test-fraction 0.2] [--seed 0]
 
 writes ``DEST/train/<class>/`` and ``DEST/test/<class>/`` (symlinks to the files of
 ``SRC/<class>/``) and ``DEST/split.json`` (the manifest), the layout ``--dataset folder`` reads:
@@ -152,7 +152,8 @@ def split_folder(src: str | Path, dest: str | Path, test_fraction: float = 0.2,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tribyol.data split",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path, help="SRC/<class>/<images>")
     parser.add_argument("dest", type=Path, help="gets train/<class>/, test/<class>/, split.json")
     parser.add_argument("--test-fraction", type=float, default=0.2)

@@ -10,7 +10,7 @@ side. ``train`` is the 80 % (pre-training reads only that), ``test`` the 20 % (`
 
 The split seed is fixed, not the run's seed: every run and every evaluation sees the same
 split, and a feature cached for "ucmerced test" always means the same images.
-``split_manifest(root)`` returns it (``python -m tribyol.data.ucmerced DIR`` prints it as JSON);
+``split_manifest(root)`` returns it (``python -m tribyol.data ucmerced-split DIR`` prints it as JSON);
 readers also attach it to the image set as ``images.info["split"]``.
 
 Images are decoded once, into one uint8 tensor of 256x256 tiles (shorter side to 256, centre
@@ -132,7 +132,7 @@ def read_ucmerced(root: str | Path, split: str, download: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tribyol.data.ucmerced DIR [OUT.json]``: the split manifest as JSON."""
+    """``python -m tribyol.data ucmerced-split DIR [OUT.json]``: the split manifest as JSON."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(main.__doc__)
