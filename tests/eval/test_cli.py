@@ -37,7 +37,10 @@ def test_eval_commands_append_records(run_dir, tmp_path, capsys):
     first = records[0]
     assert first["dataset"] == "digits" and first["pretrain_batch_size"] == 16
     assert first["backbone"] == "convnet" and first["test_split"] == "test"
-    assert 0 <= first["value"] <= 100 and records[2]["label_fraction"] == 0.1
+    assert records[2]["label_fraction"] == 0.1
+    # digits are near linearly separable even on weak features: a wrong pipeline (labels
+    # shuffled against features, train/test mixed up, a broken probe) lands far below these
+    assert first["value"] >= 90.0 and records[1]["value"] >= 80.0, [r["value"] for r in records]
     # every record says which images it was scored on: digits has 1,437 train / 360 test
     sizes = [(r["params"]["num_train"], r["params"]["num_test"]) for r in records]
     assert sizes == [(1437, 360), (1437, 360), (144, 360), (144, 360)]
