@@ -16,7 +16,7 @@
 # FT_EPOCHS (default 5) epochs.
 # Estimated cost (timed on this machine with 2 cores shared with other jobs, per CPU-second of
 # this process; see BENCHMARKS.md "UC Merced"): pre-training 6 runs ~5,300 CPU-s, evaluations
-# ~2,000 CPU-s, in all ~7,500 CPU-s: about 65 minutes with both cores free, longer on a loaded
+# ~2,000 CPU-s, in all ~7,500 CPU-s: about 65-75 minutes with both cores free, longer on a loaded
 # machine. The ImageNet-style setting (224 px, ResNet-50) needs a GPU: VIEW=224 BACKBONE=resnet50.
 #
 # Quick check of the whole pipeline on a tiny budget (first pre-training only, 3 steps,
