@@ -28,6 +28,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

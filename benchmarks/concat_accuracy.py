@@ -26,12 +26,12 @@ from typing import Any
 
 import torch
 
-from tribyol.config import load_config
 from tribyol.data import get_spec, load_split
 from tribyol.engine import pretrain
 from tribyol.eval.common import load_source
 from tribyol.eval.features import extract_features
 from tribyol.eval.linear import linear_probe
+from tribyol.resolve import load_config
 
 
 def last_loss(run_dir: Path) -> float | None:

@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="also write the summary JSON here")
     args = p.parse_args(argv)
 
-    from tribyol.config import load_config
     from tribyol.engine import pretrain
+    from tribyol.resolve import load_config
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(None, [

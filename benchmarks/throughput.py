@@ -44,11 +44,12 @@ from typing import Any
 import lightning as L
 import torch
 
-from tribyol.config import ConfigError, RunConfig, load_config, to_dict
+from tribyol.config import ConfigError, RunConfig, to_dict
 from tribyol.data import TensorImages, get_spec
 from tribyol.engine.module import PretrainModule, data_info_for
 from tribyol.engine.run import PretrainData, load_pretrain_data, resolve_precision
 from tribyol.methods import METHODS
+from tribyol.resolve import load_config
 
 # Named variants: extra config overrides measured side by side with the plain config.
 VARIANTS: dict[str, dict[str, Any]] = {

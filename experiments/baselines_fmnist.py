@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from tribyol.config import load_config
+from tribyol.checkpoints import load_encoder
 from tribyol.data import get_spec, load_split
 from tribyol.engine import pretrain
 from tribyol.engine.module import build_encoder, data_info_for
@@ -29,7 +29,7 @@ from tribyol.engine.run import load_pretrain_data, read_metrics
 from tribyol.eval.features import extract_features
 from tribyol.eval.linear import linear_probe
 from tribyol.eval.splits import stratified_sample
-from tribyol.export import load_encoder
+from tribyol.resolve import load_config
 
 METHODS = ["tribyol", "byol", "cross", "simsiam", "simclr", "pirl-jigsaw", "pirl-rotation",
            "supervised"]

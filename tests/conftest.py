@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tribyol.config import RunConfig, load_config
+from tribyol.config import RunConfig
+from tribyol.resolve import load_config
 
 TINY = [
     ("data.dataset", "digits"),

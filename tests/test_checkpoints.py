@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tribyol.checkpoints import CHECKSUM_KEY, read_checkpoint
+from tribyol.checkpoints import CHECKSUM_KEY, load_checkpoint, read_checkpoint
 from tribyol.cli import main
 from tribyol.engine import pretrain
 from tribyol.errors import CheckpointError
-from tribyol.export import load_checkpoint
 
 
 def zero_inside_tensor_data(path: Path, size: int = 4096) -> None:

@@ -8,7 +8,7 @@ import pytest
 from safetensors import safe_open
 
 from tribyol.cli import main
-from tribyol.config import load_config
+from tribyol.resolve import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

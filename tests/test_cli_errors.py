@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from tribyol.cli import main
-from tribyol.config import ConfigError, load_config
+from tribyol.config import ConfigError
+from tribyol.resolve import load_config
 
 TINY = [
     "--dataset", "digits", "--limit", "64", "--batch-size", "16", "--epochs", "1",

@@ -12,10 +12,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from tribyol.checkpoints import BACKBONE_PREFIX, CHECKPOINT_NAME, load_checkpoint, load_encoder
 from tribyol.cli import main
 from tribyol.config import RunConfig, to_dict
-from tribyol.engine.callbacks import CHECKPOINT_NAME
-from tribyol.export import BACKBONE_PREFIX, CheckpointError, load_checkpoint, load_encoder
+from tribyol.errors import CheckpointError
 from tribyol.nets import build_backbone
 
 

@@ -115,7 +115,7 @@ def test_bad_grids_are_config_errors() -> None:
 
 @pytest.mark.parametrize("path", sorted(GRIDS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_grids_expand_to_valid_configs(path: Path) -> None:
-    from tribyol.config import load_config
+    from tribyol.resolve import load_config
 
     grid = load_grid(path)
     assert grid.cells and grid.name == path.stem

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tribyol.checkpoints import load_checkpoint, load_encoder
 from tribyol.cli import main
 from tribyol.engine import pretrain
-from tribyol.export import CheckpointError, load_checkpoint, load_encoder
+from tribyol.errors import CheckpointError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tribyol"
 

@@ -1,4 +1,4 @@
-"""Checkpoint files: their names, finding them, reading them safely, and their checksums.
+"""Checkpoint files and encoders: names, finding, safe reading, checksums, encoder metadata.
 
 Checkpoints are only ever read with ``torch.load(weights_only=True)``. Each checkpoint that
 tribyol writes carries a SHA-256 of all its tensors (``CHECKSUM_KEY``), so damage inside the
@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open
+from torch import nn
 
 from tribyol.errors import CheckpointError
 
@@ -20,6 +23,9 @@ CHECKPOINT_NAME = "last.ckpt"
 PREVIOUS_NAME = "previous.ckpt"
 CHECKSUM_KEY = "tribyol_checksum"
 BACKBONE_PREFIX = "method.backbone."
+ENCODER_FORMAT = "tribyol-encoder-v1"
+# Metadata an encoder cannot be rebuilt without.
+REQUIRED_METADATA = ("backbone", "in_channels", "image_size", "small_stem", "mean", "std")
 
 
 def _tensors(obj: Any, path: str = "") -> list[tuple[str, torch.Tensor]]:
@@ -131,3 +137,101 @@ def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     if not state:
         raise CheckpointError("checkpoint holds no encoder weights (method.backbone.*)")
     return state
+
+
+def encoder_metadata(ckpt: dict[str, Any]) -> dict[str, str]:
+    """The encoder's description and the run's budget, from the checkpoint."""
+    from tribyol.config import RunConfig, build_dataclass
+    from tribyol.nets import uses_small_stem
+
+    hp = ckpt.get("hyper_parameters") or {}
+    if "config" not in hp or "data_info" not in hp:
+        raise CheckpointError(
+            "checkpoint has no tribyol run config (hyper_parameters.config / data_info); "
+            "export needs a checkpoint written by `tribyol pretrain`"
+        )
+    cfg = build_dataclass(RunConfig, hp["config"])
+    info = hp["data_info"]
+    m, t = cfg.model, cfg.train
+    run = ckpt.get("tribyol_run") or {}
+    steps = int(ckpt.get("global_step", 0))
+    world = int(run.get("world_size", 1))
+    per_epoch = int(run.get("steps_per_epoch", 0))
+    meta = {
+        "format": ENCODER_FORMAT,
+        "backbone": m.backbone,
+        "in_channels": str(info["channels"]),
+        "image_size": str(info["image_size"]),
+        "small_stem": str(uses_small_stem(info["image_size"], m.small_stem)).lower(),
+        "width": str(m.width),
+        "method": cfg.method["name"],
+        "dataset": cfg.data.dataset,
+        # The batch that BatchNorm and the loss saw is batch_size per device; an optimizer step
+        # averages accumulate x world_size of them.
+        "batch_size": str(t.batch_size),
+        "accumulate": str(t.accumulate),
+        "world_size": str(world),
+        "steps_done": str(steps),
+        "epochs_planned": str(t.epochs),
+        "mean": ",".join(map(str, info["mean"])),
+        "std": ",".join(map(str, info["std"])),
+    }
+    if per_epoch > 0:
+        meta["epochs_done"] = f"{steps / per_epoch:.4g}"
+    if "labels_seen" in run:
+        meta["labels_seen"] = str(run["labels_seen"])
+    return meta
+
+
+def build_encoder_from_metadata(meta: dict[str, str]) -> nn.Module:
+    from tribyol.nets import build_backbone
+
+    return build_backbone(
+        meta["backbone"],
+        in_channels=int(meta["in_channels"]),
+        image_size=int(meta["image_size"]),
+        small_stem=meta["small_stem"] == "true",
+        width=int(meta.get("width", 32)),
+    )
+
+
+def read_export(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Metadata and tensors of an exported encoder, checked; a bad file is a ``CheckpointError``."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"cannot read {path}: it is truncated or not a safetensors file ({err}). "
+            "Export it again with `tribyol export RUN --out FILE`."
+        ) from None
+    if meta.get("format") != ENCODER_FORMAT:
+        raise CheckpointError(f"{path} is not a tribyol encoder export (no tribyol metadata)")
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise CheckpointError(
+            f"{path}'s metadata lacks {', '.join(missing)}; export it again with `tribyol export`"
+        )
+    return meta, state
+
+
+def load_encoder(source: str | Path) -> tuple[nn.Module, dict[str, str]]:
+    """An encoder with its weights, from a run directory, a ``.ckpt`` or a ``.safetensors``."""
+    source = Path(source)
+    if source.suffix == ".safetensors":
+        meta, state = read_export(source)
+    else:
+        ckpt = load_checkpoint(find_checkpoint(source))
+        meta, state = encoder_metadata(ckpt), encoder_state(ckpt)
+    try:
+        encoder = build_encoder_from_metadata(meta)
+        encoder.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{source}: its weights do not fit the encoder its metadata describes ({first})"
+        ) from None
+    return encoder, meta

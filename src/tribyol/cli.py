@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from tribyol.config import load_config
 from tribyol.errors import USER_ERRORS, RunStopped
+from tribyol.resolve import load_config
 
 # Modules that add their own sub-commands; a missing one is skipped.
 COMMAND_MODULES = ("tribyol.eval.cli", "tribyol.report.cli", "tribyol.reproduce")

@@ -2,7 +2,8 @@
 
 Every number the poster leaves open is a field here (or in a method's ``Options``) with its
 default documented beside it. Method-specific options live on the method class so that adding a
-method never touches this file; they are validated against it when the config is resolved.
+method never touches this file. This module imports no other part of tribyol but its errors:
+checking names against the dataset, backbone and method registries is ``tribyol.resolve``'s job.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class RunConfig:
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
 
-def _closest(key: str, options: typing.Iterable[str]) -> str:
+def did_you_mean(key: str, options: typing.Iterable[str]) -> str:
     match = difflib.get_close_matches(key, list(options), n=1, cutoff=0.0)
     return f" Did you mean '{match[0]}'?" if match else ""
 
@@ -199,7 +200,7 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
     for key, value in values.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            raise ConfigError(f"unknown config key '{path}'.{_closest(key, fields)}")
+            raise ConfigError(f"unknown config key '{path}'.{did_you_mean(key, fields)}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = build_dataclass(hint, value, path)
@@ -273,34 +274,15 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
-def load_config(
+def config_tree(
     path: str | Path | None = None, overrides: typing.Iterable[str | tuple[str, Any]] = ()
-) -> RunConfig:
-    """Defaults <- YAML file <- dotted overrides, then validated (including method options).
-
-    Keys, types and value ranges are checked before anything imports torch (fast errors); the
-    names that need the registries (dataset, backbone, method and its options) after.
-    """
+) -> dict[str, Any]:
+    """The raw config: the YAML file (if any) with the dotted overrides applied."""
     tree: dict[str, Any] = read_yaml_file(path) if path is not None else {}
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
         set_dotted(tree, key, value)
-    validate_values(build_dataclass(RunConfig, tree))
-    apply_view_preset(tree)
-    cfg = build_dataclass(RunConfig, tree)
-    validate(cfg)
-    return cfg
-
-
-def apply_view_preset(tree: dict[str, Any]) -> None:
-    """Put the dataset's view preset under the user's own ``views`` settings (theirs win)."""
-    from tribyol.data import DATASETS
-
-    data = tree.get("data") or {}
-    name = data.get("dataset", DataConfig.dataset) if isinstance(data, dict) else None
-    views = tree.get("views", {})
-    if name in DATASETS and isinstance(views, dict):
-        tree["views"] = {**DATASETS[name].views, **views}
+    return tree
 
 
 def check_run_name(name: str | None) -> None:
@@ -319,14 +301,14 @@ def check_run_name(name: str | None) -> None:
 SEED_LIMIT = 2**32  # NumPy's seeds, and so Lightning's, must be in [0, 2**32)
 
 
-def _check(ok: bool, message: str) -> None:
+def require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
 
 
 def validate_values(cfg: RunConfig) -> None:
     """The checks that need no registry (and so no torch): ranges, choices, names."""
-    check = _check
+    check = require
     t, d, o, m, v = cfg.train, cfg.data, cfg.optim, cfg.model, cfg.views
     check_run_name(cfg.name)
     check(0 <= t.seed < SEED_LIMIT, f"train.seed must be in [0, 2**32), got {t.seed}")
@@ -381,29 +363,8 @@ def validate_values(cfg: RunConfig) -> None:
         check(0.0 <= p <= 1.0, f"views probabilities must be in [0, 1], got {p}")
     check(v.third_view in THIRD_VIEWS,
           f"views.third_view '{v.third_view}' is not one of {', '.join(THIRD_VIEWS)}."
-          f"{_closest(v.third_view, THIRD_VIEWS)}")
+          f"{did_you_mean(v.third_view, THIRD_VIEWS)}")
     for name in ("blur_p", "solarize_p"):
         check(v.third_view == "cycle" or len(getattr(v, name) or []) <= 2,
               f"views.{name} with more than two entries sets each view itself, which needs "
               f"views.third_view=cycle (got {v.third_view}); or give BYOL's pair [p_v, p_v']")
-
-
-def validate(cfg: RunConfig) -> None:
-    """Reject impossible values before any data is read or any step is taken."""
-    from tribyol.data import DATASETS
-    from tribyol.methods import resolve_options
-    from tribyol.nets import BACKBONES
-
-    validate_values(cfg)
-    d, m = cfg.data, cfg.model
-    _check(
-        d.dataset in DATASETS,
-        f"unknown dataset '{d.dataset}'.{_closest(d.dataset, DATASETS)} "
-        f"Known: {', '.join(sorted(DATASETS))}",
-    )
-    _check(
-        m.backbone in BACKBONES,
-        f"unknown backbone '{m.backbone}'.{_closest(m.backbone, BACKBONES)} "
-        f"Known: {', '.join(sorted(BACKBONES))}",
-    )
-    resolve_options(cfg.method)  # unknown method / option / bad value -> ConfigError

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from tribyol.config import load_config
 from tribyol.data import DatasetNotFoundError, load_split
 from tribyol.engine.run import pretrain, read_metrics
 from tribyol.eval.common import load_source
 from tribyol.eval.features import extract_features
 from tribyol.eval.linear import linear_probe
 from tribyol.report.plots import plot_loss_curves
+from tribyol.resolve import load_config
 
 log = logging.getLogger(__name__)
 

@@ -297,7 +297,8 @@ def mark_same_runs(cells: list[Cell], fingerprint: Callable[[Cell], str]) -> Non
 
 def resolved_fingerprint(cell: Cell) -> str:
     """The run's resolved config (defaults and dataset presets applied), without its name."""
-    from tribyol.config import load_config, to_dict
+    from tribyol.config import to_dict
+    from tribyol.resolve import load_config
 
     tree = copy.deepcopy(cell.tree)
     tree.pop("name", None)
@@ -764,7 +765,7 @@ class Reproduction:
 def grid_records(repro: Reproduction, cells: list[Cell]) -> list[dict[str, Any]]:
     """The store's records of the grid's cells, each under its cell's row (``method@variant``)
     as the method, so report's tables group by the grid's rows."""
-    from tribyol.report.store import read_results
+    from tribyol.store import read_results
 
     if not repro.store.exists():
         return []

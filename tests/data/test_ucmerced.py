@@ -149,11 +149,11 @@ def test_reader_says_what_is_wrong(tmp_path: Path, fake: Path) -> None:
 
 
 def test_preset_views_stem_and_eval_split(fake: Path, tmp_path: Path) -> None:
-    from tribyol.config import load_config
     from tribyol.data.pretrain import load_pretrain_data
     from tribyol.engine.module import data_info_for
     from tribyol.eval.common import load_eval_data
     from tribyol.nets.backbones import uses_small_stem
+    from tribyol.resolve import load_config
     from tribyol.views import MultiViewAugment
 
     cfg = load_config(None, [("data.dataset", "ucmerced"), ("data.root", str(fake.parent)),

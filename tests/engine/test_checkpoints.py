@@ -10,10 +10,11 @@ import lightning as L
 import pytest
 import torch
 
+from tribyol.checkpoints import load_checkpoint
 from tribyol.cli import main
 from tribyol.config import to_dict
 from tribyol.engine import NonFiniteLossError, PretrainModule, pretrain
-from tribyol.export import CheckpointError, load_checkpoint
+from tribyol.errors import CheckpointError
 
 
 class StopAt(L.Callback):

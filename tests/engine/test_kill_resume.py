@@ -25,10 +25,10 @@ import lightning as L
 import pytest
 import torch
 
+from tribyol.checkpoints import load_checkpoint
 from tribyol.cli import PRETRAIN_FLAGS, build_parser, overrides_from_args
-from tribyol.config import load_config
 from tribyol.engine import pretrain
-from tribyol.export import load_checkpoint
+from tribyol.resolve import load_config
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 
+from tribyol.checkpoints import load_checkpoint
 from tribyol.engine import RunDirExistsError, pretrain
-from tribyol.export import load_checkpoint
 
 
 class StopAfterFirstEpoch(L.Callback):

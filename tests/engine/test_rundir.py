@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tribyol.checkpoints import load_checkpoint
 from tribyol.cli import main
 from tribyol.config import ConfigError
 from tribyol.engine import RunDirExistsError, pretrain
 from tribyol.engine.rundir import RUN_MARKER
-from tribyol.export import load_checkpoint
 
 TINY = [
     "--dataset", "digits", "--limit", "64", "--batch-size", "16", "--epochs", "1",
@@ -190,7 +190,7 @@ def test_resume_with_the_same_flags_after_resolution_sees_no_change(tiny, caplog
 
 
 def test_bad_seed_is_refused() -> None:
-    from tribyol.config import load_config
+    from tribyol.resolve import load_config
 
     with pytest.raises(ConfigError, match=r"train.seed must be in \[0, 2\*\*32\)"):
         load_config(None, [("train.seed", 2**32)])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.test_kill_resume import ARGS, child_env
-from tribyol.export import load_checkpoint
+from tribyol.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,8 @@ from tribyol.eval.common import (
     labels_seen,
     load_source,
 )
-from tribyol.report.store import read_results
 from tribyol.report.tables import build_tables
+from tribyol.store import read_results
 
 FAST = ["--device", "cpu", "--no-cache", "--image-size", "32", "--limit-train", "200",
         "--limit-test", "100"]
@@ -102,7 +102,7 @@ def test_imagenet_source_at_imagenet_size_is_the_posters_row(tmp_path):
     src = Source(torch.nn.Identity(), imagenet_metadata("resnet50"), "imagenet-resnet50", tmp_path)
     data = EvalData("cifar10", None, None, torch.zeros(0), torch.zeros(0), 10, "test")
     record = {**base_record(src, data, "finetune", 0), "value": 70.0, "label_fraction": 0.01}
-    from tribyol.report.store import append_result
+    from tribyol.store import append_result
 
     append_result(tmp_path / "r.jsonl", record)
     finetune = build_tables(read_results(tmp_path / "r.jsonl"))[1]

@@ -90,7 +90,7 @@ PAIRS = {"byol": ("method.online.", "method.target."),
 def test_ema_uses_the_updated_online_weights(tiny, name):
     """With tau = 0 each EMA step copies the online weights: after the run the targets must
     equal the final online weights (an EMA before optimizer.step would hold the previous ones)."""
-    from tribyol.export import load_checkpoint
+    from tribyol.checkpoints import load_checkpoint
 
     run = pretrain(tiny(("method.name", name), ("method.tau", 0.0), ("train.max_steps", 3)))
     state = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]

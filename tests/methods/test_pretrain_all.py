@@ -8,9 +8,10 @@ import lightning as L
 import pytest
 import torch
 
+from tribyol.checkpoints import encoder_state, load_checkpoint, load_encoder
 from tribyol.engine import pretrain
 from tribyol.engine.run import read_metrics
-from tribyol.export import encoder_state, export_encoder, load_checkpoint, load_encoder
+from tribyol.export import export_encoder
 
 METHODS = ["simsiam", "simclr", "cross", "pirl-jigsaw", "pirl-rotation", "supervised"]
 

@@ -132,8 +132,9 @@ def test_cli_pretrain_with_weights_option_and_clear_error(tmp_path, capsys, monk
 
 
 def engine_module(name: str, dataset: str = "cifar10", **method):
-    from tribyol.config import load_config, to_dict
+    from tribyol.config import to_dict
     from tribyol.engine.module import PretrainModule
+    from tribyol.resolve import load_config
 
     overrides = [("method.name", name), ("data.dataset", dataset), ("model.width", 4),
                  ("model.hidden_dim", 16), ("model.proj_dim", 8)]

@@ -130,9 +130,10 @@ def test_independent_init_target_starts_like_a_freshly_built_encoder(backbone, w
 
 
 def test_engine_builds_the_independent_target_with_the_backbone_builder():
-    from tribyol.config import load_config, to_dict
+    from tribyol.config import to_dict
     from tribyol.engine.module import PretrainModule
     from tribyol.nets import build_backbone
+    from tribyol.resolve import load_config
 
     cfg = load_config(None, [("model.backbone", "resnet18"), ("model.hidden_dim", 16),
                              ("model.proj_dim", 8), ("method.target_policy", "independent-init"),

@@ -2,8 +2,8 @@ import csv
 import json
 
 from tribyol.cli import main
-from tribyol.report.store import append_result, read_results
 from tribyol.report.tables import build_tables, latest, runs_table
+from tribyol.store import append_result, read_results
 
 
 def write_store(path):

@@ -2,8 +2,8 @@
 
 import csv
 
-from tribyol.report.store import append_result, read_results, saw_labels_of
 from tribyol.report.tables import build_tables, method_rows, row_name, runs_table
+from tribyol.store import append_result, read_results, saw_labels_of
 
 BASE = {"backbone": "convnet", "dataset": "cifar10", "pretrain_dataset": "cifar10",
         "metric": "top1", "seed": 0, "test_split": "test"}
@@ -141,8 +141,8 @@ def test_row_names():
 
 
 def test_a_b32_finetune_row_does_not_carry_the_posters_b128_numbers(tmp_path) -> None:
-    from tribyol.report.store import append_result, read_results
     from tribyol.report.tables import build_tables
+    from tribyol.store import append_result, read_results
 
     store = tmp_path / "r.jsonl"
     base = {"method": "tribyol", "backbone": "convnet", "dataset": "cifar10", "protocol": "finetune",

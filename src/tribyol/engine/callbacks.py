@@ -26,7 +26,7 @@ from tribyol.errors import RunStopped
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_NAME", "PREVIOUS_NAME", "AtomicCheckpoint", "PlainProgress", "RNGState",
+__all__ = ["AtomicCheckpoint", "PlainProgress", "RNGState",
            "RunRecord", "StopOnSignal", "Throughput"]
 
 

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tribyol.config import ConfigError, _closest
-from tribyol.report.store import DEFAULT_STORE, append_result
+from tribyol.config import ConfigError, did_you_mean
+from tribyol.store import DEFAULT_STORE, append_result
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def check_dataset(name: str | None, option: str = "--dataset") -> None:
     from tribyol.data import DATASETS
 
     if name is not None and name not in DATASETS:
-        raise ConfigError(f"{option}: unknown dataset '{name}'.{_closest(name, DATASETS)} "
+        raise ConfigError(f"{option}: unknown dataset '{name}'.{did_you_mean(name, DATASETS)} "
                           f"Known: {', '.join(sorted(DATASETS))}")
 
 

@@ -69,7 +69,7 @@ def imagenet_metadata(backbone: str, image_size: int = IMAGENET_IMAGE_SIZE,
                       weights: Path | None = None) -> dict[str, str]:
     """Export-style metadata of torchvision's ImageNet ResNet: RGB, the standard 7x7 stem,
     ImageNet's mean/std. No pre-training batch is stated: the run is torchvision's, not ours."""
-    from tribyol.export import ENCODER_FORMAT
+    from tribyol.checkpoints import ENCODER_FORMAT
 
     meta = {
         "format": ENCODER_FORMAT,
@@ -92,8 +92,8 @@ def load_imagenet_source(source: str, random_init: bool = False, seed: int = 0,
                          weights: str | None = None, image_size: int | None = None) -> Source:
     """``imagenet:resnet18`` -> torchvision's ResNet-18 with the ImageNet weights of ``weights``
     (a path) or the torch hub cache; ``random_init``: the same network, untrained."""
+    from tribyol.checkpoints import build_encoder_from_metadata
     from tribyol.config import ConfigError
-    from tribyol.export import build_encoder_from_metadata
     from tribyol.methods.supervised import (
         IMAGENET_WEIGHTS,
         find_imagenet_weights,
@@ -137,7 +137,7 @@ def load_source(source: str | Path, random_init: bool = False, seed: int = 0, *,
                 weights: str | None = None, image_size: int | None = None) -> Source:
     """The encoder of a run directory / .ckpt / .safetensors / ``imagenet:ARCH``;
     ``random_init``: same net, new weights (and no labels seen)."""
-    from tribyol.export import build_encoder_from_metadata, load_encoder
+    from tribyol.checkpoints import build_encoder_from_metadata, load_encoder
 
     if is_imagenet_source(source):
         return load_imagenet_source(str(source), random_init, seed, weights, image_size)
@@ -156,7 +156,7 @@ def check_label_fraction(src: Source, fraction: float, datasets: Iterable[str | 
     """Refuse fine-tuning with a fraction of the labels of a dataset whose labels (all of
     them) already trained the encoder: the score would be filed as a few-label result."""
     from tribyol.config import ConfigError
-    from tribyol.report.store import saw_labels_of
+    from tribyol.store import saw_labels_of
 
     if fraction >= 1:
         return
@@ -279,7 +279,7 @@ def _number(text: str | None, kind: type) -> Any:
 
 
 def base_record(src: Source, data: EvalData, protocol: str, seed: int) -> dict[str, Any]:
-    """Store fields shared by every protocol (``report.store.FIELDS``)."""
+    """Store fields shared by every protocol (``tribyol.store.FIELDS``)."""
     meta = src.meta
     method = meta.get("method")
     if src.run_id.endswith("+random-init"):

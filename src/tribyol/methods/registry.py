@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tribyol.config import ConfigError, _closest, build_dataclass
+from tribyol.config import ConfigError, build_dataclass, did_you_mean
 
 METHODS: dict[str, type] = {}
 
@@ -24,7 +24,7 @@ def resolve_options(method: dict[str, Any]) -> tuple[type, Any]:
     name = values.pop("name", None)
     if name not in METHODS:
         raise ConfigError(
-            f"unknown method '{name}'.{_closest(str(name), METHODS)} "
+            f"unknown method '{name}'.{did_you_mean(str(name), METHODS)} "
             f"Known: {', '.join(sorted(METHODS))}"
         )
     cls = METHODS[name]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tribyol.report import paper
-from tribyol.report.store import saw_labels_of
+from tribyol.store import saw_labels_of
 
 CARVED = "†"
 SAW_LABELS = "‡"

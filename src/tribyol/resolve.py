@@ -1,0 +1,74 @@
+"""The one route from a YAML file and overrides to a validated ``RunConfig``.
+
+``tribyol.config`` defines the config and checks what needs no registry (before torch is
+imported, so those errors come at once); this module, a layer above the registries, adds the
+dataset's view preset and checks the dataset, backbone and method names and the method's
+options.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+from tribyol.config import (
+    DataConfig,
+    RunConfig,
+    build_dataclass,
+    config_tree,
+    did_you_mean,
+    require,
+    validate_values,
+)
+
+__all__ = ["apply_view_preset", "load_config", "validate"]
+
+
+def load_config(
+    path: str | Path | None = None, overrides: typing.Iterable[str | tuple[str, Any]] = ()
+) -> RunConfig:
+    """Defaults <- YAML file <- dotted overrides, then validated (including method options).
+
+    Keys, types and value ranges are checked before anything imports torch (fast errors); the
+    names that need the registries (dataset, backbone, method and its options) after.
+    """
+    tree = config_tree(path, overrides)
+    validate_values(build_dataclass(RunConfig, tree))
+    apply_view_preset(tree)
+    cfg = build_dataclass(RunConfig, tree)
+    validate(cfg)
+    return cfg
+
+
+def apply_view_preset(tree: dict[str, Any]) -> None:
+    """Put the dataset's view preset under the user's own ``views`` settings (theirs win)."""
+    from tribyol.data import DATASETS  # here, not at the top: the torch-free checks come first
+
+    data = tree.get("data") or {}
+    name = data.get("dataset", DataConfig.dataset) if isinstance(data, dict) else None
+    views = tree.get("views", {})
+    if name in DATASETS and isinstance(views, dict):
+        tree["views"] = {**DATASETS[name].views, **views}
+
+
+def validate(cfg: RunConfig) -> None:
+    """Reject impossible values before any data is read or any step is taken."""
+    # Imported here: the registries import torch, and validate_values' errors come before it.
+    from tribyol.data import DATASETS
+    from tribyol.methods import resolve_options
+    from tribyol.nets import BACKBONES
+
+    validate_values(cfg)
+    d, m = cfg.data, cfg.model
+    require(
+        d.dataset in DATASETS,
+        f"unknown dataset '{d.dataset}'.{did_you_mean(d.dataset, DATASETS)} "
+        f"Known: {', '.join(sorted(DATASETS))}",
+    )
+    require(
+        m.backbone in BACKBONES,
+        f"unknown backbone '{m.backbone}'.{did_you_mean(m.backbone, BACKBONES)} "
+        f"Known: {', '.join(sorted(BACKBONES))}",
+    )
+    resolve_options(cfg.method)  # unknown method / option / bad value -> ConfigError
