@@ -230,3 +230,23 @@ def test_real_tiles_decode_the_same_on_every_path(real: Path) -> None:
     assert not torch.equal(tv[0], tv[4])
     with pytest.raises(ValueError, match="decoder"):
         decode_square(paths[0], 256, "cv2")
+
+
+def test_the_run_and_the_eval_records_name_the_split(fake: Path, tmp_path: Path) -> None:
+    """run.json carries the split's seed and hash; eval records name the split they scored."""
+    import json
+
+    from tribyol.cli import main
+
+    runs = tmp_path / "runs"
+    assert main(["pretrain", "--dataset", "ucmerced", "--data-root", str(fake), "--batch-size", "16",
+                 "--max-steps", "1", "--precision", "32", "--accelerator", "cpu", "--run-dir", str(runs),
+                 "--name", "u", "--set", "data.image_size=16", "--set", "model.width=8",
+                 "--set", "train.progress_bar=false"]) == 0
+    sha = ucm.split_manifest(fake)["sha256"]
+    record = json.loads((runs / "u" / "run.json").read_text())
+    assert record["data_split"] == {"seed": ucm.SPLIT_SEED, "sha256": sha}
+    store = tmp_path / "r.jsonl"
+    assert main(["eval", "knn", str(runs / "u"), "--data-root", str(fake), "--k", "5",
+                 "--force-small-test", "--store", str(store), "--cache-dir", str(tmp_path / "c")]) == 0
+    assert json.loads(store.read_text())["test_split"] == f"test (split seed 0, sha256 {sha[:12]})"

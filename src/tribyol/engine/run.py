@@ -303,6 +303,12 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
     return rows
 
 
+def _split_record(dataset: Any) -> dict[str, Any] | None:
+    """A preset's own train/test split (e.g. ucmerced): its seed and the hash of its file lists."""
+    split = (getattr(dataset, "info", None) or {}).get("split")
+    return {k: split[k] for k in ("seed", "sha256") if k in split} if split else None
+
+
 def resolved_config(cfg: RunConfig, info: DataInfo) -> RunConfig:
     """The config with what the data decided written in (channels, view size)."""
     data = dataclasses.replace(cfg.data, channels=info.channels, image_size=info.image_size)
@@ -381,7 +387,7 @@ def pretrain(
             write_marker(run_dir, name=run_dir.name, status="starting",
                          resume_command=resume_command, batch_size=cfg.train.batch_size,
                          accumulate=cfg.train.accumulate, epochs_planned=cfg.train.epochs,
-                         max_steps=cfg.train.max_steps)
+                         max_steps=cfg.train.max_steps, data_split=_split_record(dataset))
         saver = next(c for c in trainer.callbacks if isinstance(c, AtomicCheckpoint))
         stop = StopOnSignal(saver.save, resume_command)
         trainer.callbacks.append(stop)

@@ -238,6 +238,9 @@ def load_eval_data(
     else:
         test_idx = (_labels(test) >= 0).nonzero().flatten()
         test_split = "test"
+        split = (getattr(test, "info", None) or {}).get("split")
+        if split:  # a preset's own seeded split (ucmerced): name which one
+            test_split = f"test (split seed {split.get('seed')}, sha256 {str(split.get('sha256'))[:12]})"
 
     def subset(images: Any, idx: Tensor, limit: int | None, option: str) -> Tensor:
         if limit is None or limit >= len(idx):
@@ -270,8 +273,10 @@ def channel_stats(stats: tuple[float, ...], channels: int) -> tuple[float, ...]:
 
 
 def cache_name(data: EvalData, root: str | Path) -> str:
-    """Dataset identity for the feature cache: folders also by their path."""
-    return f"{data.name}@{Path(root).resolve()}" if data.name.startswith("folder") else data.name
+    """Dataset identity for the feature cache: folders (and presets over a user's folder, such
+    as ucmerced) also by their path, so two folders never share cached features."""
+    by_path = data.name.startswith("folder") or getattr(data.train, "info", None)
+    return f"{data.name}@{Path(root).resolve()}" if by_path else data.name
 
 
 def _number(text: str | None, kind: type) -> Any:
