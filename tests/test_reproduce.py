@@ -98,11 +98,11 @@ def test_equal_compute_adds_a_byol_cell_at_tribyols_cost() -> None:
 
 def test_an_arm_restating_the_default_shares_its_run() -> None:
     grid = expand_grid(tiny(arms=[{"label": "default"},
-                                  {"set": {"views.third_view": "cycle"}},
+                                  {"set": {"views.third_view": "byol-pairs"}},
                                   {"set": {"views.third_view": "uniform"}}], seeds=[0]))
     mark_same_runs(grid.cells, resolved_fingerprint)
     same = {c.id: c.same_as for c in grid.cells}
-    assert same["tribyol-third_view-cycle_digits_b16_s0"] == "tribyol_digits_b16_s0"
+    assert same["tribyol-third_view-byol-pairs_digits_b16_s0"] == "tribyol_digits_b16_s0"
     assert same["tribyol-third_view-uniform_digits_b16_s0"] is None
 
 

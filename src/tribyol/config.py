@@ -43,9 +43,10 @@ class DataConfig:
 # BYOL's pair (docs/methods.md, "The third view"): "cycle" (the per-view lists cycled, so v''
 # copies v), "byol-pairs" (every view past v drawn like v', so each pair with the anchor v is
 # BYOL's asymmetric pair), "uniform" (every view from one distribution, the mean of BYOL's pair).
-# Two-view methods always get BYOL's pair. The default is this one constant.
+# Two-view methods always get BYOL's pair. The default is this one constant: byol-pairs led the
+# CPU ablation (RESULTS.md, "Ablation"; docs/methods.md says why).
 THIRD_VIEWS = ("cycle", "byol-pairs", "uniform")
-DEFAULT_THIRD_VIEW = "cycle"
+DEFAULT_THIRD_VIEW = "byol-pairs"
 
 
 @dataclass

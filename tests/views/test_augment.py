@@ -26,9 +26,10 @@ def images(b: int = 4, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tenso
 
 
 def plain_views(**changes: object) -> ViewsConfig:
-    """Identity crop, no flip, no colour, blur or solarize; ``changes`` switch ops back on."""
+    """Identity crop, no flip, no colour, blur or solarize; ``changes`` switch ops back on.
+    Per-view lists cycle over the views (``third_view=cycle``), so one entry sets one view."""
     base = ViewsConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
-                       grayscale_p=0.0, blur_p=[0.0], solarize_p=[0.0])
+                       grayscale_p=0.0, blur_p=[0.0], solarize_p=[0.0], third_view="cycle")
     return dataclasses.replace(base, **changes)
 
 

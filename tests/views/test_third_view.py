@@ -38,9 +38,9 @@ def within_sampling_error(hits: torch.Tensor, p: float) -> float:
     return rate
 
 
-def test_the_default_is_one_constant_and_cycle_for_now() -> None:
+def test_the_default_is_one_constant_byol_pairs() -> None:
     assert DEFAULT_THIRD_VIEW in THIRD_VIEWS
-    assert ViewsConfig().third_view == DEFAULT_THIRD_VIEW == "cycle"
+    assert ViewsConfig().third_view == DEFAULT_THIRD_VIEW == "byol-pairs"
     assert load_config().views.third_view == DEFAULT_THIRD_VIEW
 
 
@@ -106,4 +106,7 @@ def test_a_bad_setting_is_a_config_error() -> None:
         load_config(overrides=["views.third_view=byol-pair"])
     with pytest.raises(ConfigError, match="third_view=cycle"):
         load_config(overrides=["views.third_view=uniform", "views.solarize_p=[0.0, 0.2, 0.5]"])
-    assert load_config(overrides=["views.solarize_p=[0.0, 0.2, 0.5]"]).views.solarize_p[2] == 0.5
+    with pytest.raises(ConfigError, match="third_view=cycle"):  # the default, byol-pairs, too
+        load_config(overrides=["views.solarize_p=[0.0, 0.2, 0.5]"])
+    cycled = load_config(overrides=["views.third_view=cycle", "views.solarize_p=[0.0, 0.2, 0.5]"])
+    assert cycled.views.solarize_p[2] == 0.5
