@@ -5,21 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tribyol.methods import MethodContext, resolve_options
+from tests.methods.helpers import make, views
 from tribyol.methods.base import normalized_mse
-from tribyol.nets import build_backbone
-
-
-def make(name: str = "byol", **options):
-    torch.manual_seed(0)
-    cls, opts = resolve_options({"name": name, **options})
-    backbone = build_backbone("convnet", 1, 16, width=4)
-    return cls(MethodContext(backbone, hidden_dim=16, proj_dim=8), opts)
-
-
-def views(n: int, b: int = 6):
-    g = torch.Generator().manual_seed(1)
-    return [torch.randn(b, 1, 16, 16, generator=g) for _ in range(n)]
 
 
 def test_symmetric_loss_matches_formula():

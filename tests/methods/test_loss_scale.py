@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.methods.test_byol import make, views
+from tests.methods.helpers import make, views
 
 MOMENTUM = [("tribyol", {}), ("tribyol", {"target_policy": "alternating-ema"}), ("cross", {})]
 

@@ -9,26 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.methods.test_byol import views
+from tests.methods.helpers import NUM_IMAGES, gen, views
+from tests.methods.helpers import make_pirl as make
 from tribyol.config import ConfigError
-from tribyol.methods import MethodContext, resolve_options
 from tribyol.methods.pirl import MemoryBank, info_nce
-from tribyol.nets import build_backbone
-
-NUM_IMAGES = 20
-
-
-def make(name: str = "pirl-rotation", num_images: int = NUM_IMAGES, **options):
-    torch.manual_seed(0)
-    cls, opts = resolve_options({"name": name, **options})
-    backbone = build_backbone("convnet", 1, 16, width=4)
-    ctx = MethodContext(backbone, hidden_dim=16, proj_dim=8, num_train_images=num_images,
-                        image_size=16, channels=1)
-    return cls(ctx, opts)
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def test_info_nce_hand_computed():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.methods.test_pirl import make
+from tests.methods.helpers import make_pirl as make
 from tribyol.config import ConfigError
 from tribyol.methods.pirl_jigsaw import (
     from_tiles,

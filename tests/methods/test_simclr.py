@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from tests.methods.test_byol import make, views
+from tests.methods.helpers import make, views
 from tribyol.config import ConfigError
 from tribyol.methods.simclr import nt_xent
 

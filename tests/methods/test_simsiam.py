@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tests.methods.test_byol import make, views
+from tests.methods.helpers import make, views
 from tribyol.config import ConfigError
 from tribyol.methods.simsiam import negative_cosine, simsiam_loss
 

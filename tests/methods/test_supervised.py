@@ -9,20 +9,11 @@ import pytest
 import torch
 import torchvision
 
+from tests.methods.helpers import make_supervised as make
 from tribyol.cli import main
 from tribyol.config import ConfigError
 from tribyol.engine.run import read_metrics
-from tribyol.methods import MethodContext, resolve_options
 from tribyol.methods.supervised import hub_weight_paths
-from tribyol.nets import build_backbone
-
-
-def make(name: str = "supervised", backbone: str = "convnet", channels: int = 1,
-         image_size: int = 16, small_stem: bool | None = None, **options):
-    torch.manual_seed(0)
-    cls, opts = resolve_options({"name": name, **options})
-    net = build_backbone(backbone, channels, image_size, small_stem, width=4)
-    return cls(MethodContext(net, hidden_dim=16, proj_dim=8, num_classes=10), opts)
 
 
 def imagenet_file(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.methods.test_byol import make, views
+from tests.methods.helpers import make, views
 from tribyol.config import ConfigError
 from tribyol.methods.base import normalized_mse
 

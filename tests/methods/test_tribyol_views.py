@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.methods.test_byol import make
+from tests.methods.helpers import make
 
 
 def identity_tribyol(**options):
