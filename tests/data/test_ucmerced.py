@@ -169,7 +169,7 @@ def test_preset_views_stem_and_eval_split(fake: Path, tmp_path: Path) -> None:
     assert [v.shape for v in out] == [(4, 3, 224, 224)] * 3
     assert not uses_small_stem(info.image_size, cfg.model.small_stem)  # the 7x7 stem
     ev = load_eval_data("ucmerced", fake, image_size=224, channels=3)
-    assert ev.test_split == "test" and ev.num_classes == 21
+    assert ev.test_split.startswith("test (split seed 0, sha256 ") and ev.num_classes == 21
     assert len(ev.train_indices) == 168 and len(ev.test_indices) == 42
 
 

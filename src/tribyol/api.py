@@ -1,0 +1,154 @@
+"""The Python API: what the CLI does, as functions for notebooks and scripts (docs/api.md).
+
+- ``pretrain(config, overrides) -> Run``: the same route as ``tribyol pretrain``.
+- ``load_encoder(source)``: a run directory, ``.ckpt`` or exported ``.safetensors`` -> encoder.
+- ``evaluate(source, protocol, dataset)``: a linear probe or kNN top-1 on a test split.
+- ``build_method(name, backbone)``: a method as a plain ``nn.Module`` for your own loop: views
+  in, ``StepOutput`` out, ``after_optimizer_step`` for the EMA.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tribyol.checkpoints import load_encoder
+from tribyol.config import RunConfig, to_dict
+from tribyol.errors import ConfigError
+from tribyol.methods import Method, MethodContext, resolve_options
+from tribyol.resolve import load_config
+
+__all__ = ["Run", "build_method", "evaluate", "load_encoder", "pretrain"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished (or stopped) pre-training run: its directory and what it recorded."""
+
+    directory: Path
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """``run.json``: status, steps and epochs done, batch, accumulation, world size, ..."""
+        return json.loads((self.directory / "run.json").read_text())
+
+    @property
+    def steps_done(self) -> int:
+        return int(self.record["steps_done"])
+
+    @property
+    def config(self) -> RunConfig:
+        return load_config(self.directory / "config.yaml")
+
+    def encoder(self) -> tuple[nn.Module, dict[str, str]]:
+        """The trained encoder and its metadata (as ``load_encoder(run.directory)``)."""
+        return load_encoder(self.directory)
+
+
+def _as_config(config: RunConfig | str | Path | Mapping[str, Any] | None,
+               overrides: Mapping[str, Any] | Iterable[str]) -> RunConfig:
+    items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
+    if isinstance(config, RunConfig):
+        return load_config(None, [*_flat(to_dict(config)).items(), *items])
+    if isinstance(config, Mapping):
+        return load_config(None, [*_flat(dict(config)).items(), *items])
+    return load_config(config, items)
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and key != "method":
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif key == "method" and isinstance(value, Mapping):
+            out.update({f"{prefix}method.{k}": v for k, v in value.items()})
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def pretrain(
+    config: RunConfig | str | Path | Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | Iterable[str] = (),
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Run:
+    """Pre-train as ``tribyol pretrain`` does and return the run.
+
+    ``config``: a ``RunConfig``, a YAML path, a nested dict, or None (the defaults);
+    ``overrides``: dotted keys, e.g. ``{"method.name": "byol", "train.max_steps": 10}`` or
+    ``["optim.lr=0.1"]``. Bad values raise ``tribyol.errors.ConfigError`` before anything runs.
+    """
+    from tribyol.engine import pretrain as run_pretraining
+
+    cfg = _as_config(config, overrides)
+    return Run(run_pretraining(cfg, resume=resume, overwrite=overwrite))
+
+
+def evaluate(
+    source: str | Path,
+    protocol: str = "linear",
+    dataset: str | None = None,
+    *,
+    data_root: str | Path = "data",
+    test_from_train: float | None = None,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    seed: int = 0,
+    k: int = 200,
+    temperature: float = 0.07,
+    device: str | None = None,
+) -> float:
+    """Top-1 (%) of the ``source`` encoder on ``dataset``'s test split (default: the dataset it
+    was pre-trained on): ``protocol`` "linear" (L2 penalty picked on a validation split) or
+    "knn" (weighted, cosine). Nothing is appended to the results store; use the CLI for that."""
+    from tribyol.eval.common import channel_stats, load_eval_data, load_source
+    from tribyol.eval.features import extract_features
+    from tribyol.eval.knn import knn_accuracy
+    from tribyol.eval.linear import linear_probe
+
+    if protocol not in ("linear", "knn"):
+        raise ConfigError(f"protocol must be 'linear' or 'knn', got {protocol!r}")
+    src = load_source(source, seed=seed)
+    name = dataset or src.meta.get("dataset")
+    if name is None:
+        raise ConfigError(f"{source} does not say which dataset it was pre-trained on; pass dataset=")
+    data = load_eval_data(name, data_root, image_size=src.image_size, channels=src.in_channels,
+                          test_from_train=test_from_train, limit_train=limit_train,
+                          limit_test=limit_test, seed=seed)
+    common = dict(image_size=src.image_size, mean=channel_stats(src.mean, src.in_channels),
+                  std=channel_stats(src.std, src.in_channels), device=device,
+                  in_channels=src.in_channels)
+    train_x, train_y = extract_features(src.encoder, data.train, indices=data.train_indices, **common)
+    test_x, test_y = extract_features(src.encoder, data.test, indices=data.test_indices, **common)
+    if protocol == "knn":
+        return knn_accuracy(train_x, train_y, test_x, test_y, k, temperature)
+    return linear_probe(train_x, train_y, test_x, test_y, seed=seed,
+                        num_classes=data.num_classes).top1
+
+
+def build_method(
+    name: str,
+    backbone: nn.Module,
+    *,
+    hidden_dim: int = 512,
+    proj_dim: int = 128,
+    image_size: int = 32,
+    channels: int = 3,
+    num_classes: int = 10,
+    num_train_images: int = 0,
+    **options: Any,
+) -> Method:
+    """A registered method around ``backbone`` (anything with an ``out_dim``), with its options
+    validated as the config would (``tau=0.99``, ``views=4``, ...)."""
+    cls, opts = resolve_options({"name": name, **options})
+    ctx = MethodContext(backbone=backbone, hidden_dim=hidden_dim, proj_dim=proj_dim,
+                        num_classes=num_classes, num_train_images=num_train_images,
+                        image_size=image_size, channels=channels)
+    return cls(ctx, opts)
