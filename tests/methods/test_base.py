@@ -1,28 +1,12 @@
-"""The shared pieces: BYOL's normalised loss, the EMA update and its schedule."""
+"""The shared pieces: the EMA update and its schedule (the losses: ``test_losses.py``)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
 from torch import nn
 
-from tribyol.methods.base import ema_update_, frozen_copy, normalized_mse, tau_at
-
-
-def test_normalized_mse_hand_computed():
-    q = torch.tensor([[1.0, 0.0], [1.0, 1.0], [3.0, 0.0]])
-    z = torch.tensor([[0.0, 1.0], [1.0, 0.0], [-2.0, 0.0]])
-    # orthogonal: 2 - 0; 45 degrees: 2 - 2/sqrt(2); opposite: 2 + 2
-    expected = (2.0 + (2.0 - math.sqrt(2.0)) + 4.0) / 3
-    assert normalized_mse(q, z).item() == pytest.approx(expected, abs=1e-6)
-
-
-def test_normalized_mse_is_fp32_under_bf16_inputs():
-    q = torch.randn(4, 8).bfloat16()
-    z = torch.randn(4, 8).bfloat16()
-    assert normalized_mse(q, z).dtype == torch.float32
+from tribyol.methods.base import ema_update_, frozen_copy, tau_at
 
 
 def test_ema_update_is_exact():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.methods.helpers import make, views
-from tribyol.methods.base import normalized_mse
+from tribyol.methods.losses import normalized_mse
 
 
 def test_symmetric_loss_matches_formula():

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from tests.methods.helpers import make, views
 from tribyol.config import ConfigError
-from tribyol.methods.simclr import nt_xent
+from tribyol.methods.losses import nt_xent
+from tribyol.methods.simclr import simclr_loss
 
 
 def reference_nt_xent(z1: torch.Tensor, z2: torch.Tensor, t: float) -> torch.Tensor:
@@ -59,7 +60,7 @@ def _ddp_worker(rank: int, world: int, port: int, z1, z2, queue) -> None:
         b = z1.shape[0] // world
         a1 = z1[rank * b : (rank + 1) * b].clone().requires_grad_(True)
         a2 = z2[rank * b : (rank + 1) * b].clone().requires_grad_(True)
-        loss = nt_xent(a1, a2, 0.5)
+        loss = simclr_loss(a1, a2, 0.5)
         loss.backward()
         # by value: shared-memory tensors can vanish with this process before they are read
         queue.put((rank, loss.item(), a1.grad.numpy().copy(), a2.grad.numpy().copy()))
@@ -93,3 +94,15 @@ def test_ddp_gathers_negatives_and_gradients_from_all_ranks():
         g1, g2 = torch.from_numpy(g1), torch.from_numpy(g2)
         torch.testing.assert_close(g1 / world, f1.grad[rank * b : (rank + 1) * b])
         torch.testing.assert_close(g2 / world, f2.grad[rank * b : (rank + 1) * b])
+
+
+def test_the_method_gathers_through_simclr_gather_with_grad(monkeypatch):
+    """SimCLR's loss looks ``simclr.gather_with_grad`` up when it runs: the DDP test's hook
+    (tests/engine/child_hooks) replaces that attribute to record what each rank gathered."""
+    import tribyol.methods.simclr as simclr
+
+    seen = []
+    original = simclr.gather_with_grad
+    monkeypatch.setattr(simclr, "gather_with_grad", lambda x: seen.append(x.shape) or original(x))
+    make("simclr")(views(2))
+    assert seen == [(6, 8), (6, 8)]  # both views' normalised projections, once each

@@ -9,7 +9,8 @@ import torch
 
 from tests.methods.helpers import make, views
 from tribyol.config import ConfigError
-from tribyol.methods.simsiam import negative_cosine, simsiam_loss
+from tribyol.methods.losses import negative_cosine
+from tribyol.methods.simsiam import simsiam_loss
 
 
 def test_loss_hand_computed():

@@ -7,7 +7,7 @@ import torch
 
 from tests.methods.helpers import make, views
 from tribyol.config import ConfigError
-from tribyol.methods.base import normalized_mse
+from tribyol.methods.losses import normalized_mse
 
 
 def ell(m, target, a, b):

@@ -17,20 +17,27 @@ from tribyol.methods.base import (
     MomentumOptions,
     StepOutput,
     ema_update_,
-    normalized_mse,
 )
+from tribyol.methods.heads import BYOLHeads, byol_heads, projection_head
+from tribyol.methods.losses import info_nce, negative_cosine, normalized_mse, nt_xent
 from tribyol.methods.registry import METHODS, default_options, register, resolve_options
 
 __all__ = [
+    "BYOLHeads",
     "METHODS",
     "Method",
     "MethodContext",
     "MomentumMethod",
     "MomentumOptions",
     "StepOutput",
+    "byol_heads",
     "default_options",
     "ema_update_",
+    "info_nce",
+    "negative_cosine",
     "normalized_mse",
+    "nt_xent",
+    "projection_head",
     "register",
     "resolve_options",
 ]

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tribyol.config import ViewsConfig
@@ -47,13 +46,6 @@ class StepOutput:
     features: Tensor | None = None  # online encoder features of the first view (for the probe)
     projections: Tensor | None = None  # online projections (for the collapse monitor)
     logs: dict[str, Tensor] = field(default_factory=dict)
-
-
-def normalized_mse(q: Tensor, z: Tensor) -> Tensor:
-    """BYOL's loss ``||q/|q| - z/|z|||^2 = 2 - 2 cos(q, z)``, batch mean, normalised in fp32."""
-    q = F.normalize(q.float(), dim=-1)
-    z = F.normalize(z.float(), dim=-1)
-    return (2.0 - 2.0 * (q * z).sum(dim=-1)).mean()
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:

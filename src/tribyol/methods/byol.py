@@ -15,11 +15,10 @@ from tribyol.methods.base import (
     MomentumOptions,
     StepOutput,
     forward_each,
-    frozen_copy,
-    normalized_mse,
 )
+from tribyol.methods.heads import byol_heads
+from tribyol.methods.losses import normalized_mse
 from tribyol.methods.registry import register
-from tribyol.nets import MLPHead
 
 
 @register
@@ -33,10 +32,7 @@ class BYOL(MomentumMethod):
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
-        self.projector = MLPHead(ctx.backbone.out_dim, ctx.hidden_dim, ctx.proj_dim)
-        self.predictor = MLPHead(ctx.proj_dim, ctx.hidden_dim, ctx.proj_dim)
-        self.online = nn.Sequential(self.backbone, self.projector)
-        self.target = frozen_copy(self.online)
+        self.projector, self.predictor, self.online, (self.target,) = byol_heads(ctx)
 
     def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.online, self.target)]

@@ -30,11 +30,10 @@ from tribyol.methods.base import (
     MomentumMethod,
     MomentumOptions,
     StepOutput,
-    frozen_copy,
-    normalized_mse,
 )
+from tribyol.methods.heads import byol_heads
+from tribyol.methods.losses import normalized_mse
 from tribyol.methods.registry import register
-from tribyol.nets import MLPHead
 
 
 @register
@@ -56,10 +55,8 @@ class Cross(MomentumMethod):
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
-        self.projector = MLPHead(ctx.backbone.out_dim, ctx.hidden_dim, ctx.proj_dim)
-        self.predictor = MLPHead(ctx.proj_dim, ctx.hidden_dim, ctx.proj_dim)
-        self.student = nn.Sequential(self.backbone, self.projector)
-        self.teacher = frozen_copy(self.student)
+        # student = the online encoder -> projector; teacher = its frozen EMA copy
+        self.projector, self.predictor, self.student, (self.teacher,) = byol_heads(ctx)
 
     def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.student, self.teacher)]

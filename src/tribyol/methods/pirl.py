@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tribyol.methods.base import Method, MethodContext, StepOutput
+from tribyol.methods.losses import info_nce
 
 
 @torch.no_grad()
@@ -69,31 +70,6 @@ class MemoryBank(nn.Module):
         values = F.normalize(gather_no_grad(values.detach()).to(self.memory.dtype), dim=1)
         mixed = self.momentum * self.memory[indices] + (1.0 - self.momentum) * values
         self.memory[indices] = F.normalize(mixed, dim=1)
-
-
-def info_nce(
-    query: Tensor,
-    positive: Tensor,
-    negatives: Tensor,
-    temperature: float,
-    exclude: Tensor | None = None,
-) -> Tensor:
-    """``-log exp(s(q, p)/t) / (exp(s(q, p)/t) + sum_n exp(s(q, n)/t))``, batch mean, fp32.
-
-    ``s`` is cosine similarity; ``positive`` ``[B, D]`` and ``negatives`` ``[K, D]`` (shared by
-    the batch) take no gradient. ``exclude`` ``[B, K]`` drops negative k for query b (e.g. the
-    image's own bank row drawn as a negative). This is the softmax form of NCE (as in MoCo);
-    PIRL's paper writes the binary NCE form with a noise prior N/|D|.
-    """
-    q = F.normalize(query.float(), dim=1)
-    p = F.normalize(positive.detach().float(), dim=1)
-    n = F.normalize(negatives.detach().float(), dim=1)
-    pos = (q * p).sum(dim=1, keepdim=True)  # [B, 1]
-    neg = q @ n.T  # [B, K]
-    if exclude is not None:
-        neg = neg.masked_fill(exclude, float("-inf"))
-    logits = torch.cat([pos, neg], dim=1) / temperature
-    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
 @dataclass

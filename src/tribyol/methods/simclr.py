@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 
 from tribyol.methods.base import Method, MethodContext, StepOutput
+from tribyol.methods.heads import projection_head
+from tribyol.methods.losses import nt_xent
 from tribyol.methods.registry import register
-from tribyol.nets import MLPHead
 
 
 def distributed_world() -> tuple[int, int]:
@@ -57,25 +57,10 @@ def gather_with_grad(x: Tensor) -> Tensor:
     return _GatherWithGrad.apply(x) if distributed_world()[1] > 1 else x
 
 
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
-    """NT-Xent over this rank's anchors against the (gathered) global batch; fp32."""
-    rank, world = distributed_world()
-    b = z1.shape[0]
-    a1 = F.normalize(z1.float(), dim=1)
-    a2 = F.normalize(z2.float(), dim=1)
-    k1, k2 = gather_with_grad(a1), gather_with_grad(a2)
-    n = k1.shape[0]  # global batch = world * b
-    keys = torch.cat([k1, k2])  # [2n, d]: all first views, then all second views
-    anchors = torch.cat([a1, a2])  # [2b, d]
-    logits = anchors @ keys.T / temperature
-    own = rank * b + torch.arange(b, device=z1.device)
-    self_idx = torch.cat([own, own + n])  # where each anchor sits among the keys
-    pos_idx = torch.cat([own + n, own])  # the other view of the same image
-    rows = torch.arange(2 * b, device=z1.device)
-    is_self = torch.zeros_like(logits, dtype=torch.bool)
-    is_self[rows, self_idx] = True
-    logits = logits.masked_fill(is_self, float("-inf"))  # an anchor is never its own negative
-    return F.cross_entropy(logits, pos_idx)
+def simclr_loss(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
+    """``losses.nt_xent`` of this rank's anchors against the global batch: the keys go through
+    ``gather_with_grad`` (looked up here at call time; the identity when not distributed)."""
+    return nt_xent(z1, z2, temperature, gather=gather_with_grad, rank=distributed_world()[0])
 
 
 @register
@@ -92,12 +77,12 @@ class SimCLR(Method):
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
-        self.projector = MLPHead(ctx.backbone.out_dim, ctx.hidden_dim, ctx.proj_dim)
+        self.projector = projection_head(ctx)
 
     def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
         v1, v2 = views
         y1 = self.backbone(v1)
         z1 = self.projector(y1)
         z2 = self.projector(self.backbone(v2))
-        loss = nt_xent(z1, z2, self.options.temperature)
+        loss = simclr_loss(z1, z2, self.options.temperature)
         return StepOutput(loss=loss, features=y1.detach(), projections=z1.detach())

@@ -9,17 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from tribyol.methods.base import Method, MethodContext, StepOutput
+from tribyol.methods.heads import byol_heads
+from tribyol.methods.losses import negative_cosine
 from tribyol.methods.registry import register
-from tribyol.nets import MLPHead
-
-
-def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
-    """``-cos(p, sg(z))``, batch mean, in fp32; ``z`` takes no gradient."""
-    return -F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
 
 
 def simsiam_loss(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
@@ -44,8 +39,8 @@ class SimSiam(Method):
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
         hidden = options.pred_hidden_dim or max(1, ctx.proj_dim // 4)
-        self.projector = MLPHead(ctx.backbone.out_dim, ctx.hidden_dim, ctx.proj_dim)
-        self.predictor = MLPHead(ctx.proj_dim, hidden, ctx.proj_dim)
+        # BYOL's projector and a bottleneck predictor; no target (so no ``online`` attribute)
+        self.projector, self.predictor, _, _ = byol_heads(ctx, num_targets=0, pred_hidden_dim=hidden)
 
     def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
         v1, v2 = views

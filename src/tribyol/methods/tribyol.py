@@ -36,12 +36,11 @@ from tribyol.methods.base import (
     MomentumOptions,
     StepOutput,
     forward_each,
-    frozen_copy,
-    normalized_mse,
     reinitialize,
 )
+from tribyol.methods.heads import byol_heads
+from tribyol.methods.losses import normalized_mse
 from tribyol.methods.registry import register
-from tribyol.nets import MLPHead
 
 TARGET_POLICIES = ("shared", "independent-init", "alternating-ema")
 
@@ -70,11 +69,8 @@ class TriBYOL(MomentumMethod):
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
-        self.projector = MLPHead(ctx.backbone.out_dim, ctx.hidden_dim, ctx.proj_dim)
-        self.predictor = MLPHead(ctx.proj_dim, ctx.hidden_dim, ctx.proj_dim)
-        self.online = nn.Sequential(self.backbone, self.projector)
         num_targets = 1 if options.target_policy == "shared" else options.views - 1
-        targets = [frozen_copy(self.online) for _ in range(num_targets)]
+        self.projector, self.predictor, self.online, targets = byol_heads(ctx, num_targets)
         if options.target_policy == "independent-init":
             for target in targets[1:]:
                 # The encoder as its builder initialises one (torchvision's ResNet init for
