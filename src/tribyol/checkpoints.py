@@ -17,7 +17,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 from torch import nn
 
+from tribyol.config import RunConfig, build_dataclass
 from tribyol.errors import CheckpointError
+from tribyol.nets import build_backbone, uses_small_stem
 
 CHECKPOINT_NAME = "last.ckpt"
 PREVIOUS_NAME = "previous.ckpt"
@@ -141,9 +143,6 @@ def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def encoder_metadata(ckpt: dict[str, Any]) -> dict[str, str]:
     """The encoder's description and the run's budget, from the checkpoint."""
-    from tribyol.config import RunConfig, build_dataclass
-    from tribyol.nets import uses_small_stem
-
     hp = ckpt.get("hyper_parameters") or {}
     if "config" not in hp or "data_info" not in hp:
         raise CheckpointError(
@@ -184,8 +183,6 @@ def encoder_metadata(ckpt: dict[str, Any]) -> dict[str, str]:
 
 
 def build_encoder_from_metadata(meta: dict[str, str]) -> nn.Module:
-    from tribyol.nets import build_backbone
-
     return build_backbone(
         meta["backbone"],
         in_channels=int(meta["in_channels"]),

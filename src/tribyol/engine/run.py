@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from tribyol.checkpoints import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint
+from tribyol.checkpoints import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint, read_checkpoint
 from tribyol.config import ConfigError, RunConfig, to_dict
 from tribyol.data import TensorImages
 from tribyol.data.pretrain import load_pretrain_data
@@ -123,8 +123,6 @@ def select_resume_checkpoint(run_dir: Path) -> Path | None:
     ``previous.ckpt``. Raises ``CheckpointError`` when checkpoints exist but none can be read;
     ``None`` when there are none.
     """
-    from tribyol.checkpoints import read_checkpoint
-
     folder = run_dir / "checkpoints"
     last, previous = folder / CHECKPOINT_NAME, folder / PREVIOUS_NAME
     errors = []

@@ -20,9 +20,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from tribyol.views import eval_transform
+from tribyol.views.augment import LUMA  # ITU-R BT.601, the weights PIL uses for RGB -> L
 
-# ITU-R BT.601 luma, the weights PIL uses for RGB -> L.
-LUMA = (0.299, 0.587, 0.114)
 CACHE_ENV = "TRIBYOL_CACHE_DIR"
 
 

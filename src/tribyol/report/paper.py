@@ -7,6 +7,8 @@ poster leaves empty.
 
 from __future__ import annotations
 
+from tribyol.eval.options import POSTER_TARGETS
+
 # Display names, in the poster's row order; methods not listed show under their own name.
 METHOD_NAMES = {
     "tribyol": "TriBYOL",
@@ -37,7 +39,7 @@ DATASET_NAMES = {
 BATCHES = (32, 64, 128)
 FRACTIONS = (0.01, 0.1, 1.0)
 FINETUNE_BATCH = 128  # the poster fine-tunes and transfers encoders pre-trained at batch 128
-TRANSFER_TARGETS = ("mnist", "fashionmnist", "kmnist", "usps", "svhn", "cifar10", "cifar100", "stl10")
+TRANSFER_TARGETS = POSTER_TARGETS  # the poster's eight, in its order
 
 
 def _rows(datasets: tuple, keys: tuple, table: dict[str, list]) -> dict[str, dict[tuple, float | None]]:
