@@ -44,7 +44,8 @@ def child(method: str, backbone: str, batch: int, precision: str) -> dict[str, A
 
     from tribyol.config import to_dict
     from tribyol.data import TensorImages
-    from tribyol.engine.module import PretrainModule, data_info_for
+    from tribyol.data.pretrain import data_info_for
+    from tribyol.engine.module import PretrainModule
     from tribyol.engine.run import PretrainData, resolve_precision
 
     warnings.filterwarnings("ignore")

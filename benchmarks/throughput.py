@@ -46,7 +46,8 @@ import torch
 
 from tribyol.config import ConfigError, RunConfig, to_dict
 from tribyol.data import TensorImages, get_spec
-from tribyol.engine.module import PretrainModule, data_info_for
+from tribyol.data.pretrain import data_info_for
+from tribyol.engine.module import PretrainModule
 from tribyol.engine.run import PretrainData, load_pretrain_data, resolve_precision
 from tribyol.methods import METHODS
 from tribyol.resolve import load_config

@@ -23,8 +23,9 @@ import torch
 
 from tribyol.checkpoints import load_encoder
 from tribyol.data import get_spec, load_split
+from tribyol.data.pretrain import data_info_for
 from tribyol.engine import pretrain
-from tribyol.engine.module import build_encoder, data_info_for
+from tribyol.engine.module import build_encoder
 from tribyol.engine.run import load_pretrain_data, read_metrics
 from tribyol.eval.features import extract_features
 from tribyol.eval.linear import linear_probe

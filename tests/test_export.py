@@ -69,7 +69,8 @@ def load_into_torchvision(out: Path, net: nn.Module) -> nn.Module:
 
 def test_export_of_a_resnet18_run_loads_into_torchvision(tiny, tmp_path: Path) -> None:
     """A 16 px, 1-channel digits run: small stem, one input channel."""
-    from tribyol.engine.module import PretrainModule, build_encoder, data_info_for
+    from tribyol.data.pretrain import data_info_for
+    from tribyol.engine.module import PretrainModule, build_encoder
     from tribyol.engine.run import load_pretrain_data, run_name
 
     cfg: RunConfig = tiny(("model.backbone", "resnet18"), ("data.limit", 8))

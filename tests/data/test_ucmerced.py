@@ -149,8 +149,7 @@ def test_reader_says_what_is_wrong(tmp_path: Path, fake: Path) -> None:
 
 
 def test_preset_views_stem_and_eval_split(fake: Path, tmp_path: Path) -> None:
-    from tribyol.data.pretrain import load_pretrain_data
-    from tribyol.engine.module import data_info_for
+    from tribyol.data.pretrain import data_info_for, load_pretrain_data
     from tribyol.eval.common import load_eval_data
     from tribyol.nets.backbones import uses_small_stem
     from tribyol.resolve import load_config

@@ -9,6 +9,7 @@ upscales the images by more than ``UPSCALE_WARNING`` is kept, with a warning.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from tribyol.config import RunConfig
@@ -69,3 +70,38 @@ def load_pretrain_data(cfg: RunConfig) -> Any:
         dataset.image_size = dataset.resize = folder_load_size(cfg, view)
         dataset.view_size = view
     return limit_dataset(dataset, d.limit, cfg.train.seed)
+
+
+@dataclass
+class DataInfo:
+    """What the networks need to know about the pre-training data."""
+
+    channels: int
+    image_size: int  # the size of the views fed to the encoder
+    num_classes: int
+    num_train_images: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:
+    """Derive the networks' data info from the spec, the config and the loaded dataset.
+
+    The view size is the dataset's ``view_size`` when it has one (a folder's, set by
+    ``load_pretrain_data``), so the exported encoder's metadata names the size it trained at.
+    """
+    spec = get_spec(cfg.data.dataset)
+    channels = getattr(dataset, "channels", spec.channels)
+    num_classes = len(getattr(dataset, "classes", ()) or ()) or spec.num_classes
+    mean, std = spec.mean, spec.std
+    if channels != len(mean):
+        mean, std = (0.5,) * channels, (0.5,) * channels
+    return DataInfo(
+        channels=channels,
+        # A folder knows the size its views are made at (its images' own by default).
+        image_size=getattr(dataset, "view_size", None) or cfg.data.image_size or spec.image_size,
+        num_classes=num_classes,
+        num_train_images=len(dataset),
+        mean=tuple(mean),
+        std=tuple(std),
+    )

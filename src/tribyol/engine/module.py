@@ -1,8 +1,11 @@
-"""The one training loop: a LightningModule that runs any registered method."""
+"""The one training loop: a LightningModule that runs any registered method.
+
+``DataInfo`` and ``data_info_for`` (what the networks need to know of the data) live in
+``tribyol.data.pretrain``; they are imported here for the engine's callers.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -12,7 +15,7 @@ from torch import Tensor, nn
 
 from tribyol.checkpoints import add_checksum
 from tribyol.config import RunConfig, build_dataclass
-from tribyol.data import get_spec
+from tribyol.data.pretrain import DataInfo
 from tribyol.engine.optim import build_optimizer, lr_lambda
 from tribyol.errors import NonFiniteLossError
 from tribyol.methods import MethodContext, resolve_options
@@ -20,18 +23,6 @@ from tribyol.methods.base import MomentumMethod
 from tribyol.nets import build_backbone
 from tribyol.nets.sync_bn import convert_to_global_bn
 from tribyol.views import MultiViewAugment
-
-
-@dataclass
-class DataInfo:
-    """What the networks need to know about the pre-training data."""
-
-    channels: int
-    image_size: int  # the size of the views fed to the encoder
-    num_classes: int
-    num_train_images: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
 
 
 def collapse_std(z: Tensor) -> Tensor:
@@ -97,61 +88,84 @@ class PretrainModule(L.LightningModule):
         self.register_buffer("nonfinite", torch.zeros((), dtype=torch.bool), persistent=False)
         self._total_steps = 0
 
+    @property
+    def attached(self) -> bool:
+        """Whether a Trainer runs this module (methods and tests also call it without one)."""
+        try:
+            self.trainer  # noqa: B018 (Lightning's property raises when there is none)
+        except RuntimeError:
+            return False
+        return True
+
     # -- the loop -----------------------------------------------------------------------------
-    def _generator(self) -> torch.Generator:
-        """Augmentation randomness from (seed, micro-batch, rank) alone: resumable for free."""
-        accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
-        micro = self.trainer.global_step * accumulate + self._micro_in_step() if self._trainer else 0
+    def _generator(self, batch_idx: int = 0) -> torch.Generator:
+        """Augmentation randomness from (seed, micro-batch, rank) alone: resumable for free.
+
+        The micro-batch number is ``global_step * accumulate + (batch_idx + 1) % accumulate``,
+        ``batch_idx`` being Lightning's index within the epoch (restored on resume)."""
+        micro = 0
+        if self.attached:
+            accumulate = max(1, self.trainer.accumulate_grad_batches)
+            micro = self.trainer.global_step * accumulate + (batch_idx + 1) % accumulate
         g = torch.Generator(device=self.device)
         g.manual_seed(hash((self.cfg.train.seed, micro, self.global_rank)) & 0x7FFF_FFFF_FFFF)
         return g
 
     def _log_this_step(self) -> bool:
-        """Whether Lightning will write this step's metrics (always true without a trainer)."""
-        if not self._trainer:
+        """Whether Lightning writes this step's metrics: every ``log_every_n_steps`` optimizer
+        steps and when stopping (its own rule, derived from the step count; no trainer: always)."""
+        if not self.attached:
             return True
-        connector = getattr(self.trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
+        trainer = self.trainer
+        return (trainer.global_step + 1) % max(1, trainer.log_every_n_steps) == 0 or trainer.should_stop
 
-    def _micro_in_step(self) -> int:
-        loop = self.trainer.fit_loop.epoch_loop
-        return loop.batch_progress.current.ready % max(1, self.trainer.accumulate_grad_batches)
-
-    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        # (images, labels, dataset indices); the indices are optional (PIRL's bank needs them)
-        images, labels, *rest = batch
-        indices = rest[0] if rest else None
-        g = self._generator()  # the views draw from it, then the method (e.g. PIRL's transforms)
+    def _make_views(self, images: Tensor, g: torch.Generator) -> list[Tensor]:
         # Named ranges, so that a torch.profiler trace splits the step (benchmarks/profile_step.py).
         with torch.profiler.record_function("tribyol.views"):
             views = self.views(images, self.method.num_views, g)
             if self.cfg.model.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        return views
+
+    def _probe_loss(self, out: Any, labels: Tensor, logging: bool) -> Tensor | None:
+        """The online linear probe's loss on detached features (labelled images only)."""
+        if self.probe is None or out.features is None:
+            return None
+        known = labels >= 0
+        logits = self.probe(out.features.float())
+        # Masked mean instead of boolean indexing: no host sync (known.any()) every step.
+        per_sample = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
+        weight = known.float()
+        if logging:
+            hits = (logits.argmax(1) == labels).float()
+            self.log("train/probe_acc", (hits * weight).sum() / weight.sum().clamp(min=1.0))
+        return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
+
+    def _log_step(self, out: Any) -> None:
+        self.log("train/loss", out.loss.detach(), prog_bar=True)
+        if out.projections is not None:
+            self.log("train/z_std", collapse_std(out.projections))
+        for key, value in out.logs.items():
+            self.log(f"train/{key}", value)
+        if isinstance(self.method, MomentumMethod):  # derived from the step, not stored
+            self.log("train/tau", self.method.current_tau(self.global_step, self._total_steps))
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        # (images, labels, dataset indices); the indices are optional (PIRL's bank needs them)
+        images, labels, *rest = batch
+        indices = rest[0] if rest else None
+        g = self._generator(batch_idx)  # the views draw from it, then the method (PIRL's transforms)
+        views = self._make_views(images, g)
         with torch.profiler.record_function("tribyol.method_forward"):
             out = self.method(views, labels, indices=indices, generator=g)
-        loss = out.loss
-        self.nonfinite |= ~torch.isfinite(loss.detach())
+        self.nonfinite |= ~torch.isfinite(out.loss.detach())
         # Lightning writes step metrics only on log steps; skipping self.log elsewhere saves
         # its per-call overhead (milliseconds a step, visible on GPUs) and changes no log line.
         logging = self._log_this_step()
         if logging:
-            self.log("train/loss", loss.detach(), prog_bar=True)
-            if out.projections is not None:
-                self.log("train/z_std", collapse_std(out.projections))
-            for key, value in out.logs.items():
-                self.log(f"train/{key}", value)
-            if isinstance(self.method, MomentumMethod):  # derived from the step, not stored
-                self.log("train/tau", self.method.current_tau(self.global_step, self._total_steps))
-        if self.probe is not None and out.features is not None:
-            known = labels >= 0
-            logits = self.probe(out.features.float())
-            # Masked mean instead of boolean indexing: no host sync (known.any()) every step.
-            per_sample = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
-            weight = known.float()
-            loss = loss + (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
-            if logging:
-                hits = (logits.argmax(1) == labels).float()
-                self.log("train/probe_acc", (hits * weight).sum() / weight.sum().clamp(min=1.0))
+            self._log_step(out)
+        probe = self._probe_loss(out, labels, logging)
+        loss = out.loss if probe is None else out.loss + probe
         if (self.global_step + 1) % max(1, self.cfg.train.log_every_steps) == 0:
             self.check_finite()
         return loss
@@ -186,7 +200,7 @@ class PretrainModule(L.LightningModule):
 
     def check_finite(self) -> None:
         """Raise ``NonFiniteLossError`` naming the step and the tensor, if anything went bad."""
-        step = self.trainer.global_step if self._trainer else 0
+        step = self.trainer.global_step if self.attached else 0
         if bool(self.nonfinite):
             raise NonFiniteLossError(
                 f"loss became NaN/Inf at or before step {step} (checked every "
@@ -203,11 +217,6 @@ class PretrainModule(L.LightningModule):
                     f"weight 'method.{name}' holds NaN/Inf at step {step}; the last good "
                     "checkpoint is kept. Lower optim.lr, or use train.precision=32."
                 )
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        loader = getattr(self.trainer.datamodule, "loader", None)
-        if loader is not None:
-            loader.completed += 1  # counted as done once its step ends; checkpoints read it then
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning calls this last, so the checksum covers every tensor the file will hold.
@@ -228,7 +237,7 @@ class PretrainModule(L.LightningModule):
     # -- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self):
         t = self.cfg.train
-        world = self.trainer.world_size if self._trainer else 1
+        world = self.trainer.world_size if self.attached else 1
         extra = []
         if self.probe is not None:
             extra.append({"params": list(self.probe.parameters()), "weight_decay": 0.0})
@@ -248,26 +257,3 @@ class PretrainModule(L.LightningModule):
     @property
     def encoder(self) -> nn.Module:
         return self.method.backbone
-
-
-def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:
-    """Derive the networks' data info from the spec, the config and the loaded dataset.
-
-    The view size is the dataset's ``view_size`` when it has one (a folder's, set by
-    ``load_pretrain_data``), so the exported encoder's metadata names the size it trained at.
-    """
-    spec = get_spec(cfg.data.dataset)
-    channels = getattr(dataset, "channels", spec.channels)
-    num_classes = len(getattr(dataset, "classes", ()) or ()) or spec.num_classes
-    mean, std = spec.mean, spec.std
-    if channels != len(mean):
-        mean, std = (0.5,) * channels, (0.5,) * channels
-    return DataInfo(
-        channels=channels,
-        # A folder knows the size its views are made at (its images' own by default).
-        image_size=getattr(dataset, "view_size", None) or cfg.data.image_size or spec.image_size,
-        num_classes=num_classes,
-        num_train_images=len(dataset),
-        mean=tuple(mean),
-        std=tuple(std),
-    )

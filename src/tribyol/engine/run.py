@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tribyol.checkpoints import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint, read_checkpoint
 from tribyol.config import ConfigError, RunConfig, to_dict
 from tribyol.data import TensorImages
-from tribyol.data.pretrain import load_pretrain_data
+from tribyol.data.pretrain import DataInfo, data_info_for, load_pretrain_data
 from tribyol.engine.callbacks import (
     AtomicCheckpoint,
     PlainProgress,
@@ -27,7 +27,7 @@ from tribyol.engine.callbacks import (
     Throughput,
 )
 from tribyol.engine.loader import BatchLoader, EpochBatches
-from tribyol.engine.module import DataInfo, PretrainModule, data_info_for, uses_cuda
+from tribyol.engine.module import PretrainModule, uses_cuda
 from tribyol.engine.monitor import knn_monitor
 from tribyol.engine.rundir import (
     Replacement,
@@ -192,6 +192,16 @@ class PretrainData(L.LightningDataModule):
         return self.loader
 
 
+class LoaderPosition(L.Callback):
+    """Counts each batch as consumed when its step starts; ``PretrainData.state_dict`` (the
+    checkpoint) reads the count at the step's end, so a resume continues with the next batch."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        loader = getattr(trainer.datamodule, "loader", None)
+        if loader is not None:
+            loader.completed += 1
+
+
 def resolve_precision(cfg: RunConfig) -> str:
     """``auto``: bf16 autocast where the device runs it natively, else fp32."""
     p = cfg.train.precision
@@ -244,6 +254,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = 
     except ModuleNotFoundError:  # tensorboard is a dependency, but keep training without it
         log.warning("tensorboard is not installed; logging to CSV only")
     callbacks = [
+        LoaderPosition(),
         AtomicCheckpoint(run_dir / "checkpoints", t.ckpt_every_steps),
         RNGState(),
         Throughput(t.batch_size, run_dir / "throughput.json"),
