@@ -150,5 +150,6 @@ def build_method(
     cls, opts = resolve_options({"name": name, **options})
     ctx = MethodContext(backbone=backbone, hidden_dim=hidden_dim, proj_dim=proj_dim,
                         num_classes=num_classes, num_train_images=num_train_images,
-                        image_size=image_size, channels=channels)
+                        image_size=image_size, channels=channels,
+                        backbone_name=getattr(backbone, "name", ""))
     return cls(ctx, opts)

@@ -171,3 +171,17 @@ def test_supervised_views_keep_the_crop_and_flip_of_the_dataset_preset():
 def test_bad_augment_option():
     with pytest.raises(ConfigError):
         make(augment="jitter")
+
+
+def test_the_context_names_the_backbone_it_needs_weights_for(tmp_path, monkeypatch):
+    """The engine passes the backbone's registry name; the layout is only a fallback guess."""
+    from tribyol.methods import MethodContext, resolve_options
+    from tribyol.nets import build_backbone
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    cls, opts = resolve_options({"name": "supervised-imagenet"})
+    net = build_backbone("resnet18", 3, 224)
+    with pytest.raises(FileNotFoundError, match="ImageNet weights for resnet50 not found"):
+        cls(MethodContext(net, image_size=224, backbone_name="resnet50"), opts)
+    with pytest.raises(FileNotFoundError, match="ImageNet weights for resnet18 not found"):
+        cls(MethodContext(net, image_size=224), opts)  # no name: guessed from the layout

@@ -70,6 +70,7 @@ class PretrainModule(L.LightningModule):
             num_train_images=info.num_train_images,
             image_size=info.image_size,
             channels=info.channels,
+            backbone_name=cfg.model.backbone,
             new_backbone=lambda: build_encoder(cfg, info),  # e.g. TriBYOL's independent-init
         )
         self.method = cls(ctx, options)

@@ -57,7 +57,8 @@ IMAGENET_WEIGHTS = {
 
 
 def backbone_name(encoder: nn.Module) -> str:
-    """``resnet18`` / ``resnet50`` from the encoder's layout (the context carries no name)."""
+    """``resnet18`` / ``resnet50`` from the encoder's layout, for contexts built without
+    ``backbone_name`` (a user's own ``MethodContext``)."""
     if type(encoder).__name__ == "ResNet":
         block = type(encoder.layer1[0]).__name__
         depth = sum(len(getattr(encoder, f"layer{i}")) for i in range(1, 5))
@@ -203,7 +204,7 @@ class SupervisedImageNet(Supervised):
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
-        backbone = backbone_name(self.backbone)
+        backbone = ctx.backbone_name or backbone_name(self.backbone)
         path = find_imagenet_weights(backbone, options.weights)
         fresh = load_imagenet_weights(self.backbone, path)
         log.info("supervised-imagenet: loaded %s into %s", path, backbone)
