@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-dir", default="runs/baselines_fmnist", help="parent of the run directories")
     p.add_argument("--out", default="experiments/baselines_fmnist.md", help="Markdown table file")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
-    p.add_argument("--limit", type=int, default=2048, help="pre-training images (first N)")
+    p.add_argument("--limit", type=int, default=2048, help="pre-training images (a seeded, stratified N)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--probe-train", type=int, default=5000, help="labelled train images for the probe")
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     proj_dim = cfg.model.proj_dim
     lines = [
         f"Fashion-MNIST, convnet (width {cfg.model.width}), batch {args.batch_size}, "
-        f"{args.epochs} epochs on the first {args.limit} training images, "
+        f"{args.epochs} epochs on a seeded, stratified {args.limit} of the training images, "
         f"optim {cfg.optim.name} lr {cfg.optim.lr} ({cfg.optim.schedule}), seed {args.seed}"
         + (f", overrides {' '.join(args.set)}" if args.set else "") + ".",
         f"Linear probe: {len(train_idx)} stratified train images -> {len(test_idx)} stratified "
