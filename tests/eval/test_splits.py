@@ -40,3 +40,24 @@ def test_label_subset_index_file_is_reused(tmp_path):
     # the file wins, even if asked with another seed: every method sees the same images
     assert torch.equal(label_subset(labels, 0.1, seed=99, index_file=path), first)
     assert len(label_subset(labels, 1.0, seed=0)) == 1000
+
+
+def test_labelled_subset_draws_from_the_pool_only_and_is_kept(tmp_path) -> None:
+    """Fine-tuning's label subset: only training-pool images, stratified, the same file reused."""
+    from types import SimpleNamespace
+
+    from tribyol.data import TensorImages
+    from tribyol.eval.splits import labelled_subset
+
+    labels = torch.arange(100) % 4
+    pool = torch.arange(0, 100, 2)  # every other image is in the pool (the rest: test, carved)
+    train = TensorImages(torch.zeros(100, 1, 2, 2, dtype=torch.uint8), labels)
+    data = SimpleNamespace(train=train, train_indices=pool,
+                           test_split="carved 0.5 of train (seed 0)", name="toy")
+    subset, path = labelled_subset(data, 0.2, 0, tmp_path)
+    assert set(subset.tolist()) <= set(pool.tolist()) and len(subset) == 10
+    assert sorted((labels[subset]).tolist()) == [0] * 5 + [2] * 5  # the pool holds classes 0 and 2
+    again, same_path = labelled_subset(data, 0.2, 0, tmp_path)
+    assert same_path == path and path.exists() and torch.equal(again, subset)
+    everything, none = labelled_subset(data, 1.0, 0, tmp_path)
+    assert none is None and torch.equal(everything, pool)

@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,18 @@ def _setup(args: argparse.Namespace, check: Any = None):
     return src, data, cache
 
 
-def _features(args: argparse.Namespace, src: Any, data: Any, cache: Any):
+@dataclass
+class Features:
+    """Frozen features of the train pool and the test set (and the cached test file's path)."""
+
+    train_x: Any
+    train_y: Any
+    test_x: Any
+    test_y: Any
+    test_file: str | None
+
+
+def _features(args: argparse.Namespace, src: Any, data: Any, cache: Any) -> Features:
     from tribyol.eval.common import cache_name, channel_stats
 
     common = dict(name=cache_name(data, args.data_root), image_size=src.image_size,
@@ -233,7 +245,7 @@ def _features(args: argparse.Namespace, src: Any, data: Any, cache: Any):
     test_split = "test" if data.test is not data.train else "train"
     test_x, test_y, test_file = cache.features(src.encoder, data.test, split=test_split,
                                                indices=data.test_indices, **common)
-    return train_x, train_y, test_x, test_y, test_file
+    return Features(train_x, train_y, test_x, test_y, test_file)
 
 
 def _save(args: argparse.Namespace, record: dict[str, Any]) -> None:
@@ -247,15 +259,15 @@ def cmd_linear(args: argparse.Namespace) -> int:
     from tribyol.eval.linear import linear_probe
 
     src, data, cache = _setup(args)
-    train_x, train_y, test_x, test_y, test_file = _features(args, src, data, cache)
-    result = linear_probe(train_x, train_y, test_x, test_y, val_fraction=args.val_fraction,
+    f = _features(args, src, data, cache)
+    result = linear_probe(f.train_x, f.train_y, f.test_x, f.test_y, val_fraction=args.val_fraction,
                           seed=args.seed, weight_decays=args.weight_decays,
                           max_iter=args.max_iter, num_classes=data.num_classes)
     print(f"linear {src.run_id} on {data.name}: top-1 {result.top1:.2f}% "
           f"({result.val_text()}, wd {result.weight_decay:g}, "
           f"{result.num_train} train / {result.num_test} test, test split: {data.test_split})")
     record = base_record(src, data, "linear", args.seed)
-    record.update(value=result.top1, params={**result.as_dict(), "features_file": test_file})
+    record.update(value=result.top1, params={**result.as_dict(), "features_file": f.test_file})
     _save(args, record)
     return 0
 
@@ -265,46 +277,30 @@ def cmd_knn(args: argparse.Namespace) -> int:
     from tribyol.eval.knn import knn_accuracy
 
     src, data, cache = _setup(args)
-    train_x, train_y, test_x, test_y, test_file = _features(args, src, data, cache)
-    top1 = knn_accuracy(train_x, train_y, test_x, test_y, args.k, args.temperature)
+    f = _features(args, src, data, cache)
+    top1 = knn_accuracy(f.train_x, f.train_y, f.test_x, f.test_y, args.k, args.temperature)
     print(f"knn {src.run_id} on {data.name}: top-1 {top1:.2f}% (k {args.k}, T {args.temperature:g}, "
-          f"{len(train_y)} train / {len(test_y)} test, test split: {data.test_split})")
+          f"{len(f.train_y)} train / {len(f.test_y)} test, test split: {data.test_split})")
     record = base_record(src, data, "knn", args.seed)
     record.update(value=top1, params={"k": args.k, "temperature": args.temperature,
-                                      "num_train": len(train_y), "num_test": len(test_y),
-                                      "features_file": test_file})
+                                      "num_train": len(f.train_y), "num_test": len(f.test_y),
+                                      "features_file": f.test_file})
     _save(args, record)
     return 0
 
 
-def subset_file(splits_dir: str | Path, data: Any, fraction: float, seed: int, pool: int) -> Path:
-    """Index file name: dataset, how test was carved, pool size, fraction and seed."""
-    carve = "test" if data.test_split == "test" else "carved"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in data.name)
-    return Path(splits_dir) / f"{safe}_{carve}_pool{pool}_frac{fraction:g}_seed{seed}.json"
-
-
 def cmd_finetune(args: argparse.Namespace) -> int:
-    import torch
 
     from tribyol.data import get_spec
     from tribyol.eval.common import base_record, channel_stats, check_label_fraction
     from tribyol.eval.finetune import FinetuneOptions, finetune
-    from tribyol.eval.splits import label_subset
+    from tribyol.eval.splits import labelled_subset
 
     def labels_unseen(src: Any, name: str) -> None:
         check_label_fraction(src, args.label_fraction, (name, args.dataset_label))
 
     src, data, _ = _setup(args, labels_unseen)
-    # Items outside the training pool get label -1, so the subset is drawn from the pool only
-    # and its indices refer to the dataset itself.
-    labels = torch.full((len(data.train),), -1, dtype=torch.long)
-    labels[data.train_indices] = torch.as_tensor(data.train.labels).long().cpu()[data.train_indices]
-    path = subset_file(args.splits_dir, data, args.label_fraction, args.seed, len(data.train_indices))
-    if args.label_fraction >= 1:
-        subset = data.train_indices
-    else:
-        subset = label_subset(labels, args.label_fraction, args.seed, path)
+    subset, path = labelled_subset(data, args.label_fraction, args.seed, args.splits_dir)
     options = FinetuneOptions(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, augment=args.augment, crop_min=args.crop_min,
@@ -325,7 +321,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.random_init:
         record["method"] = "scratch"
     record.update(value=result.top1, label_fraction=args.label_fraction,
-                  params={**vars(result), "subset_file": str(path) if args.label_fraction < 1 else None})
+                  params={**vars(result), "subset_file": str(path) if path is not None else None})
     _save(args, record)
     return 0
 

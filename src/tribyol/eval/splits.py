@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -69,3 +70,27 @@ def label_subset(
                   "indices": indices.tolist()}
         path.write_text(json.dumps(record))
     return indices
+
+
+def subset_file(splits_dir: str | Path, data: Any, fraction: float, seed: int, pool: int) -> Path:
+    """Index file name: dataset, how test was carved, pool size, fraction and seed."""
+    carve = "test" if data.test_split == "test" else "carved"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in data.name)
+    return Path(splits_dir) / f"{safe}_{carve}_pool{pool}_frac{fraction:g}_seed{seed}.json"
+
+
+def labelled_subset(data: Any, fraction: float, seed: int,
+                    splits_dir: str | Path) -> tuple[Tensor, Path | None]:
+    """The fine-tuning images of ``data`` (an ``EvalData``): its whole training pool for
+    ``fraction`` 1, else a seeded, stratified ``fraction`` of the pool, kept in an index file
+    under ``splits_dir`` so every encoder gets the same subset. Returns (indices, file or None).
+    """
+    if fraction >= 1:
+        return data.train_indices, None
+    # Items outside the training pool get label -1, so the subset is drawn from the pool only
+    # and its indices refer to the dataset itself.
+    labels = torch.full((len(data.train),), -1, dtype=torch.long)
+    pool = data.train_indices
+    labels[pool] = torch.as_tensor(data.train.labels).long().cpu()[pool]
+    path = subset_file(splits_dir, data, fraction, seed, len(pool))
+    return label_subset(labels, fraction, seed, path), path
