@@ -106,15 +106,6 @@ class PIRLBase(Method):
         """``g(t(v))``: transform the batch (batched, random draws from ``generator``) and embed it."""
         raise NotImplementedError
 
-    def forward(
-        self,
-        views: list[Tensor],
-        labels: Tensor | None = None,
-        indices: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> StepOutput:
-        return self.forward_views(views, labels, indices, generator)
-
     def negative_rows(self, count: int, device: torch.device,
                       generator: torch.Generator | None) -> Tensor:
         """``count`` bank rows drawn uniformly (with replacement), shared by the batch."""
@@ -122,13 +113,15 @@ class PIRLBase(Method):
             device = generator.device
         return torch.randint(0, self.bank.size, (count,), generator=generator, device=device)
 
-    def forward_views(
+    def forward(
         self,
         views: list[Tensor],
         labels: Tensor | None = None,
         indices: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> StepOutput:
+        """PIRL needs what ``Method.forward`` offers beyond the views: each image's bank row
+        (``indices``) and the step's generator, so it overrides ``forward`` itself."""
         if indices is None:
             raise ValueError(f"method '{self.name}' needs each image's dataset index (its bank row)")
         o = self.options
