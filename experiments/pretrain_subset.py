@@ -5,7 +5,8 @@
 `tribyol eval ... --test-from-train F --seed S` holds out a seeded, stratified fraction F of
 ROOT/train as its test set. This writes SUB/train/<class>/ with symlinks to up to N images per
 class taken only from the other images, so pre-training on SUB never sees a test image, even
-unlabelled. tests/test_experiments.py checks the two sets are disjoint, and that the scripts
+unlabelled (``tribyol.eval.splits.pretrain_subset``, which `tribyol reproduce` uses too).
+tests/test_experiments.py checks the two sets are disjoint, and that the scripts
 carve with the same fraction and seed they evaluate with.
 """
 
@@ -14,27 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tribyol.data import load_split
-from tribyol.eval.splits import stratified_split
-
-
-def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float = 0.2,
-                    seed: int = 0) -> list[Path]:
-    """Link up to ``per_class`` images per class of ``root`` outside the carved test split."""
-    train = load_split("folder", root, "train", image_size=32, channels=3)
-    rest, _held = stratified_split(train.labels, test_fraction, seed)  # eval's carve
-    taken: dict[int, int] = {}
-    written = []
-    for i in rest.tolist():
-        path, label = train.samples[i]
-        if taken.get(label, 0) >= per_class:
-            continue
-        taken[label] = taken.get(label, 0) + 1
-        dest = sub / "train" / train.classes[label] / Path(path).name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.symlink_to(Path(path).resolve())
-        written.append(dest)
-    return written
+from tribyol.eval.splits import pretrain_subset  # the one implementation; also reproduce's
 
 
 def main() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -10,15 +9,9 @@ import numpy as np
 from PIL import Image
 
 from tribyol.eval.common import load_eval_data
+from tribyol.eval.splits import pretrain_subset
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-
-
-def load_pretrain_subset():
-    spec = importlib.util.spec_from_file_location("pretrain_subset", EXPERIMENTS / "pretrain_subset.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.pretrain_subset
 
 
 def fake_cifar(root: Path, classes: int = 10, per_class: int = 20) -> None:
@@ -33,7 +26,7 @@ def fake_cifar(root: Path, classes: int = 10, per_class: int = 20) -> None:
 def test_pretrain_subset_is_disjoint_from_the_carved_test_split(tmp_path: Path) -> None:
     root, sub = tmp_path / "cifar", tmp_path / "sub"
     fake_cifar(root)
-    written = load_pretrain_subset()(root, sub, per_class=10, test_fraction=0.2, seed=0)
+    written = pretrain_subset(root, sub, per_class=10, test_fraction=0.2, seed=0)
     pretrain = {p.resolve() for p in written}
     assert len(pretrain) == 100  # 10 per class: all of the 16 non-test images would fit
     data = load_eval_data("folder", root, image_size=8, channels=3, test_from_train=0.2, seed=0)
@@ -43,6 +36,25 @@ def test_pretrain_subset_is_disjoint_from_the_carved_test_split(tmp_path: Path) 
     # the old way (the first N files of each class) took test images
     first = {p.resolve() for c in range(10) for p in sorted((root / "train" / f"class{c}").iterdir())[:10]}
     assert first & test
+
+
+def test_pretrain_subset_never_deletes_what_it_did_not_write(tmp_path: Path) -> None:
+    import pytest
+
+    root = tmp_path / "cifar"
+    fake_cifar(root, classes=2, per_class=5)
+    partial = tmp_path / "sub.partial"
+    partial.mkdir()
+    (partial / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="did not write"):
+        pretrain_subset(root, tmp_path / "sub", per_class=2)
+    assert (partial / "notes.txt").read_text() == "mine"
+    (partial / "notes.txt").unlink()
+    (partial / "train").mkdir()
+    (partial / "train" / "old").symlink_to(root)  # a leftover of an interrupted call: cleared
+    assert len(pretrain_subset(root, tmp_path / "sub", per_class=2)) == 4 and not partial.exists()
+    with pytest.raises(FileExistsError, match="already exists"):
+        pretrain_subset(root, tmp_path / "sub", per_class=2)
 
 
 def test_scripts_carve_with_the_fraction_and_seed_they_evaluate_with() -> None:

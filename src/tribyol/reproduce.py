@@ -39,7 +39,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -320,33 +319,6 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # -- data ----------------------------------------------------------------------------------------
 
 
-def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float = 0.2,
-                    seed: int = 0) -> list[Path]:
-    """Link up to ``per_class`` images per class of ``root/train`` into ``sub/train``, taken only
-    outside the test split ``tribyol eval --test-from-train test_fraction --seed seed`` carves
-    (the logic of ``experiments/pretrain_subset.py``), so pre-training never sees a test image."""
-    from tribyol.data import load_split
-    from tribyol.eval.splits import stratified_split
-
-    train = load_split("folder", root, "train", image_size=32, channels=3)
-    rest, _held = stratified_split(train.labels, test_fraction, seed)
-    taken: dict[int, int] = {}
-    written = []
-    tmp = sub.with_name(sub.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for i in rest.tolist():
-        path, label = train.samples[i]
-        if taken.get(label, 0) >= per_class:
-            continue
-        taken[label] = taken.get(label, 0) + 1
-        dest = tmp / "train" / train.classes[label] / Path(path).name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.symlink_to(Path(path).resolve())
-        written.append(sub / dest.relative_to(tmp))
-    tmp.rename(sub)  # whole or absent: an interrupted run leaves no half subset behind
-    return written
-
-
 def data_paths(spec: dict[str, Any]) -> tuple[Path | None, Path | None]:
     """(eval root, pre-training root) of the grid's ``data`` section (None: not given)."""
     data = spec.get("data") or {}
@@ -375,6 +347,8 @@ def prepare_data(spec: dict[str, Any], log: Callable[[str], None] = print) -> No
             tar.extractall(root, filter="data")
     subset = data.get("pretrain_subset")
     if subset and pre is not None and not (pre / "train").is_dir():
+        from tribyol.eval.splits import pretrain_subset
+
         written = pretrain_subset(root, pre, int(subset["per_class"]),
                                   float(subset.get("test_fraction", 0.2)), int(subset.get("seed", 0)))
         log(f"pre-training subset: {len(written)} images outside the carved test split -> {pre}")

@@ -8,6 +8,8 @@ files, which pin the images even if the sampling code changes later.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +96,42 @@ def labelled_subset(data: Any, fraction: float, seed: int,
     labels[pool] = torch.as_tensor(data.train.labels).long().cpu()[pool]
     path = subset_file(splits_dir, data, fraction, seed, len(pool))
     return label_subset(labels, fraction, seed, path), path
+
+
+def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float = 0.2,
+                    seed: int = 0) -> list[Path]:
+    """Link up to ``per_class`` images per class of ``root/train`` into ``sub/train``, taken only
+    outside the test split that ``tribyol eval --test-from-train test_fraction --seed seed``
+    carves, so pre-training on ``sub`` never sees a test image, even unlabelled.
+
+    The links are made in ``sub.partial`` and renamed to ``sub`` at the end: an interrupted call
+    leaves no half subset. A leftover ``sub.partial`` is removed only if it holds nothing but
+    folders and symlinks (what this function writes); an existing ``sub`` is refused.
+    """
+    from tribyol.data import load_split  # the folder reader; eval is above data
+
+    sub = Path(sub)
+    if sub.exists():
+        raise FileExistsError(f"{sub} already exists; remove it or pick another subset folder")
+    tmp = sub.with_name(sub.name + ".partial")
+    if tmp.exists():
+        foreign = [p for p in tmp.rglob("*") if not (p.is_symlink() or p.is_dir())]
+        if foreign or tmp.is_symlink():
+            raise FileExistsError(f"{tmp} holds files this function did not write ({foreign[:3]}); "
+                                  "move it away")
+        shutil.rmtree(tmp)
+    train = load_split("folder", root, "train", image_size=32, channels=3)
+    rest, _held = stratified_split(train.labels, test_fraction, seed)  # eval's carve
+    taken: dict[int, int] = {}
+    written = []
+    for i in rest.tolist():
+        path, label = train.samples[i]
+        if taken.get(label, 0) >= per_class:
+            continue
+        taken[label] = taken.get(label, 0) + 1
+        dest = tmp / "train" / train.classes[label] / Path(path).name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.symlink_to(Path(path).resolve())
+        written.append(sub / dest.relative_to(tmp))
+    os.replace(tmp, sub)
+    return written
