@@ -184,6 +184,20 @@ def test_split_folder_cli_writes_a_folder_dataset(fake: Path, tmp_path: Path, ca
     assert (dest / "test" / m["test"][0]).is_symlink()
 
 
+def test_split_folder_never_writes_over_a_users_files(fake: Path, tmp_path: Path) -> None:
+    from tribyol.data.splits import split_folder
+
+    dest = tmp_path / "mine"
+    (dest / "test").mkdir(parents=True)
+    (dest / "split.json").write_text("my own notes")
+    with pytest.raises(FileExistsError, match="already exist"):
+        split_folder(fake, dest)
+    assert (dest / "split.json").read_text() == "my own notes" and not (dest / "train").exists()
+    with pytest.raises(SystemExit) as info:  # through the CLI: one usage error, exit 2
+        data_main(["split", str(fake), str(dest)])
+    assert info.value.code == 2
+
+
 # -- real tiles ------------------------------------------------------------------------------------
 
 SAMPLE = ("airplane/airplane01.jpg", "airplane/airplane02.jpg", "harbor/harbor10.jpg",

@@ -133,6 +133,9 @@ def split_folder(src: str | Path, dest: str | Path, test_fraction: float = 0.2,
     from tribyol.data.images import _scan_classes
 
     src, dest = Path(src).resolve(), Path(dest)
+    taken = [dest / name for name in ("train", "test", MANIFEST_NAME) if (dest / name).exists()]
+    if taken:  # never write over (or unlink) what is there: it may be the user's
+        raise FileExistsError(f"{', '.join(map(str, taken))} already exist(s); pick a new DEST")
     classes, samples = _scan_classes(src)
     names = [p.relative_to(src).as_posix() for p, _ in samples]
     labels = [label for _, label in samples]
@@ -142,8 +145,6 @@ def split_folder(src: str | Path, dest: str | Path, test_fraction: float = 0.2,
         for i in idx:
             link = dest / side / names[i]
             link.parent.mkdir(parents=True, exist_ok=True)
-            if link.is_symlink() or link.exists():
-                link.unlink()
             link.symlink_to(samples[i][0])
     result = manifest(names, train, test, seed, test_fraction, source=str(src),
                       duplicates=[[names[i] for i in g] for g in groups])
@@ -159,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if (args.dest / "train").exists() or (args.dest / "test").exists():
-        parser.error(f"{args.dest} already has train/ or test/; pick a new DEST")
-    m = split_folder(args.src, args.dest, args.test_fraction, args.seed)
+    try:
+        m = split_folder(args.src, args.dest, args.test_fraction, args.seed)
+    except (FileExistsError, FileNotFoundError) as err:
+        parser.error(str(err))
     print(f"{m['num_train']} train / {m['num_test']} test images (seed {m['seed']}, "
           f"{len(m['duplicates'])} groups of identical files kept together) -> {args.dest}; "
           f"manifest {args.dest / MANIFEST_NAME} (sha256 {m['sha256'][:12]})")
