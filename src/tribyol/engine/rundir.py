@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from tribyol.config import RunConfig, build_dataclass, read_yaml_file, to_dict
@@ -150,9 +151,13 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> dict[str, tuple[Any, A
     return changes
 
 
-def check_checkpoint_fits(path: Path, module_state: dict[str, Any], ckpt: dict[str, Any]) -> None:
-    """The module about to resume has the same weights (names and shapes) as the checkpoint."""
-    saved = ckpt["state_dict"]
+def check_checkpoint_fits(path: Path, module_state: dict[str, Any]) -> None:
+    """The module about to resume has the same weights (names and shapes) as the checkpoint.
+
+    The file was read and verified a moment ago (``select_resume_checkpoint``); this maps it
+    (``mmap``) to read the tensors' shapes without reading their data a second time.
+    """
+    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
     missing = sorted(k for k in module_state if k not in saved)
     extra = sorted(k for k in saved if k not in module_state)
     shapes = sorted(k for k in module_state.keys() & saved.keys()
