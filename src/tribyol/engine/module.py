@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from tribyol.checkpoints import add_checksum
 from tribyol.config import RunConfig, build_dataclass
 from tribyol.data.pretrain import DataInfo
+from tribyol.engine.callbacks import steps_per_epoch
 from tribyol.engine.optim import build_optimizer, lr_lambda
 from tribyol.errors import NonFiniteLossError
 from tribyol.methods import MethodContext, resolve_options
@@ -221,13 +222,9 @@ class PretrainModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning calls this last, so the checksum covers every tensor the file will hold.
-        trainer = self.trainer
-        batches = trainer.num_training_batches
-        per_epoch = (max(1, batches // max(1, trainer.accumulate_grad_batches))
-                     if isinstance(batches, int) and batches > 0 else 0)
         checkpoint["tribyol_run"] = {
-            "world_size": trainer.world_size,
-            "steps_per_epoch": per_epoch,
+            "world_size": self.trainer.world_size,
+            "steps_per_epoch": steps_per_epoch(self.trainer),
             "labels_seen": labels_seen(self.method, self.cfg.data.dataset),
         }
         add_checksum(checkpoint)
