@@ -14,10 +14,10 @@
 # small stem, 16x the compute), views at VIEW px (default 64) cropped from the 256-px tiles,
 # batch BATCH (default 16), EPOCHS (default 6) epochs = 630 steps, SGD lr 0.05; fine-tuning
 # FT_EPOCHS (default 5) epochs.
-# Estimated cost (timed on this machine with 2 cores shared with other jobs, per CPU-second of
-# this process; see BENCHMARKS.md "UC Merced"): pre-training 6 runs ~5,300 CPU-s, evaluations
-# ~2,000 CPU-s, in all ~7,500 CPU-s: about 65-75 minutes with both cores free, longer on a loaded
-# machine. The ImageNet-style setting (224 px, ResNet-50) needs a GPU: VIEW=224 BACKBONE=resnet50.
+# Estimated cost (from short timings of a few steps, not kept; an estimate, not a measurement):
+# pre-training 6 runs ~5,300 CPU-s, evaluations ~2,000 CPU-s, in all ~7,500 CPU-s: about 65-75
+# minutes with both cores free. Measured: EPOCHS=3 FT_EPOCHS=2 took 28 minutes of wall time
+# beside two other jobs (BENCHMARKS.md "UC Merced"). The ImageNet-style setting (224 px, ResNet-50) needs a GPU: VIEW=224 BACKBONE=resnet50.
 #
 # Quick check of the whole pipeline on a tiny budget (first pre-training only, 3 steps,
 # small evaluations, about 2 minutes):
