@@ -263,3 +263,10 @@ def test_the_run_and_the_eval_records_name_the_split(fake: Path, tmp_path: Path)
     assert main(["eval", "knn", str(runs / "u"), "--data-root", str(fake), "--k", "5",
                  "--force-small-test", "--store", str(store), "--cache-dir", str(tmp_path / "c")]) == 0
     assert json.loads(store.read_text())["test_split"] == f"test (split seed 0, sha256 {sha[:12]})"
+
+
+def test_data_commands_report_a_missing_folder_in_one_line(tmp_path: Path, capsys) -> None:
+    assert data_main(["ucmerced-split", str(tmp_path / "nope"), str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ucmerced not found") and "Traceback" not in err
+    assert not (tmp_path / "out.json").exists()

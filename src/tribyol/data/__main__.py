@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from tribyol.data import splits, ucmerced
+from tribyol.errors import USER_ERRORS
 
 COMMANDS = {"split": splits.main, "ucmerced-split": ucmerced.main}
 
@@ -16,7 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except USER_ERRORS as err:  # a missing or wrong folder: one line, as the tribyol CLI does
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
