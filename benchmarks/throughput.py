@@ -62,8 +62,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "offdevice": {"data.on_device": False},
     # TriBYOL only (skipped for methods without the option): cost against the number of views,
     # and the one-directional loss (online pass on the anchor only).
-    "views4": {"method.views": 4},
-    "views5": {"method.views": 5},
+    "views4": {"method.num_views": 4},
+    "views5": {"method.num_views": 5},
     "onedir": {"method.symmetric": False},
 }
 _FITS = itertools.count()

@@ -47,7 +47,7 @@ BAD_CONFIG = [
     (["--set", "data.bad_images=ignore"], ["data.bad_images must be 'skip' or 'error'"]),
     (["--set", "train.ckpt_every_steps=-5"], ["train.ckpt_every_steps must be >= 0"]),
     (["--set", "train.devices=0"], ["train.devices must be auto, a count >= 1"]),
-    (["--set", "method.views=2"], ["views must be >= 3 for TriBYOL, got 2"]),
+    (["--set", "method.views=2"], ["num_views must be >= 3 for TriBYOL, got 2"]),  # the old name, an alias
     (["--config", "no/such/config.yaml"], ["config file no/such/config.yaml does not exist"]),
     (["--set", "optim.lr"], ["override 'optim.lr' must look like key=value"]),
 ]

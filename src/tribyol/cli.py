@@ -35,7 +35,7 @@ PRETRAIN_FLAGS = {
     "seed": "train.seed",
     "run_dir": "run_dir",
     "name": "name",
-    "views": "method.views",
+    "views": "method.num_views",
     "weights": "method.weights",
     "devices": "train.devices",
     "strategy": "train.strategy",

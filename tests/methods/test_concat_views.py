@@ -29,7 +29,7 @@ def test_tribyol_concat_matches_separate_passes(policy, symmetric):
 
 
 def test_tribyol_concat_four_views():
-    a, b = _loss_pair("tribyol", 4, views=4)
+    a, b = _loss_pair("tribyol", 4, num_views=4)
     torch.testing.assert_close(a, b)
 
 

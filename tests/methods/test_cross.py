@@ -1,4 +1,4 @@
-"""Cross (reconstruction): cross-view + cross-model terms, teacher without gradients."""
+"""Cross (reconstruction): cross-view + cross-model terms, target without gradients."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from tribyol.methods.losses import normalized_mse
 
 def terms(m, v1, v2):
     with torch.no_grad():
-        q1, q2 = m.predictor(m.student(v1)), m.predictor(m.student(v2))
-        t1, t2 = m.teacher(v1), m.teacher(v2)
+        q1, q2 = m.predictor(m.online(v1)), m.predictor(m.online(v2))
+        t1, t2 = m.target(v1), m.target(v2)
     view = normalized_mse(q1, t2) + normalized_mse(q2, t1)
     model = normalized_mse(q1, t1) + normalized_mse(q2, t2)
     return view, model
@@ -33,8 +33,8 @@ def test_one_directional():
     m = make("cross", symmetric=False)
     v1, v2 = views(2)
     with torch.no_grad():
-        q1 = m.predictor(m.student(v1))
-        expected = 0.5 * (normalized_mse(q1, m.teacher(v2)) + normalized_mse(q1, m.teacher(v1)))
+        q1 = m.predictor(m.online(v1))
+        expected = 0.5 * (normalized_mse(q1, m.target(v2)) + normalized_mse(q1, m.target(v1)))
     torch.testing.assert_close(m([v1, v2]).loss.detach(), expected)
 
 
@@ -46,8 +46,8 @@ def test_without_cross_model_term_it_is_byol():
 
 
 def test_cross_model_term_hand_computed_at_init():
-    # At initialisation the teacher equals the student, so the cross-model term is
-    # l(q(v), z(v)) computed from the student alone.
+    # At initialisation the target equals the online network, so the cross-model term is
+    # l(q(v), z(v)) computed from the online network alone.
     m = make("cross", cross_view_weight=0.0, symmetric=False)
     v1, v2 = views(2)
     with torch.no_grad():
@@ -57,19 +57,19 @@ def test_cross_model_term_hand_computed_at_init():
     torch.testing.assert_close(m([v1, v2]).loss.detach(), (2 - 2 * cos).mean())
 
 
-def test_teacher_takes_no_gradient_and_follows_by_ema():
+def test_target_takes_no_gradient_and_follows_by_ema():
     m = make("cross", tau=0.5)
     m(views(2)).loss.backward()
-    assert all(p.grad is None for p in m.teacher.parameters())
-    for name, p in m.student.named_parameters():
+    assert all(p.grad is None for p in m.target.parameters())
+    for name, p in m.online.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert all(p.grad is not None for p in m.predictor.parameters())
     with torch.no_grad():
-        for p in m.student.parameters():
+        for p in m.online.parameters():
             p.add_(1.0)
-    before = [p.clone() for p in m.teacher.parameters()]
+    before = [p.clone() for p in m.target.parameters()]
     m.after_optimizer_step(1, 10)
-    for t, t0, s in zip(m.teacher.parameters(), before, m.student.parameters(), strict=True):
+    for t, t0, s in zip(m.target.parameters(), before, m.online.parameters(), strict=True):
         torch.testing.assert_close(t, 0.5 * t0 + 0.5 * s)
 
 

@@ -83,7 +83,7 @@ def test_fp16_skipped_step_skips_the_ema_too(tiny, monkeypatch):
 
 PAIRS = {"byol": ("method.online.", "method.target."),
          "tribyol": ("method.online.", "method.targets.0."),
-         "cross": ("method.student.", "method.teacher.")}
+         "cross": ("method.online.", "method.target.")}
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))

@@ -21,7 +21,7 @@ FIRST_LOSS = [
     ("tribyol", 3, {}, 4.251533508300781),
     ("tribyol", 3, {"target_policy": "independent-init"}, 3.780323028564453),
     ("tribyol", 3, {"target_policy": "alternating-ema", "symmetric": False}, 4.250213623046875),
-    ("tribyol", 4, {"views": 4, "concat_views": True}, 4.362306594848633),
+    ("tribyol", 4, {"num_views": 4, "concat_views": True}, 4.362306594848633),
     ("cross", 2, {}, 3.747244358062744),
     ("simsiam", 2, {}, -0.09837362170219421),
     ("simclr", 2, {}, 2.5763673782348633),

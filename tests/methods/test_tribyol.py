@@ -36,7 +36,7 @@ def test_one_directional_triple_view_loss():
 
 
 def test_four_views_keep_the_three_view_scale():
-    m = make("tribyol", views=4)
+    m = make("tribyol", num_views=4)
     vs = views(4)
     loss = m(vs).loss.detach()
     t = m.targets[0]
@@ -90,7 +90,7 @@ def test_targets_take_no_gradient():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"target_policy": "copy"}, {"views": 2}, {"tau": 1.5}, {"symetric": True}]
+    "bad", [{"target_policy": "copy"}, {"num_views": 2}, {"views": 2}, {"tau": 1.5}, {"symetric": True}]
 )
 def test_bad_options_are_rejected(bad):
     with pytest.raises(ConfigError):

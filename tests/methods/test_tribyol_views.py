@@ -29,7 +29,7 @@ def ell(a, b) -> float:
 
 def test_four_views_loss_by_hand():
     vecs = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 1.0]]  # anchor, then three views
-    m = identity_tribyol(views=4)
+    m = identity_tribyol(num_views=4)
     loss = m([torch.tensor([v]) for v in vecs]).loss.item()
     # pairs (anchor, v_j): cos = 0, -1, 1/sqrt(2); with q = z every pair's two directions agree
     pair = [ell(vecs[0], v) for v in vecs[1:]]

@@ -17,10 +17,17 @@ from tribyol.methods.base import (
     MomentumOptions,
     StepOutput,
     ema_update_,
+    upgrade_state_keys,
 )
 from tribyol.methods.heads import BYOLHeads, byol_heads, projection_head
 from tribyol.methods.losses import info_nce, negative_cosine, normalized_mse, nt_xent
-from tribyol.methods.registry import METHODS, default_options, register, resolve_options
+from tribyol.methods.registry import (
+    METHODS,
+    canonical_method,
+    default_options,
+    register,
+    resolve_options,
+)
 
 __all__ = [
     "BYOLHeads",
@@ -31,6 +38,7 @@ __all__ = [
     "MomentumOptions",
     "StepOutput",
     "byol_heads",
+    "canonical_method",
     "default_options",
     "ema_update_",
     "info_nce",
@@ -40,4 +48,5 @@ __all__ = [
     "projection_head",
     "register",
     "resolve_options",
+    "upgrade_state_keys",
 ]

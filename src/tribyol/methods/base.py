@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, overload
 
 import torch
 from torch import Tensor, nn
@@ -112,6 +113,11 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = False
+    # Deprecated option name -> its new name; accepted with a warning (registry.canonical_method).
+    renamed_options: ClassVar[dict[str, str]] = {}
+    # Old attribute prefix -> new one (e.g. "student." -> "online."): checkpoints written before
+    # a rename still load (upgrade_state_keys).
+    renamed_state_keys: ClassVar[dict[str, str]] = {}
 
     @dataclass
     class Options:
@@ -121,6 +127,8 @@ class Method(nn.Module):
         super().__init__()
         self.options = options
         self.backbone = ctx.backbone
+        if self.renamed_state_keys:
+            self.register_load_state_dict_pre_hook(_upgrade_state_dict_hook)
 
     @property
     def num_views(self) -> int:
@@ -151,6 +159,58 @@ class Method(nn.Module):
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.parameters() if p.requires_grad)
+
+
+T = TypeVar("T")
+
+
+@overload
+def upgrade_state_keys(method: type[Method] | Method, state: Mapping[str, T],
+                       prefix: str = "") -> dict[str, T]: ...
+
+
+@overload
+def upgrade_state_keys(method: type[Method] | Method, state: Iterable[str],
+                       prefix: str = "") -> list[str]: ...
+
+
+def upgrade_state_keys(method: type[Method] | Method, state: Mapping[str, T] | Iterable[str],
+                       prefix: str = "") -> dict[str, T] | list[str]:
+    """State-dict keys (a state dict, or an iterable of its keys) with the method's old names
+    under ``prefix`` renamed to the current ones, per ``method.renamed_state_keys``.
+
+    ``prefix`` is where the method sits in the dict: ``"method."`` in a training checkpoint,
+    ``""`` for the method's own ``state_dict()``. A state dict comes back as a new ordered dict
+    (its ``_metadata`` renamed too), keys as a list, both in the input's order; a key whose new
+    name is already present keeps its old one.
+    """
+    renames = [(prefix + old, prefix + new) for old, new in method.renamed_state_keys.items()]
+    keys = list(state)
+    present = set(keys)
+
+    def upgraded(key: str) -> str:
+        for old, new in renames:
+            if key.startswith(old) and new + key[len(old):] not in present:
+                return new + key[len(old):]
+        return key
+
+    if not isinstance(state, Mapping):
+        return [upgraded(key) for key in keys]
+    out: OrderedDict[str, T] = OrderedDict((upgraded(key), value) for key, value in state.items())
+    metadata = getattr(state, "_metadata", None)
+    if metadata is not None:  # per-module versions, keyed by module path without the dot
+        out._metadata = OrderedDict(  # type: ignore[attr-defined]
+            (upgraded(path + ".")[:-1] if path else path, value) for path, value in metadata.items())
+    return out
+
+
+def _upgrade_state_dict_hook(module: Method, state_dict: dict[str, Any], prefix: str,
+                             *args: Any) -> None:
+    """``load_state_dict`` pre-hook: renames the module's old keys in ``state_dict`` in place."""
+    keys = list(state_dict)
+    for old, new in zip(keys, upgrade_state_keys(module, keys, prefix), strict=True):
+        if new != old:
+            state_dict[new] = state_dict.pop(old)
 
 
 @dataclass

@@ -1,21 +1,9 @@
-"""Cross: the poster's teacher-student baseline, RECONSTRUCTED (the poster gives no formula).
+"""Cross, the poster's teacher-student baseline, as we RECONSTRUCT it (the poster gives no formula).
 
-The authors' earlier teacher-student method (Li et al., gastritis X-ray images; cited on the
-TriBYOL poster as "Cross") is described only in words: an EMA teacher and a student with a
-predictor, trained with a cross-view term and a cross-model term. This file is our
-reconstruction of that description, not the authors' code or equations:
-
-- student = encoder -> projector -> predictor (weights theta); teacher = encoder -> projector
-  (weights xi), a stop-gradient EMA of the student, ``xi <- tau xi + (1 - tau) theta``;
-- cross-view term: student(v) against teacher(v'), BYOL's ``l(q, z) = 2 - 2 cos(q, z)``;
-- cross-model term: student(v) against teacher(v), the same view through the other model;
-- ``L = [w_view * (l(q(v), z_t(v')) + l(q(v'), z_t(v))) + w_model * (l(q(v), z_t(v)) +
-  l(q(v'), z_t(v')))] / (w_view + w_model)`` (one-directional: only the v terms): a weighted
-  mean of the two terms, each on BYOL's scale, so the loss is on BYOL's scale too (as TriBYOL's
-  1/2 per target pair keeps its loss on BYOL's). Summing the four terms unnormalised would
-  double the loss, i.e. the effective learning rate, against BYOL.
-
-With ``cross_model_weight = 0`` this is exactly BYOL.
+The poster's student is ``online`` (E -> G, predictor P) and its EMA teacher is ``target``:
+``L = [w_view (l(q(v), t(v')) + l(q(v'), t(v))) + w_model (l(q(v), t(v)) + l(q(v'), t(v')))]
+/ (w_view + w_model)``, ``l = 2 - 2 cos``; ``cross_model_weight = 0`` gives BYOL. The
+reconstruction and why the loss is normalised: docs/methods.md#cross.
 """
 
 from __future__ import annotations
@@ -39,12 +27,14 @@ from tribyol.methods.registry import register
 @register
 class Cross(MomentumMethod):
     name = "cross"
+    # Checkpoints from before the rename hold the poster's names.
+    renamed_state_keys = {"student.": "online.", "teacher.": "target."}
 
     @dataclass
     class Options(MomentumOptions):
-        cross_view_weight: float = 1.0  # student(v) vs teacher(v')
-        cross_model_weight: float = 1.0  # student(v) vs teacher(v); 0 turns Cross into BYOL
-        symmetric: bool = True  # also v' through the student against the teacher
+        cross_view_weight: float = 1.0  # online(v) vs target(v')
+        cross_model_weight: float = 1.0  # online(v) vs target(v); 0 turns Cross into BYOL
+        symmetric: bool = True  # also v' through the online network against the target
 
         def __post_init__(self) -> None:
             super().__post_init__()
@@ -55,11 +45,10 @@ class Cross(MomentumMethod):
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
-        # student = the online encoder -> projector; teacher = its frozen EMA copy
-        self.projector, self.predictor, self.student, (self.teacher,) = byol_heads(ctx)
+        self.projector, self.predictor, self.online, (self.target,) = byol_heads(ctx)
 
     def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
-        return [(self.student, self.teacher)]
+        return [(self.online, self.target)]
 
     def _terms(self, q: Tensor, t_same: Tensor, t_other: Tensor) -> tuple[Tensor, Tensor]:
         return normalized_mse(q, t_other), normalized_mse(q, t_same)
@@ -71,10 +60,10 @@ class Cross(MomentumMethod):
         z1 = self.projector(y1)
         q1 = self.predictor(z1)
         with torch.no_grad():
-            t1, t2 = self.teacher(v1), self.teacher(v2)
+            t1, t2 = self.target(v1), self.target(v2)
         cross_view, cross_model = self._terms(q1, t1, t2)
         if o.symmetric:
-            q2 = self.predictor(self.student(v2))
+            q2 = self.predictor(self.online(v2))
             view_2, model_2 = self._terms(q2, t2, t1)
             cross_view, cross_model = cross_view + view_2, cross_model + model_2
         # A weighted mean of the two terms: each is on BYOL's scale, so the loss is too.

@@ -1,10 +1,8 @@
-"""The projector / predictor heads and the frozen target of the BYOL family, built in one place.
+"""The projector / predictor heads and the frozen targets of the BYOL family, built in one place.
 
-BYOL, TriBYOL and Cross share one layout: an online network ``E -> G`` (encoder, projector),
-a predictor ``P`` on top, and EMA targets that start as frozen copies of ``E -> G``. SimSiam
-uses the same projector and predictor (with its bottleneck) and no target; SimCLR only the
-projector. Methods assign the parts to their own attribute names (``online``/``target``,
-``student``/``teacher``, ...), which are their state-dict keys.
+BYOL, TriBYOL and Cross: online ``E -> G``, predictor ``P``, EMA targets that start as frozen
+copies of ``E -> G``; SimSiam takes ``G`` and ``P``, SimCLR ``G``. The attribute names a method
+gives the parts are its state-dict keys (docs/methods.md).
 """
 
 from __future__ import annotations

@@ -1,21 +1,8 @@
-"""PIRL (Misra & van der Maaten, CVPR 2020, "Self-Supervised Learning of Pretext-Invariant
-Representations"): the invariance objective and its per-image memory bank, shared by
-PIRL-Jigsaw and PIRL-Rotation (``pirl_jigsaw.py``, ``pirl_rotation.py``).
+"""PIRL (Misra & van der Maaten, CVPR 2020): the invariance objective and its per-image memory
+bank, shared by PIRL-Jigsaw and PIRL-Rotation (``pirl_jigsaw.py``, ``pirl_rotation.py``).
 
-For image I with two augmented views v_I (plain) and v_I' (to be transformed by t: jigsaw or
-rotation), ``f = linear(E(v_I))`` and ``g`` the transform's embedding of ``t(v_I')``:
-
-    L = lam * NCE(m_I, g(t(v_I'))) + (1 - lam) * NCE(m_I, f(v_I)),   lam = 0.5
-
-where ``m_I`` is image I's row of the memory bank, one row per training image, and the NCE's
-negatives are the rows of other images. After the loss, ``m_I <- 0.5 m_I + 0.5 f(v_I)``
-(normalised): the bank holds an exponential moving average of each image's representation
-over the epochs, so the positive is the image's own earlier representations, not another view
-through a second network. The bank starts with random unit rows and is saved in checkpoints.
-
-The engine hands methods each image's dataset index (``indices``) for this, and the step's
-random generator, which the transforms draw from so that a run is reproducible from (seed,
-step) and resumes exactly.
+``L = lam * NCE(m_I, g(t(v'))) + (1 - lam) * NCE(m_I, f(v))``, ``m_I`` image I's bank row, then
+``m_I <- 0.5 m_I + 0.5 f(v)``. The bank, its indices and generator: docs/methods.md#pirl.
 """
 
 from __future__ import annotations

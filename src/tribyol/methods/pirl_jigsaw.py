@@ -1,17 +1,7 @@
-"""PIRL-Jigsaw (Misra & van der Maaten, CVPR 2020, "Self-Supervised Learning of
-Pretext-Invariant Representations"), with the jigsaw transform.
+"""PIRL-Jigsaw (Misra & van der Maaten, CVPR 2020): PIRL with the jigsaw transform.
 
-The transform cuts a view into a ``grid`` x ``grid`` set of tiles and shuffles them by a random
-permutation per image. Every tile goes through the shared encoder and a per-tile linear head;
-the tile codes are concatenated in their shuffled order and a linear layer maps them to ``g``.
-The loss is PIRL's (see ``pirl.PIRLBase``):
-``L = lam * NCE(m_I, g(jigsaw(v'))) + (1 - lam) * NCE(m_I, f(v))``; the permutations are
-drawn from the step's generator.
-
-Small images: tiles of a 28 px view are 9 px, of a 16 px view 5 px. Tiles are resized
-(bilinear) to at least ``min_tile_size`` px so the encoder's strided layers keep some spatial
-extent. PIRL's random 64-of-85 px crop inside each tile is left out: the views are already
-randomly cropped, and at 9 px there is nothing to spare.
+``g`` embeds a view's ``grid`` x ``grid`` tiles, shuffled per image, through the shared encoder
+and a per-tile head; the loss is PIRL's (``pirl.PIRLBase``). Small tiles: docs/methods.md#pirl.
 """
 
 from __future__ import annotations

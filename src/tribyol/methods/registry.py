@@ -4,9 +4,14 @@ and import the module in ``tribyol/methods/__init__.py``."""
 from __future__ import annotations
 
 import dataclasses
+import logging
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from tribyol.config import ConfigError, build_dataclass, did_you_mean
+
+log = logging.getLogger("tribyol")  # the deprecation notes read "WARNING tribyol: ..."
 
 METHODS: dict[str, type] = {}
 
@@ -18,9 +23,32 @@ def register(cls: type) -> type:
     return cls
 
 
-def resolve_options(method: dict[str, Any]) -> tuple[type, Any]:
-    """``{"name": "tribyol", "tau": 0.99}`` -> (class, validated Options)."""
+def canonical_method(method: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``method`` (``{"name": ..., option: value}``) with every deprecated option name
+    the method's class lists in ``renamed_options`` replaced by its new name, in place in the
+    key order. Each old name used warns (``DeprecationWarning`` and a log line); giving both the
+    old and the new name is a ``ConfigError``. Unknown methods and options pass through as they
+    are (``resolve_options`` reports them)."""
     values = dict(method)
+    name = values.get("name")
+    cls = METHODS.get(name) if isinstance(name, str) else None
+    renamed: dict[str, str] = getattr(cls, "renamed_options", {})
+    used = {old: new for old, new in renamed.items() if old in values}
+    for old, new in used.items():
+        if new in values:
+            raise ConfigError(
+                f"method.{old} and method.{new} are one option (method.{old} is its deprecated "
+                f"name); give only method.{new}"
+            )
+        message = f"method.{old} is deprecated; use method.{new} (the old name goes in the next release)"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        log.warning(message)
+    return {used.get(key, key): value for key, value in values.items()}
+
+
+def resolve_options(method: Mapping[str, Any]) -> tuple[type, Any]:
+    """``{"name": "tribyol", "tau": 0.99}`` -> (class, validated Options)."""
+    values = canonical_method(method)
     name = values.pop("name", None)
     if name not in METHODS:
         raise ConfigError(

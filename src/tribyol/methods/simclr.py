@@ -1,11 +1,8 @@
 """SimCLR (Chen et al., ICML 2020, "A Simple Framework for Contrastive Learning of Visual
 Representations").
 
-Encoder -> projector, then NT-Xent over the 2B projections of a batch's two views: each
-projection's positive is the other view of its image and the other 2B - 2 are negatives,
-``l_i = -log exp(s_ip / t) / sum_{k != i} exp(s_ik / t)`` with cosine similarity ``s`` and
-temperature ``t``, averaged over all 2B anchors. Under DDP the negatives are gathered from every
-rank (gradients flow back to the rank that made them), so the contrast is over the global batch.
+NT-Xent over the 2B projections ``z = G(E(v))`` of a batch's two views, ``l_i = -log exp(s_ip / t)
+/ sum_{k != i} exp(s_ik / t)``; under DDP the negatives come from every rank (docs/methods.md#simclr).
 """
 
 from __future__ import annotations

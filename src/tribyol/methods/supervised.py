@@ -1,30 +1,8 @@
 """Supervised baselines (the poster's "from scratch" and "ImageNet (supervised)" rows).
 
-``supervised``: encoder -> linear classifier trained with cross-entropy on the labels of one
-augmented view, ``L = CE(W E(v), y)``, from random weights.
-
-``supervised-imagenet``: the same, starting from torchvision's ImageNet weights (He et al.,
-CVPR 2016 ResNets as trained by torchvision), i.e. supervised transfer. The weights are read,
-offline, from ``method.weights`` (a path) or else from the torch hub cache,
-``torch.hub.get_dir()/checkpoints/<torchvision's file name>`` (e.g. ``resnet18-f37072fd.pth``),
-always with ``torch.load(weights_only=True)``. Adapting the stem to the data:
-
-- 1-channel (or any non-RGB) input: conv1's kernel is summed over RGB and spread evenly over the
-  input channels, so a grey image gives the response ImageNet's conv1 gives to that grey
-  copied into R, G and B (a mean would divide it by 3 and unbalance bn1's statistics);
-- small stem (3x3, stride 1, no max-pool; the default at <= 64 px): a 7x7 ImageNet kernel does
-  not fit, so conv1 and bn1 keep their random initialisation and everything from layer1 on is
-  ImageNet's (a warning says so). ``--set model.small_stem=false`` keeps the whole ImageNet
-  network, best with larger views (``data.image_size``).
-
-Both train on the standard supervised augmentation, not the self-supervised one: a random
-resized crop (``views.crop_scale``, 0.08-1 or the dataset's preset) and a horizontal flip
-(``views.flip_p``, 0.5 or the preset's, e.g. none for digits), without colour jitter,
-grayscale, blur or solarisation (option ``augment`` = ``crop-flip``; ``byol`` keeps the
-self-supervised recipe's first view, as this baseline trained before).
-
-Both log ``train/acc``; ``train/z_std`` is measured on the encoder features (there is no
-projector).
+``L = CE(W E(v), y)`` on one view with the standard crop-and-flip augmentation: ``supervised``
+from random weights, ``supervised-imagenet`` from torchvision's ImageNet weights, read offline
+(stem adaptation, where the file is looked for: docs/methods.md#supervised).
 """
 
 from __future__ import annotations
@@ -200,7 +178,7 @@ class SupervisedImageNet(Supervised):
 
     @dataclass
     class Options(Supervised.Options):
-        weights: str | None = None  # a state-dict file; None: the torch hub cache (see above)
+        weights: str | None = None  # a state-dict file; None: the torch hub cache (find_imagenet_weights)
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)

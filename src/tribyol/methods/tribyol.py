@@ -1,25 +1,8 @@
 """TriBYOL (Li et al., ICASSP 2022): one online network and EMA targets over three views.
 
-With views v0 (anchor), v1, v2 and target j's projection z_j, the symmetric triple-view loss is
-``L = 1/2 [l(q(v0), z1(v1)) + l(q(v1), z1(v0))] + 1/2 [l(q(v0), z2(v2)) + l(q(v2), z2(v0))]``
-and the one-directional one ``L = l(q(v0), z1(v1)) + l(q(v0), z2(v2))``, where
-``l(q, z) = 2 - 2 cos(q, z)``. With ``views = N > 3`` the same form runs over N - 1 non-anchor
-views, averaged so that the loss keeps the scale of N = 3:
-``L = 2/(N-1) * sum_j 1/2 [l(q(v0), z_j(v_j)) + l(q(v_j), z_j(v0))]``.
-lightly's FastSiam (4 views) differs: it averages the target projections of the other views
-into one target per view; here every non-anchor view is its own pair with the anchor, as on the
-poster, and each pair may have its own target network.
-
-``target_policy`` settles how the targets differ, which the poster leaves open:
-
-- ``shared`` (default): one target network. Two copies that start equal and take the same EMA
-  stay equal forever, so this is exactly what the poster's figure computes, at half the
-  target memory; each view's target projection is computed once and reused.
-- ``independent-init``: N - 1 targets, the first a copy of the online network and the others
-  freshly initialised (the encoder by its own builder, e.g. torchvision's ResNet init), all
-  following the online network by EMA.
-- ``alternating-ema``: N - 1 targets, copies of the online network, updated round-robin
-  (target k takes the EMA on steps where ``step % (N - 1) == k``).
+``L = 1/2 [l(q(v0), z1(v1)) + l(q(v1), z1(v0))] + 1/2 [l(q(v0), z2(v2)) + l(q(v2), z2(v0))]``,
+``l = 2 - 2 cos``; ``num_views = N > 3`` pairs the anchor v0 with each other view, scaled by
+2 / (N - 1). The N-view form and the target policies: docs/methods.md#tribyol.
 """
 
 from __future__ import annotations
@@ -48,12 +31,13 @@ TARGET_POLICIES = ("shared", "independent-init", "alternating-ema")
 @register
 class TriBYOL(MomentumMethod):
     name = "tribyol"
+    renamed_options = {"views": "num_views"}  # until the next release
 
     @dataclass
     class Options(MomentumOptions, ConcatViewsOptions):
         target_policy: str = "shared"  # shared | independent-init | alternating-ema
         symmetric: bool = True  # the poster's symmetrised loss, as BYOL does
-        views: int = 3  # >= 3; more than 3 generalises the triple-view loss
+        num_views: int = 3  # >= 3; more than 3 generalises the triple-view loss
         # concat_views (default off): all views in one online pass and one pass per target
         # network (BN then sees N * B samples at once).
 
@@ -64,12 +48,12 @@ class TriBYOL(MomentumMethod):
                     f"target_policy must be one of {', '.join(TARGET_POLICIES)}, "
                     f"got {self.target_policy!r}"
                 )
-            if self.views < 3:
-                raise ValueError(f"views must be >= 3 for TriBYOL, got {self.views}")
+            if self.num_views < 3:
+                raise ValueError(f"num_views must be >= 3 for TriBYOL, got {self.num_views}")
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
-        num_targets = 1 if options.target_policy == "shared" else options.views - 1
+        num_targets = 1 if options.target_policy == "shared" else options.num_views - 1
         self.projector, self.predictor, self.online, targets = byol_heads(ctx, num_targets)
         if options.target_policy == "independent-init":
             for target in targets[1:]:
@@ -81,7 +65,7 @@ class TriBYOL(MomentumMethod):
 
     @property
     def num_views(self) -> int:
-        return self.options.views
+        return self.options.num_views
 
     def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
         if self.options.target_policy == "alternating-ema":
