@@ -13,13 +13,18 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from tribyol.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -138,83 +143,87 @@ def did_you_mean(key: str, options: typing.Iterable[str]) -> str:
     return f" Did you mean '{match[0]}'?" if match else ""
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Coerce YAML / command-line values to the annotated type, or fail naming the key."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
-    if hint is Any:
-        return value
-    if origin in (tuple, list):
-        if isinstance(value, str):
-            value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        inner = args[0] if args else Any
-        out = [_coerce(v, inner, where) for v in value]
-        return tuple(out) if origin is tuple else out
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
-            return False
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if hint in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        try:
-            number = hint(value) if not isinstance(value, str) else hint(float(value))
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if not math.isfinite(number):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        if hint is int and isinstance(value, (float, str)) and float(value) != number:
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        return number
-    if hint is str:
-        if not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{where}: expected text, got {value!r}")
-        return str(value)
-    return value
+def build_dataclass(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
+    """The dataclass ``cls`` from a (nested) mapping, built by OmegaConf's structured configs.
 
-
-def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
-    """Build a (nested) dataclass from a dict, rejecting unknown keys with the closest valid one."""
-    if not isinstance(values, dict):
+    OmegaConf checks and coerces the types ("0.1" -> 0.1, "true" -> True) and refuses unknown
+    keys; a failure becomes one ``ConfigError`` naming the dotted key, what it expects and the
+    closest valid key. A dataclass's own ``__post_init__`` checks raise as they are.
+    """
+    if not isinstance(values, Mapping):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {values!r}")
+    if cls is RunConfig and "method" in values:
+        values = {**values, "method": _method_mapping(values["method"])}
+    try:
+        built = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
+    except OmegaConfBaseException:
+        raise _explain(cls, values, where) from None
+    _require_finite(built, where)
+    return built  # type: ignore[return-value]
+
+
+def _method_mapping(value: Any) -> dict[str, Any]:
+    # `--method byol` gives a name; `--set method.tau=0.99` alone keeps the default method's
+    # name, because OmegaConf merges the mapping into the default {"name": ...}.
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"method: expected a name or a mapping, got {value!r}")
+    return dict(value)
+
+
+def _explain(cls: type, values: Mapping[str, Any], where: str) -> ConfigError:
+    """Find the key OmegaConf refused (its own message names neither the value nor a fix)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
     for key, value in values.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            raise ConfigError(f"unknown config key '{path}'.{did_you_mean(key, fields)}")
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = build_dataclass(hint, value, path)
-        elif key == "method" and cls is RunConfig:
-            if isinstance(value, str):
-                value = {"name": value}
-            if not isinstance(value, dict):
-                raise ConfigError(f"method: expected a name or a mapping, got {value!r}")
-            # `--set method.tau=0.99` alone must not drop the default method's name.
-            kwargs[key] = {"name": RunConfig().method["name"], **value}
-        else:
-            kwargs[key] = _coerce(value, hint, path)
-    return cls(**kwargs)
+            return ConfigError(f"unknown config key '{path}'.{did_you_mean(key, fields)}")
+        try:
+            OmegaConf.merge(OmegaConf.structured(cls), {key: value})
+        except OmegaConfBaseException:
+            hint = hints[key]
+            if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+                return _explain(hint, value, path)
+            return ConfigError(f"{path}: expected {_expected(hint, value)}, got {value!r}")
+    return ConfigError(f"{where or cls.__name__}: invalid values {dict(values)!r}")
+
+
+def _expected(hint: Any, value: Any) -> str:
+    """``int`` -> "a number" (or "a whole number" for 1.5), ``tuple[float, float]`` -> ..."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [_expected(arg, value) for arg in args if arg is not type(None)]
+        return " or ".join(kinds) + (" or null" if type(None) in args else "")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return f"a list of {len(args)} numbers, e.g. [0.1, 1.0]"
+    if origin in (list, tuple):
+        return "a list, e.g. [0.1, 0.2]"
+    if dataclasses.is_dataclass(hint) or origin is dict:
+        return "a mapping"
+    if hint is bool:
+        return "true or false"
+    if hint is int and isinstance(value, (float, str)):
+        try:
+            float(value)
+            return "a whole number, written without a decimal point"
+        except ValueError:
+            return "a number"
+    if hint in (int, float):
+        return "a number"
+    return "text" if hint is str else getattr(hint, "__name__", str(hint))
+
+
+def _require_finite(built: Any, where: str) -> None:
+    """OmegaConf takes inf and nan as floats; no option of ours means either."""
+    for f in dataclasses.fields(built):
+        value, path = getattr(built, f.name), f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            _require_finite(value, path)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{path}: expected a finite number, got {value!r}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

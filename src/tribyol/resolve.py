@@ -9,6 +9,8 @@ options.
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from tribyol.config import (
     validate_values,
 )
 
-__all__ = ["apply_view_preset", "load_config", "validate"]
+__all__ = ["ResolvedRun", "apply_view_preset", "load_config", "resolve_run", "validate"]
 
 
 def load_config(
@@ -72,3 +74,22 @@ def validate(cfg: RunConfig) -> None:
         f"Known: {', '.join(sorted(BACKBONES))}",
     )
     resolve_options(cfg.method)  # unknown method / option / bad value -> ConfigError
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A validated config with its method resolved once; the engine is given this."""
+
+    config: RunConfig
+    method_class: type
+    method_options: Any
+
+
+def resolve_run(config: RunConfig | Mapping[str, Any]) -> ResolvedRun:
+    """``config`` (a ``RunConfig``, or the plain dict a checkpoint or config.yaml holds) with
+    its method class and typed options."""
+    from tribyol.methods import resolve_options
+
+    cfg = config if isinstance(config, RunConfig) else build_dataclass(RunConfig, dict(config))
+    cls, options = resolve_options(cfg.method)
+    return ResolvedRun(cfg, cls, options)

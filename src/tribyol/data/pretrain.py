@@ -9,6 +9,7 @@ upscales the images by more than ``UPSCALE_WARNING`` is kept, with a warning.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,11 @@ class DataInfo:
     num_train_images: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> DataInfo:
+        """From the plain dict a checkpoint's hyper-parameters hold (lists for tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -14,15 +16,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tribyol.checkpoints import add_checksum
-from tribyol.config import RunConfig, build_dataclass
+from tribyol.config import RunConfig, to_dict
 from tribyol.data.pretrain import DataInfo
 from tribyol.engine.callbacks import steps_per_epoch
 from tribyol.engine.optim import build_optimizer, lr_lambda
 from tribyol.errors import NonFiniteLossError
-from tribyol.methods import MethodContext, resolve_options
+from tribyol.methods import MethodContext
 from tribyol.methods.base import MomentumMethod
 from tribyol.nets import build_backbone
 from tribyol.nets.sync_bn import convert_to_global_bn
+from tribyol.resolve import ResolvedRun, resolve_run
 from tribyol.views import MultiViewAugment
 
 
@@ -56,13 +59,19 @@ class PretrainModule(L.LightningModule):
     run directory alone is enough to rebuild the encoder for evaluation or export.
     """
 
-    def __init__(self, config: dict[str, Any], data_info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: ResolvedRun | RunConfig | Mapping[str, Any],
+        data_info: DataInfo | Mapping[str, Any],
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        cfg = self.cfg = build_dataclass(RunConfig, config)
-        info = self.info = DataInfo(**{k: tuple(v) if isinstance(v, list) else v
-                                       for k, v in data_info.items()})
-        cls, options = resolve_options(cfg.method)
+        # Plain dicts are what a checkpoint's hyper-parameters hold (Lightning rebuilds a module
+        # from them); the engine itself passes the typed objects, resolved once.
+        run = config if isinstance(config, ResolvedRun) else resolve_run(config)
+        info = data_info if isinstance(data_info, DataInfo) else DataInfo.from_dict(data_info)
+        self.save_hyperparameters({"config": to_dict(run.config), "data_info": dataclasses.asdict(info)})
+        cfg, info = self.cfg, self.info = run.config, info
+        cls, options = run.method_class, run.method_options
         ctx = MethodContext(
             backbone=build_encoder(cfg, info),
             hidden_dim=cfg.model.hidden_dim,

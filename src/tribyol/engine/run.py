@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from tribyol.checkpoints import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint, read_checkpoint
-from tribyol.config import ConfigError, RunConfig, to_dict
+from tribyol.config import ConfigError, RunConfig
 from tribyol.data import TensorImages
 from tribyol.data.pretrain import DataInfo, data_info_for, load_pretrain_data
 from tribyol.engine.callbacks import (
@@ -38,6 +38,7 @@ from tribyol.engine.rundir import (
     write_marker,
 )
 from tribyol.errors import CheckpointError, NonFiniteLossError, RunDirExistsError, RunStopped
+from tribyol.resolve import resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +368,7 @@ def pretrain(
     dataset, monitors = knn_monitor(cfg, dataset)  # holds out data.monitor_fraction, if on
     info = data_info_for(cfg, dataset)
     cfg = resolved_config(cfg, info)
-    module = PretrainModule(to_dict(cfg), vars(info))
+    module = PretrainModule(resolve_run(cfg), info)
     ckpt, changes = None, {}
     if resume and not secondary:
         ckpt = select_resume_checkpoint(run_dir)
