@@ -73,7 +73,10 @@ def test_method_options_validate_without_the_cli() -> None:
     with pytest.raises(ConfigError, match=r"Did you mean 'tau'\?"):
         load_config(None, [("method.name", "byol"), ("method.tauu", 0.9)])
     # an option alone keeps the default method (it used to turn into "unknown method 'None'")
-    assert load_config(None, ["method.tau=0.9"]).method == {"name": "tribyol", "tau": 0.9}
+    method = load_config(None, ["method.tau=0.9"]).method
+    assert (method["name"], method["tau"]) == ("tribyol", 0.9)
+    # and the resolved config records every option, defaults filled in
+    assert method["num_views"] == 3 and method["target_policy"] == "shared"
 
 
 def test_missing_dataset_root_names_the_path_and_the_fix(tmp_path: Path, capsys) -> None:

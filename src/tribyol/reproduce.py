@@ -60,7 +60,7 @@ ALIASES = {
     "dataset": "data.dataset",
     "epochs": "train.epochs",
     "backbone": "model.backbone",
-    "views": "method.views",
+    "views": "method.num_views",
     "seed": "train.seed",
 }
 GRID_KEYS = {"name", "description", "estimate", "base", "data", "axes", "arms", "seeds",
@@ -398,7 +398,7 @@ def _preset_size(dataset: str) -> int:
 def step_units(cell: Cell) -> float:
     """A step's cost relative to a BYOL step of the ConvNet (width 32) at 32 px, batch 32."""
     method = str(cell.value("method.name", "tribyol"))
-    cost = (int(cell.value("method.views", 3)) / 2 if method == "tribyol"
+    cost = (int(cell.value("method.num_views", cell.value("method.views", 3))) / 2 if method == "tribyol"
             else METHOD_COST.get(method, 1.0))
     backbone = str(cell.value("model.backbone", "convnet"))
     cost *= BACKBONE_COST.get(backbone, 10.0)

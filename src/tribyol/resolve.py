@@ -21,10 +21,11 @@ from tribyol.config import (
     config_tree,
     did_you_mean,
     require,
+    to_dict,
     validate_values,
 )
 
-__all__ = ["ResolvedRun", "apply_view_preset", "load_config", "resolve_run", "validate"]
+__all__ = ["ResolvedRun", "apply_view_preset", "full_method", "load_config", "resolve_run", "validate"]
 
 
 def load_config(
@@ -39,8 +40,18 @@ def load_config(
     validate_values(build_dataclass(RunConfig, tree))
     apply_view_preset(tree)
     cfg = build_dataclass(RunConfig, tree)
+    cfg.method = full_method(cfg.method)  # config.yaml records every option, by its current name
     validate(cfg)
     return cfg
+
+
+def full_method(method: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"name": ..., some options}`` -> the name and every option (defaults filled in, a
+    deprecated option name replaced by its current one), validated."""
+    from tribyol.methods import resolve_options  # here: the torch-free checks come first
+
+    cls, options = resolve_options(method)
+    return {"name": cls.name, **to_dict(options)}
 
 
 def apply_view_preset(tree: dict[str, Any]) -> None:

@@ -376,7 +376,7 @@ def pretrain(
         if ckpt is None:
             log.warning("%s has no checkpoint yet; starting from step 0", run_dir)
         else:
-            check_checkpoint_fits(ckpt, module.state_dict())
+            check_checkpoint_fits(ckpt, module.state_dict(), type(module.method))
     elif resume:
         ckpt = select_resume_checkpoint(run_dir)
 

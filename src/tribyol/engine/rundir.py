@@ -20,6 +20,8 @@ import yaml
 
 from tribyol.config import RunConfig, build_dataclass, read_yaml_file, to_dict
 from tribyol.errors import CheckpointError, ConfigError, RunDirExistsError
+from tribyol.methods import upgrade_state_keys
+from tribyol.resolve import full_method
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ CONFIG_NAME = "config.yaml"
 RUN_ENTRIES = frozenset({RUN_MARKER, CONFIG_NAME, "checkpoints", "logs", "tb", "throughput.json"})
 # Config keys whose change makes a checkpoint unusable: they decide the networks' shapes.
 BREAKING_KEYS = (
-    "method.name", "method.views", "method.target_policy", "method.pred_hidden_dim",
+    "method.name", "method.num_views", "method.target_policy", "method.pred_hidden_dim",
     "model.backbone", "model.width", "model.hidden_dim", "model.proj_dim",
     "model.small_stem", "data.dataset",
 )  # data.channels / image_size: legacy configs hold unresolved values; the shape check covers them
@@ -134,7 +136,9 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> dict[str, tuple[Any, A
     if not saved_path.exists():
         return {}
     try:
-        saved = to_dict(build_dataclass(RunConfig, read_yaml_file(saved_path)))
+        saved_cfg = build_dataclass(RunConfig, read_yaml_file(saved_path))
+        saved_cfg.method = full_method(saved_cfg.method)  # an older run's defaults and names
+        saved = to_dict(saved_cfg)
     except ConfigError as err:
         raise ConfigError(
             f"{saved_path} cannot be read back ({err}); restore it from config.attempt*.yaml"
@@ -151,13 +155,16 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> dict[str, tuple[Any, A
     return changes
 
 
-def check_checkpoint_fits(path: Path, module_state: dict[str, Any]) -> None:
+def check_checkpoint_fits(path: Path, module_state: dict[str, Any], method: type | None = None) -> None:
     """The module about to resume has the same weights (names and shapes) as the checkpoint.
 
     The file was read and verified a moment ago (``select_resume_checkpoint``); this maps it
-    (``mmap``) to read the tensors' shapes without reading their data a second time.
+    (``mmap``) to read the tensors' shapes without reading their data a second time. Weights
+    that ``method`` has renamed since are compared under their new names (they load so).
     """
     saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+    if method is not None:
+        saved = upgrade_state_keys(method, saved, prefix="method.")
     missing = sorted(k for k in module_state if k not in saved)
     extra = sorted(k for k in saved if k not in module_state)
     shapes = sorted(k for k in module_state.keys() & saved.keys()
