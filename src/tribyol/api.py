@@ -108,7 +108,8 @@ def evaluate(
     """Top-1 (%) of the ``source`` encoder on ``dataset``'s test split (default: the dataset it
     was pre-trained on): ``protocol`` "linear" (L2 penalty picked on a validation split) or
     "knn" (weighted, cosine). Nothing is appended to the results store; use the CLI for that."""
-    from tribyol.eval.common import channel_stats, load_eval_data, load_source
+    from tribyol.channels import channel_stats
+    from tribyol.eval.common import load_eval_data, load_source
     from tribyol.eval.features import extract_features
     from tribyol.eval.knn import knn_accuracy
     from tribyol.eval.linear import linear_probe

@@ -120,3 +120,16 @@ def test_limit_indices_keeps_unlabelled_as_a_stratum_and_the_exact_count() -> No
     unlabelled = torch.full((30,), -1)
     assert not torch.equal(limit_indices(unlabelled, 5, 0), limit_indices(unlabelled, 5, 1))
     assert torch.equal(limit_indices(labels, 200, 0), torch.arange(100))
+
+
+def test_grayscale_folder_takes_the_luma_weighted_statistics(tiny, tmp_path: Path) -> None:
+    """One rule for statistics across a channel change, in pre-training as in evaluation: a
+    folder read as grayscale normalises with the luma-weighted ImageNet mean and std (it used
+    to fall back to 0.5)."""
+    root = folder(tmp_path / "imgs", {"a": [(20, 20)] * 4, "b": [(20, 20)] * 4})
+    cfg = folder_cfg(tiny, root, ("data.channels", 1))
+    info = data_info_for(cfg, load_pretrain_data(cfg))
+    # 0.299 * 0.485 + 0.587 * 0.456 + 0.114 * 0.406 and the same weights over (0.229, 0.224, 0.225)
+    assert info.channels == 1
+    assert info.mean == pytest.approx((0.458971,), abs=1e-6)
+    assert info.std == pytest.approx((0.225609,), abs=1e-6)

@@ -143,7 +143,7 @@ def colour_changed(name: str, **method) -> torch.Tensor:
     shade = 0.2 + 0.8 * torch.rand(200, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     images = (255 * a * shade).round().to(torch.uint8)
     module = engine_module(name, **method)
-    view = module.views(images, 1, torch.Generator().manual_seed(1))[0]
+    view = module.augment(images, 1, torch.Generator().manual_seed(1))[0]
     ratio_error = (view[:, 1] - 0.6 * view[:, 0]).abs().amax(dim=(1, 2))
     return ratio_error > 0.02
 

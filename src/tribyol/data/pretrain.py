@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tribyol.channels import channel_stats
 from tribyol.config import RunConfig
 from tribyol.data.images import FolderImages
 from tribyol.data.registry import get_spec, load_split
@@ -99,9 +100,8 @@ def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:
     spec = get_spec(cfg.data.dataset)
     channels = getattr(dataset, "channels", spec.channels)
     num_classes = len(getattr(dataset, "classes", ()) or ()) or spec.num_classes
-    mean, std = spec.mean, spec.std
-    if channels != len(mean):
-        mean, std = (0.5,) * channels, (0.5,) * channels
+    # The spec's statistics carried to the loaded channel count, by the rule evaluation uses.
+    mean, std = channel_stats(spec.mean, channels), channel_stats(spec.std, channels)
     return DataInfo(
         channels=channels,
         # A folder knows the size its views are made at (its images' own by default).

@@ -92,7 +92,7 @@ class PretrainModule(L.LightningModule):
             self.method.to(memory_format=torch.channels_last)
         # The method picks its augmentation from the run's views (supervised: crop and flip only).
         views_cfg = self.method.views_config(cfg.views)
-        self.views = MultiViewAugment(views_cfg, info.image_size, info.mean, info.std)
+        self.augment = MultiViewAugment(views_cfg, info.image_size, info.mean, info.std)
         use_probe = cfg.train.online_probe and info.num_classes > 0 and not cls.needs_labels
         self.probe = nn.Linear(ctx.backbone.out_dim, info.num_classes) if use_probe else None
         # Any NaN/Inf seen since the last check; read only at log steps and before saving.
@@ -133,7 +133,7 @@ class PretrainModule(L.LightningModule):
     def _make_views(self, images: Tensor, g: torch.Generator) -> list[Tensor]:
         # Named ranges, so that a torch.profiler trace splits the step (benchmarks/profile_step.py).
         with torch.profiler.record_function("tribyol.views"):
-            views = self.views(images, self.method.num_views, g)
+            views = self.augment(images, self.method.num_views, g)
             if self.cfg.model.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tribyol.channels import channel_stats  # noqa: F401 (eval.cli imports it from here; moving)
 from tribyol.data import DatasetNotFoundError, get_spec, load_split
-from tribyol.eval.features import LUMA
 from tribyol.eval.splits import stratified_sample, stratified_split
 
 log = logging.getLogger(__name__)
@@ -259,17 +259,6 @@ def load_eval_data(
     if label is None:
         label = f"folder:{Path(root).resolve().name}" if name == "folder" else name
     return EvalData(label, train, test, train_idx, test_idx, num_classes, test_split)
-
-
-def channel_stats(stats: tuple[float, ...], channels: int) -> tuple[float, ...]:
-    """Per-channel mean/std carried across a channel change the way the images are."""
-    if len(stats) == channels:
-        return stats
-    if len(stats) == 1:
-        return stats * channels
-    if len(stats) == 3 and channels == 1:
-        return (sum(w * s for w, s in zip(LUMA, stats, strict=True)),)
-    raise ValueError(f"cannot map {len(stats)}-channel statistics to {channels} channels")
 
 
 def cache_name(data: EvalData, root: str | Path) -> str:

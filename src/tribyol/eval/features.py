@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from tribyol.channels import LUMA
 from tribyol.views import eval_transform
-from tribyol.views.augment import LUMA  # ITU-R BT.601, the weights PIL uses for RGB -> L
 
 CACHE_ENV = "TRIBYOL_CACHE_DIR"
 

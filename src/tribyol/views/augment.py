@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
-LUMA = (0.299, 0.587, 0.114)
+from tribyol.channels import LUMA
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> Tensor:
