@@ -7,8 +7,13 @@ tensor data, which a zip archive does not detect, is caught when the file is rea
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +146,87 @@ def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     return state
 
 
-def encoder_metadata(ckpt: dict[str, Any]) -> dict[str, str]:
-    """The encoder's description and the run's budget, from the checkpoint."""
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What an encoder is and how it was trained: an export's metadata, typed.
+
+    ``to_metadata`` writes the safetensors metadata (strings only); ``from_metadata`` reads it
+    back, so the same fields are never parsed in two places. Fields after ``std`` are optional
+    (exports from older versions, or torchvision's ImageNet weights, lack some).
+    """
+
+    backbone: str
+    in_channels: int
+    image_size: int
+    small_stem: bool
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    width: int | None = None  # the ConvNet's base width (None: its default, 32)
+    method: str | None = None
+    dataset: str | None = None
+    # The batch BatchNorm and the loss saw is batch_size per device; an optimizer step
+    # averages accumulate x world_size of them.
+    batch_size: int | None = None
+    accumulate: int | None = None
+    world_size: int | None = None
+    steps_done: int | None = None
+    epochs_planned: int | None = None
+    epochs_done: float | None = None
+    labels_seen: str | None = None
+
+    def to_metadata(self) -> dict[str, str]:
+        meta = {"format": ENCODER_FORMAT}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = str(value).lower()
+            elif isinstance(value, tuple):
+                value = ",".join(map(str, value))
+            elif f.name == "epochs_done":
+                value = f"{value:.4g}"
+            meta[f.name] = str(value)
+        return meta
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str], where: str = "the encoder") -> EncoderInfo:
+        """Parse an export's metadata (extra keys are ignored); a missing or unreadable field
+        that the encoder needs is a ``CheckpointError``."""
+        missing = [k for k in REQUIRED_METADATA if k not in meta]
+        if missing:
+            raise CheckpointError(
+                f"{where}'s metadata lacks {', '.join(missing)}; export it again with `tribyol export`"
+            )
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        try:
+            for f in dataclasses.fields(cls):
+                if f.name in meta:
+                    values[f.name] = _parse(meta[f.name], hints[f.name])
+        except ValueError as err:
+            raise CheckpointError(f"{where}'s metadata has a bad value ({err})") from None
+        return cls(**values)
+
+    def build_encoder(self) -> nn.Module:
+        """The encoder this describes, freshly initialised."""
+        return build_backbone(self.backbone, in_channels=self.in_channels,
+                              image_size=self.image_size, small_stem=self.small_stem,
+                              width=self.width or 32)
+
+
+def _parse(text: str, hint: Any) -> Any:
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kind = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    if kind is bool:
+        return text == "true"
+    if typing.get_origin(kind) is tuple:
+        return tuple(float(v) for v in text.split(","))
+    return kind(float(text)) if kind is int else kind(text)
+
+
+def encoder_info(ckpt: dict[str, Any]) -> EncoderInfo:
+    """The encoder's description and the run's budget, from a training checkpoint."""
     hp = ckpt.get("hyper_parameters") or {}
     if "config" not in hp or "data_info" not in hp:
         raise CheckpointError(
@@ -154,42 +238,30 @@ def encoder_metadata(ckpt: dict[str, Any]) -> dict[str, str]:
     m, t = cfg.model, cfg.train
     run = ckpt.get("tribyol_run") or {}
     steps = int(ckpt.get("global_step", 0))
-    world = int(run.get("world_size", 1))
     per_epoch = int(run.get("steps_per_epoch", 0))
-    meta = {
-        "format": ENCODER_FORMAT,
-        "backbone": m.backbone,
-        "in_channels": str(info["channels"]),
-        "image_size": str(info["image_size"]),
-        "small_stem": str(uses_small_stem(info["image_size"], m.small_stem)).lower(),
-        "width": str(m.width),
-        "method": cfg.method["name"],
-        "dataset": cfg.data.dataset,
-        # The batch that BatchNorm and the loss saw is batch_size per device; an optimizer step
-        # averages accumulate x world_size of them.
-        "batch_size": str(t.batch_size),
-        "accumulate": str(t.accumulate),
-        "world_size": str(world),
-        "steps_done": str(steps),
-        "epochs_planned": str(t.epochs),
-        "mean": ",".join(map(str, info["mean"])),
-        "std": ",".join(map(str, info["std"])),
-    }
-    if per_epoch > 0:
-        meta["epochs_done"] = f"{steps / per_epoch:.4g}"
-    if "labels_seen" in run:
-        meta["labels_seen"] = str(run["labels_seen"])
-    return meta
-
-
-def build_encoder_from_metadata(meta: dict[str, str]) -> nn.Module:
-    return build_backbone(
-        meta["backbone"],
-        in_channels=int(meta["in_channels"]),
-        image_size=int(meta["image_size"]),
-        small_stem=meta["small_stem"] == "true",
-        width=int(meta.get("width", 32)),
+    return EncoderInfo(
+        backbone=m.backbone,
+        in_channels=int(info["channels"]),
+        image_size=int(info["image_size"]),
+        small_stem=uses_small_stem(info["image_size"], m.small_stem),
+        mean=tuple(float(v) for v in info["mean"]),
+        std=tuple(float(v) for v in info["std"]),
+        width=m.width,
+        method=cfg.method["name"],
+        dataset=cfg.data.dataset,
+        batch_size=t.batch_size,
+        accumulate=t.accumulate,
+        world_size=int(run.get("world_size", 1)),
+        steps_done=steps,
+        epochs_planned=t.epochs,
+        epochs_done=steps / per_epoch if per_epoch > 0 else None,
+        labels_seen=str(run["labels_seen"]) if "labels_seen" in run else None,
     )
+
+
+def encoder_metadata(ckpt: dict[str, Any]) -> dict[str, str]:
+    """``encoder_info(ckpt)`` as an export's metadata."""
+    return encoder_info(ckpt).to_metadata()
 
 
 def read_export(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
@@ -207,11 +279,7 @@ def read_export(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
         ) from None
     if meta.get("format") != ENCODER_FORMAT:
         raise CheckpointError(f"{path} is not a tribyol encoder export (no tribyol metadata)")
-    missing = [k for k in REQUIRED_METADATA if k not in meta]
-    if missing:
-        raise CheckpointError(
-            f"{path}'s metadata lacks {', '.join(missing)}; export it again with `tribyol export`"
-        )
+    EncoderInfo.from_metadata(meta, str(path))  # checked here, before anyone builds from it
     return meta, state
 
 
@@ -224,7 +292,7 @@ def load_encoder(source: str | Path) -> tuple[nn.Module, dict[str, str]]:
         ckpt = load_checkpoint(find_checkpoint(source))
         meta, state = encoder_metadata(ckpt), encoder_state(ckpt)
     try:
-        encoder = build_encoder_from_metadata(meta)
+        encoder = EncoderInfo.from_metadata(meta, str(source)).build_encoder()
         encoder.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

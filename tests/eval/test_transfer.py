@@ -10,6 +10,7 @@ from tribyol.nets import build_backbone
 def source(channels: int, size: int = 16) -> Source:
     torch.manual_seed(0)
     meta = {"backbone": "convnet", "in_channels": str(channels), "image_size": str(size),
+            "small_stem": "true",
             "mean": ",".join(["0.5"] * channels), "std": ",".join(["0.25"] * channels),
             "method": "tribyol", "dataset": "digits", "batch_size": "32"}
     return Source(build_backbone("convnet", channels, size, width=4), meta, "toy", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from tribyol.channels import channel_stats  # noqa: F401 (eval.cli imports it from here; moving)
+from tribyol.checkpoints import EncoderInfo
 from tribyol.data import DatasetNotFoundError, get_spec, load_split
 from tribyol.eval.splits import stratified_sample, stratified_split
 
@@ -21,25 +23,29 @@ log = logging.getLogger(__name__)
 @dataclass
 class Source:
     encoder: nn.Module
-    meta: dict[str, str]  # export metadata: backbone, image_size, in_channels, mean, std, ...
+    meta: dict[str, str]  # the export metadata as written (``info`` is it typed)
     run_id: str
     path: Path
 
+    @cached_property
+    def info(self) -> EncoderInfo:
+        return EncoderInfo.from_metadata(self.meta, str(self.path))
+
     @property
     def image_size(self) -> int:
-        return int(self.meta["image_size"])
+        return self.info.image_size
 
     @property
     def in_channels(self) -> int:
-        return int(self.meta["in_channels"])
+        return self.info.in_channels
 
     @property
     def mean(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in self.meta["mean"].split(","))
+        return self.info.mean
 
     @property
     def std(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in self.meta["std"].split(","))
+        return self.info.std
 
 
 def run_id_of(path: Path) -> str:
@@ -69,20 +75,11 @@ def imagenet_metadata(backbone: str, image_size: int = IMAGENET_IMAGE_SIZE,
                       weights: Path | None = None) -> dict[str, str]:
     """Export-style metadata of torchvision's ImageNet ResNet: RGB, the standard 7x7 stem,
     ImageNet's mean/std. No pre-training batch is stated: the run is torchvision's, not ours."""
-    from tribyol.checkpoints import ENCODER_FORMAT
-
-    meta = {
-        "format": ENCODER_FORMAT,
-        "backbone": backbone,
-        "in_channels": "3",
-        "image_size": str(image_size),
-        "small_stem": "false",
-        "method": "supervised-imagenet",
-        "dataset": "imagenet",
-        "labels_seen": IMAGENET_LABELS,
-        "mean": ",".join(map(str, IMAGENET_MEAN)),
-        "std": ",".join(map(str, IMAGENET_STD)),
-    }
+    meta = EncoderInfo(
+        backbone=backbone, in_channels=3, image_size=image_size, small_stem=False,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, method="supervised-imagenet", dataset="imagenet",
+        labels_seen=IMAGENET_LABELS,
+    ).to_metadata()
     if weights is not None:
         meta["weights"] = str(weights)
     return meta
@@ -92,7 +89,6 @@ def load_imagenet_source(source: str, random_init: bool = False, seed: int = 0,
                          weights: str | None = None, image_size: int | None = None) -> Source:
     """``imagenet:resnet18`` -> torchvision's ResNet-18 with the ImageNet weights of ``weights``
     (a path) or the torch hub cache; ``random_init``: the same network, untrained."""
-    from tribyol.checkpoints import build_encoder_from_metadata
     from tribyol.config import ConfigError
     from tribyol.methods.supervised import (
         IMAGENET_WEIGHTS,
@@ -111,11 +107,11 @@ def load_imagenet_source(source: str, random_init: bool = False, seed: int = 0,
     if random_init:
         torch.manual_seed(seed)
         meta = {**imagenet_metadata(backbone, size), "labels_seen": "none"}
-        encoder = build_encoder_from_metadata(meta)
+        encoder = EncoderInfo.from_metadata(meta).build_encoder()
         return Source(encoder, meta, f"imagenet-{backbone}{suffix}+random-init", Path(str(source)))
     path = find_imagenet_weights(backbone, weights)
     meta = imagenet_metadata(backbone, size, path)
-    encoder = build_encoder_from_metadata(meta)
+    encoder = EncoderInfo.from_metadata(meta).build_encoder()
     fresh = load_imagenet_weights(encoder, path)
     assert not fresh, fresh  # the standard stem takes every ImageNet weight
     stem = path.name.split(".")[0]
@@ -137,7 +133,7 @@ def load_source(source: str | Path, random_init: bool = False, seed: int = 0, *,
                 weights: str | None = None, image_size: int | None = None) -> Source:
     """The encoder of a run directory / .ckpt / .safetensors / ``imagenet:ARCH``;
     ``random_init``: same net, new weights (and no labels seen)."""
-    from tribyol.checkpoints import build_encoder_from_metadata, load_encoder
+    from tribyol.checkpoints import load_encoder
 
     if is_imagenet_source(source):
         return load_imagenet_source(str(source), random_init, seed, weights, image_size)
@@ -146,7 +142,7 @@ def load_source(source: str | Path, random_init: bool = False, seed: int = 0, *,
     run_id = run_id_of(path)
     if random_init:
         torch.manual_seed(seed)
-        encoder = build_encoder_from_metadata(meta)
+        encoder = EncoderInfo.from_metadata(meta, str(path)).build_encoder()
         run_id = f"{run_id}+random-init"
         meta = {**meta, "labels_seen": "none"}
     return Source(encoder, meta, run_id, path)
@@ -274,24 +270,23 @@ def _number(text: str | None, kind: type) -> Any:
 
 def base_record(src: Source, data: EvalData, protocol: str, seed: int) -> dict[str, Any]:
     """Store fields shared by every protocol (``tribyol.store.FIELDS``)."""
-    meta = src.meta
-    method = meta.get("method")
-    if src.run_id.endswith("+random-init"):
-        method = "random-init"
+    info = src.info
+    method = "random-init" if src.run_id.endswith("+random-init") else info.method
+    legacy_epochs = _number(src.meta.get("epochs"), float)  # exports before v0.2: planned only
     return {
         "run_id": src.run_id,
         "method": method,
-        "backbone": meta.get("backbone"),
+        "backbone": info.backbone,
         "dataset": data.name,
-        "pretrain_dataset": meta.get("dataset"),
+        "pretrain_dataset": info.dataset,
         # per device: the batch BatchNorm and the loss saw; accumulation and world size beside it
-        "pretrain_batch_size": _number(meta.get("batch_size"), int),
-        "pretrain_accumulate": _number(meta.get("accumulate"), int),
-        "pretrain_world_size": _number(meta.get("world_size"), int),
-        # the budget actually run (exports before v0.2 only knew the planned epochs)
-        "pretrain_steps": _number(meta.get("steps_done"), int),
-        "pretrain_epochs": _number(meta.get("epochs_done", meta.get("epochs")), float),
-        "pretrain_labels": labels_seen(meta),
+        "pretrain_batch_size": info.batch_size,
+        "pretrain_accumulate": info.accumulate,
+        "pretrain_world_size": info.world_size,
+        # the budget actually run
+        "pretrain_steps": info.steps_done,
+        "pretrain_epochs": info.epochs_done if info.epochs_done is not None else legacy_epochs,
+        "pretrain_labels": labels_seen(src.meta),
         "protocol": protocol,
         "metric": "top1",
         "seed": seed,

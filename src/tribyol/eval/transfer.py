@@ -124,15 +124,15 @@ def transfer(
 
 def format_table(src: Source, rows: Sequence[TransferRow]) -> str:
     """A Markdown table of one source's transfer results."""
-    meta = src.meta
-    batch = f" at batch {meta['batch_size']}" if meta.get("batch_size") else ""
-    accumulate, world = int(meta.get("accumulate", 1)), int(meta.get("world_size", 1))
+    info = src.info
+    batch = f" at batch {info.batch_size}" if info.batch_size else ""
+    accumulate, world = info.accumulate or 1, info.world_size or 1
     batch += f", accumulating {accumulate}" if accumulate != 1 else ""
     batch += f", on {world} devices" if world != 1 else ""
-    labels = meta.get("labels_seen")
+    labels = info.labels_seen
     lines = [
-        f"Transfer (linear) from {src.run_id} ({meta.get('method')}, "
-        f"{meta.get('backbone')}, pre-trained on {meta.get('dataset')}{batch}"
+        f"Transfer (linear) from {src.run_id} ({info.method}, "
+        f"{info.backbone}, pre-trained on {info.dataset}{batch}"
         f"{f'; labels seen: {labels}' if labels else ''})",
         "",
         "| Target | Top-1 % | Train / test images | Note |",
