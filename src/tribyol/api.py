@@ -108,7 +108,6 @@ def evaluate(
     """Top-1 (%) of the ``source`` encoder on ``dataset``'s test split (default: the dataset it
     was pre-trained on): ``protocol`` "linear" (L2 penalty picked on a validation split) or
     "knn" (weighted, cosine). Nothing is appended to the results store; use the CLI for that."""
-    from tribyol.channels import channel_stats
     from tribyol.eval.common import load_eval_data, load_source
     from tribyol.eval.features import extract_features
     from tribyol.eval.knn import knn_accuracy
@@ -123,8 +122,8 @@ def evaluate(
     data = load_eval_data(name, data_root, image_size=src.image_size, channels=src.in_channels,
                           test_from_train=test_from_train, limit_train=limit_train,
                           limit_test=limit_test, seed=seed)
-    common = dict(image_size=src.image_size, mean=channel_stats(src.mean, src.in_channels),
-                  std=channel_stats(src.std, src.in_channels), device=device,
+    common = dict(image_size=src.image_size, mean=src.mean,
+                  std=src.std, device=device,
                   in_channels=src.in_channels)
     train_x, train_y = extract_features(src.encoder, data.train, indices=data.train_indices, **common)
     test_x, test_y = extract_features(src.encoder, data.test, indices=data.test_indices, **common)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from tribyol.data.scan import scan_classes
 from tribyol.errors import BadImageError
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 NATIVE_SIZE_SAMPLE = 64  # images whose sizes give a folder's native size (``native_size``)
 
 
@@ -147,55 +147,6 @@ def to_8bit(image: PILImage, channels: int) -> PILImage:
     return image.convert("L" if channels == 1 else "RGB")
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    """A name starting with "." anywhere below ``root`` (.ipynb_checkpoints, ._x.png, .DS_Store)."""
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def _scan_classes(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """``(class names, [(image path, label)])`` of ``root/<class>/**/<image>``.
-
-    Hidden folders and files are skipped, and so are class folders without images (they would
-    shift every later label and add a class no image has); one log line names what was skipped.
-    """
-    hidden_dirs, empty, hidden_files = [], [], 0
-    classes: list[str] = []
-    samples: list[tuple[Path, int]] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        if folder.name.startswith("."):
-            hidden_dirs.append(folder.name)
-            continue
-        images = []
-        for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            if _hidden(path, folder):
-                hidden_files += 1
-            else:
-                images.append(path)
-        if not images:
-            empty.append(folder.name)
-            continue
-        samples += [(path, len(classes)) for path in images]
-        classes.append(folder.name)
-    skipped = []
-    if hidden_dirs:
-        skipped.append(f"hidden folders {', '.join(hidden_dirs)}")
-    if empty:
-        skipped.append(f"class folders without images {', '.join(empty)}")
-    if hidden_files:
-        skipped.append(f"{hidden_files} hidden image files")
-    if skipped:
-        log.warning("%s: skipped %s", root, "; ".join(skipped))
-    if not classes and not empty:
-        raise FileNotFoundError(
-            f"no class folders under {root}; expected {root}/<class>/<image files>"
-        )
-    if not classes:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}/<class>/")
-    return classes, samples
-
-
 class FolderImages(Dataset):
     """Images in ``root/<class>/<file>`` of any size, decoded to a fixed ``image_size``.
 
@@ -214,7 +165,7 @@ class FolderImages(Dataset):
         bad_images: str = "skip",
     ) -> None:
         self.root = Path(root)
-        self.classes, self.samples = _scan_classes(self.root)
+        self.classes, self.samples = scan_classes(self.root)
         self.labels = torch.tensor([label for _, label in self.samples])
         self.image_size = image_size  # the side of the decoded squares
         self.view_size = image_size  # the side of the views made from them (pre-training sets it)

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from tribyol.data.scan import scan_classes
+
 MANIFEST_NAME = "split.json"
 
 
@@ -130,13 +132,11 @@ def split_folder(src: str | Path, dest: str | Path, test_fraction: float = 0.2,
                  seed: int = 0) -> dict[str, Any]:
     """Link ``src/<class>/*`` into ``dest/{train,test}/<class>/``; returns the manifest
     (also written to ``dest/split.json``). Identical files stay on one side."""
-    from tribyol.data.images import _scan_classes
-
     src, dest = Path(src).resolve(), Path(dest)
     taken = [dest / name for name in ("train", "test", MANIFEST_NAME) if (dest / name).exists()]
     if taken:  # never write over (or unlink) what is there: it may be the user's
         raise FileExistsError(f"{', '.join(map(str, taken))} already exist(s); pick a new DEST")
-    classes, samples = _scan_classes(src)
+    classes, samples = scan_classes(src)
     names = [p.relative_to(src).as_posix() for p, _ in samples]
     labels = [label for _, label in samples]
     groups = content_groups([p for p, _ in samples])

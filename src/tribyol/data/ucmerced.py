@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-from tribyol.data.images import TensorImages, _scan_classes, decode_all
+from tribyol.data.images import TensorImages, decode_all
+from tribyol.data.scan import scan_classes
 from tribyol.data.splits import content_groups, manifest, stratified_group_split
 from tribyol.errors import DatasetNotFoundError
 
@@ -71,7 +72,7 @@ def scan(root: str | Path) -> tuple[Path, list[str], list[Path], list[int]]:
     """``(folder, names "class/file", paths, labels)`` of the tiles, classes in CLASSES order."""
     folder = find_root(root)
     try:
-        classes, samples = _scan_classes(folder)
+        classes, samples = scan_classes(folder)
     except FileNotFoundError as err:
         raise DatasetNotFoundError(f"ucmerced: {err}") from None
     if tuple(classes) != CLASSES:

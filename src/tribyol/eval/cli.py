@@ -157,12 +157,12 @@ class Features:
 
 
 def _features(args: argparse.Namespace, loaded: Loaded) -> Features:
-    from tribyol.eval.common import cache_name, channel_stats
+    from tribyol.eval.common import cache_name
 
     src, data, cache = loaded.src, loaded.data, loaded.cache
     common = dict(name=cache_name(data, args.data_root), image_size=src.image_size,
-                  mean=channel_stats(src.mean, src.in_channels),
-                  std=channel_stats(src.std, src.in_channels), in_channels=src.in_channels,
+                  mean=src.mean,
+                  std=src.std, in_channels=src.in_channels,
                   batch_size=args.eval_batch_size, device=args.device)
     train_x, train_y, _ = cache.features(src.encoder, data.train, split="train",
                                          indices=data.train_indices, **common)
@@ -219,7 +219,7 @@ def cmd_knn(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from tribyol.data import get_spec
-    from tribyol.eval.common import base_record, channel_stats, check_label_fraction
+    from tribyol.eval.common import base_record, check_label_fraction
     from tribyol.eval.finetune import finetune
     from tribyol.eval.splits import labelled_subset
 
@@ -235,7 +235,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     result = finetune(
         src.encoder, data.train, subset, data.test, data.test_indices,
         num_classes=data.num_classes, image_size=src.image_size,
-        mean=channel_stats(src.mean, src.in_channels), std=channel_stats(src.std, src.in_channels),
+        mean=src.mean, std=src.std,
         in_channels=src.in_channels, views_preset=get_spec(spec_name).views,
         options=FinetuneOptions.from_args(args), device=args.device,
     )

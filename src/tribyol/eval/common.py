@@ -12,10 +12,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tribyol.channels import channel_stats  # noqa: F401 (eval.cli imports it from here; moving)
-from tribyol.checkpoints import EncoderInfo
+from tribyol.channels import channel_stats
+from tribyol.checkpoints import EncoderInfo, load_encoder
 from tribyol.data import DatasetNotFoundError, get_spec, load_split
+from tribyol.errors import ConfigError
 from tribyol.eval.splits import stratified_sample, stratified_split
+from tribyol.methods.supervised import IMAGENET_WEIGHTS, find_imagenet_weights, load_imagenet_weights
+from tribyol.store import saw_labels_of
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +44,12 @@ class Source:
 
     @property
     def mean(self) -> tuple[float, ...]:
-        return self.info.mean
+        """Per input channel (metadata with one value for an RGB encoder is repeated)."""
+        return channel_stats(self.info.mean, self.in_channels)
 
     @property
     def std(self) -> tuple[float, ...]:
-        return self.info.std
+        return channel_stats(self.info.std, self.in_channels)
 
 
 def run_id_of(path: Path) -> str:
@@ -89,13 +93,6 @@ def load_imagenet_source(source: str, random_init: bool = False, seed: int = 0,
                          weights: str | None = None, image_size: int | None = None) -> Source:
     """``imagenet:resnet18`` -> torchvision's ResNet-18 with the ImageNet weights of ``weights``
     (a path) or the torch hub cache; ``random_init``: the same network, untrained."""
-    from tribyol.config import ConfigError
-    from tribyol.methods.supervised import (
-        IMAGENET_WEIGHTS,
-        find_imagenet_weights,
-        load_imagenet_weights,
-    )
-
     backbone = str(source)[len(IMAGENET_PREFIX):]
     if backbone not in IMAGENET_WEIGHTS:
         raise ConfigError(
@@ -133,8 +130,6 @@ def load_source(source: str | Path, random_init: bool = False, seed: int = 0, *,
                 weights: str | None = None, image_size: int | None = None) -> Source:
     """The encoder of a run directory / .ckpt / .safetensors / ``imagenet:ARCH``;
     ``random_init``: same net, new weights (and no labels seen)."""
-    from tribyol.checkpoints import load_encoder
-
     if is_imagenet_source(source):
         return load_imagenet_source(str(source), random_init, seed, weights, image_size)
     path = Path(source)
@@ -151,9 +146,6 @@ def load_source(source: str | Path, random_init: bool = False, seed: int = 0, *,
 def check_label_fraction(src: Source, fraction: float, datasets: Iterable[str | None]) -> None:
     """Refuse fine-tuning with a fraction of the labels of a dataset whose labels (all of
     them) already trained the encoder: the score would be filed as a few-label result."""
-    from tribyol.config import ConfigError
-    from tribyol.store import saw_labels_of
-
     if fraction >= 1:
         return
     seen = labels_seen(src.meta)
@@ -211,7 +203,6 @@ def load_eval_data(
     for quick runs; a limit below the number of classes is refused (each class keeps an image).
     Folder images are decoded at ``image_size`` with ``channels`` (the encoder's).
     """
-    from tribyol.config import ConfigError
 
     spec = get_spec(name)
     options = {"image_size": image_size, "channels": channels}

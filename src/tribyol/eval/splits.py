@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from tribyol.config import ConfigError
+from tribyol.data import load_split
 from tribyol.data.subsets import stratified_sample
 from tribyol.eval.options import MIN_TEST_IMAGES
 
@@ -108,8 +109,6 @@ def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float 
     leaves no half subset. A leftover ``sub.partial`` is removed only if it holds nothing but
     folders and symlinks (what this function writes); an existing ``sub`` is refused.
     """
-    from tribyol.data import load_split  # the folder reader; eval is above data
-
     sub = Path(sub)
     if sub.exists():
         raise FileExistsError(f"{sub} already exists; remove it or pick another subset folder")

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from tribyol.data.subsets import stratified_sample
 from tribyol.report import paper
 from tribyol.report.tables import base_method, latest, method_rows, row_name
 
@@ -137,9 +138,7 @@ def tsne_embedding(
     features: torch.Tensor, labels: torch.Tensor, max_points: int = TSNE_POINTS, seed: int = 0
 ) -> tuple[Any, torch.Tensor]:
     """``(points [N, 2], labels [N])`` of a t-SNE of a stratified sample of ``features``."""
-    from sklearn.manifold import TSNE
-
-    from tribyol.eval.splits import stratified_sample
+    from sklearn.manifold import TSNE  # here: sklearn is slow to import and only t-SNE needs it
 
     labels = labels.long()
     if len(labels) > max_points:
