@@ -146,7 +146,7 @@ def build_method(
     **options: Any,
 ) -> Method:
     """A registered method around ``backbone`` (anything with an ``out_dim``), with its options
-    validated as the config would (``tau=0.99``, ``views=4``, ...)."""
+    validated as the config would (``tau=0.99``, ``num_views=4``, ...)."""
     cls, opts = resolve_options({"name": name, **options})
     ctx = MethodContext(backbone=backbone, hidden_dim=hidden_dim, proj_dim=proj_dim,
                         num_classes=num_classes, num_train_images=num_train_images,
