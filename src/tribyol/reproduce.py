@@ -1,32 +1,7 @@
 """``tribyol reproduce GRID.yaml``: run a grid of pre-trainings and evaluations, then tables.
 
-A grid is data (``configs/grids/*.yaml``, ``docs/reproduce.md``):
-
-- ``base``: a pre-training config, the same keys as ``tribyol pretrain --config``;
-- ``data`` (optional): where the images come from: ``archive`` (a .tar.gz extracted into
-  ``root`` when ``root/train`` is missing) and ``pretrain_subset`` (``per_class``,
-  ``test_fraction``, ``seed``): pre-train on up to ``per_class`` images per class of
-  ``root/train`` *outside* the test split that ``eval --test-from-train`` carves;
-- ``axes``: ``{key: [values]}``, a product; a key is a dotted config key or an alias
-  (``method``, ``batch``, ``dataset``, ``epochs``, ``backbone``, ``views``);
-- ``arms`` (optional): a list of ``{label, set: {key: value}, axes: {...}}``; each arm is the
-  base with its own overrides (times the grid's and its own axes): one factor at a time;
-- ``seeds``; ``equal_compute`` (true or a factor): for each BYOL cell one more at TriBYOL's
-  cost (1.5x the epochs), labelled ``byol (equal compute)``; ``random_init``: a row for the
-  untrained encoder;
-- ``eval``: the flags every ``tribyol eval`` command gets (dataset, test_from_train, limits,
-  ...), ``linear`` / ``knn`` flags, and optionally ``finetune: {fractions: [...], ...}`` and
-  ``transfer: {targets: [...], ...}``.
-
-Each cell pre-trains through ``tribyol pretrain`` (``OUT/runs/<cell id>``; ``--resume`` when a
-run directory exists and its ``run.json`` does not say ``finished``), evaluates through the
-eval commands with ``--store OUT/results.jsonl``, and records each finished step in
-``OUT/cells/<cell id>.json``, so a re-run skips what is done. The plan, with an estimated cost,
-is printed before anything starts; the progress after each cell. ``OUT/tables.md`` holds
-poster-shaped tables (mean ± std over seeds, n, the poster's numbers beside ours), one row per
-grid row (method and arm), and ``OUT/linear_vs_batch.png``; ``OUT/report/`` the plain
-``tribyol report``.
-"""
+A grid is data (``configs/grids/*.yaml``); its keys, how cells are formed, resumed and
+reported: docs/reproduce.md."""
 
 from __future__ import annotations
 

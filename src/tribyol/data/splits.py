@@ -2,17 +2,7 @@
 
     python -m tribyol.data split SRC DEST [--test-fraction 0.2] [--seed 0]
 
-writes ``DEST/train/<class>/`` and ``DEST/test/<class>/`` (symlinks to the files of
-``SRC/<class>/``) and ``DEST/split.json`` (the manifest), the layout ``--dataset folder`` reads:
-pre-train on ``DEST`` (it takes ``train/``), evaluate on ``DEST`` (it tests on ``test/``).
-
-The split is a pure function of (the class's relative file names, the groups, the seed): each
-class is shuffled by its own generator, seeded from (seed, CRC-32 of the class name), so adding a
-class or listing files in another order changes no other class's split. Files with identical
-bytes (exact duplicates, like UC Merced's airplane01/airplane02) form one unit that goes to one
-side whole. Each class puts ``round(test_fraction * n)`` images in ``test`` (exactly, while
-single images are left to fill it) and the rest in ``train``.
-"""
+How the split is drawn, and why it is stable: docs/data.md, "Splitting a folder"."""
 
 from __future__ import annotations
 

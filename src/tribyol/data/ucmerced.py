@@ -1,23 +1,5 @@
-"""UC Merced Land Use: 2,100 aerial RGB tiles (21 classes x 100, mostly 256x256) as a preset.
-
-``--dataset ucmerced --data-root DIR``: DIR is the unpacked folder (``DIR/<class>/<file>.jpg``)
-or the folder that holds ``uc_merced/``. The dataset has no official split; this preset makes a
-seeded (``SPLIT_SEED``), class-stratified 80/20 one, exactly 80 train / 20 test images per class,
-by ``tribyol.data.splits.stratified_group_split`` over the files' ``class/name`` paths. Files
-with identical bytes, and the known pixel-identical pair airplane01/airplane02, stay on one
-side. ``train`` is the 80 % (pre-training reads only that), ``test`` the 20 % (``tribyol eval
-... --dataset ucmerced`` scores on it, no ``--test-from-train`` needed).
-
-The split seed is fixed, not the run's seed: every run and every evaluation sees the same
-split, and a feature cached for "ucmerced test" always means the same images.
-``split_manifest(root)`` returns it (``python -m tribyol.data ucmerced-split DIR`` prints it as JSON);
-readers also attach it to the image set as ``images.info["split"]``.
-
-Images are decoded once, into one uint8 tensor of 256x256 tiles (shorter side to 256, centre
-crop: 43 tiles are 242-255 px), with ``torchvision.io.decode_jpeg`` (pixel-equal to PIL here and
-faster; ``benchmarks/decode.py``). 1,680 train tiles take 330 MB, the 420 test tiles 83 MB.
-Views are random-resized crops of these at 224 px (the preset's ``image_size``).
-"""
+"""UC Merced Land Use: 2,100 aerial RGB tiles (21 classes x 100) as a preset with a fixed,
+seeded, class-stratified 80/20 split that keeps duplicate images on one side (docs/data.md)."""
 
 from __future__ import annotations
 

@@ -1,20 +1,6 @@
 """Tables shaped like the poster's three (linear by batch, fine-tuning by label fraction,
-transfer by target) with our numbers beside the poster's, as Markdown and CSV.
-
-A cell reads ``ours / poster``. Ours is the mean over seeds and runs of the latest record of
-each (run, protocol, dataset, label fraction, seed); ``±`` gives the std when there are several.
-``†`` marks results measured on a test set carved out of train (no official test split).
-Each row ends with the evaluation's image counts (train / test) behind its numbers, so a score
-on a 500-image subset is never mistaken for one on the full test set, and with the labels that
-shaped its encoders in pre-training (``none`` for self-supervised ones); ``‡`` marks a cell whose
-encoder was pre-trained with the labels of the very dataset it is scored on.
-
-Rows never average runs that differ in what pre-training did: a method pre-trained for several
-budgets, with gradient accumulation or on several devices gets one row each (``BYOL (3ep)``,
-``TriBYOL (accum 4)``, ``TriBYOL (4 devices)``); the linear and kNN columns are the per-device
-batch that BatchNorm and the loss saw, and the fine-tuning and transfer rows name their
-pre-training batch (``TriBYOL (b32)``).
-"""
+transfer by target), ours beside the poster's, as Markdown and CSV. What a cell, ``±``, ``†``
+and ``‡`` mean and how rows are kept apart: docs/evaluation.md, "Tables"."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
-"""Batched, on-device augmentation with per-sample random parameters.
-
-Every op takes a float batch ``[B, C, H, W]`` in [0, 1] and draws its parameters per sample
-from an explicit ``torch.Generator``, so two images of one batch get different crops, colours
-and blurs, and a run is reproducible from (seed, step) alone. BYOL's recipe, with these
-differences from torchvision's per-image transforms (all documented, none silent):
-
-- the resized crop samples area and aspect ratio once and clamps the box into the image
-  (torchvision retries up to 10 times, then falls back to a centre crop);
-- colour jitter applies brightness, contrast, saturation, hue in that fixed order (torchvision
-  shuffles the order) and turns hue in YIQ space (torchvision goes through HSV);
-- one-channel images skip saturation, hue and grayscale, which mean nothing for them.
-"""
+"""Batched, on-device augmentation with per-sample random parameters drawn from an explicit
+``torch.Generator`` (reproducible from seed and step alone). BYOL's recipe; where it differs
+from torchvision's per-image transforms: docs/data.md, "Views"."""
 
 from __future__ import annotations
 
