@@ -14,7 +14,6 @@ from tribyol.cli import build_parser
 from tribyol.errors import ConfigError
 from tribyol.eval.cli import PROTOCOLS
 from tribyol.eval.options import (
-    WEIGHT_DECAY_GRID,
     EvalOptions,
     FinetuneOptions,
     KnnOptions,
@@ -79,7 +78,7 @@ def test_comma_separated_flags_parse_to_tuples() -> None:
     args = parsers["transfer"].parse_args(["run", "--weight-decays", "1e-4, 1e-3,",
                                            "--targets", "mnist, cifar10"])
     assert args.weight_decays == (1e-4, 1e-3) and args.targets == ("mnist", "cifar10")
-    assert parsers["linear"].parse_args(["run"]).weight_decays == WEIGHT_DECAY_GRID
+    assert parsers["linear"].parse_args(["run"]).weight_decays == LinearOptions.weight_decays
 
 
 def test_the_dataclass_refuses_a_bad_value_outside_the_cli_too() -> None:

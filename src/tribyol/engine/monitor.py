@@ -20,7 +20,8 @@ import torch
 from tribyol.config import RunConfig
 from tribyol.data import TensorImages
 from tribyol.eval.features import extract_features
-from tribyol.eval.knn import KNN_TEMPERATURE, knn_accuracy
+from tribyol.eval.knn import knn_accuracy
+from tribyol.eval.options import KnnOptions
 from tribyol.eval.splits import stratified_sample, stratified_split
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class KNNMonitor(L.Callback):
         queries: TensorImages,
         every_epochs: int,
         k: int = 20,
-        temperature: float = KNN_TEMPERATURE,
+        temperature: float = KnnOptions.temperature,
         batch_size: int = 256,
     ) -> None:
         self.bank, self.queries = bank, queries

@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -101,6 +101,12 @@ def extract_features(
     return torch.cat(feats).cpu(), torch.cat(labels).cpu()
 
 
+class CachedFeatures(NamedTuple):
+    features: Tensor  # [N, D]
+    labels: Tensor  # [N]
+    path: Path | None  # the cache file, or None when the cache is off
+
+
 class FeatureCache:
     """Features stored as ``<root>/<key>.safetensors``; ``enabled=False`` makes it a no-op."""
 
@@ -153,8 +159,8 @@ class FeatureCache:
         batch_size: int = 256,
         device: torch.device | str | None = None,
         encoder_hash: str | None = None,
-    ) -> tuple[Tensor, Tensor, Path | None]:
-        """Cached ``extract_features``; returns ``(features, labels, cache file or None)``."""
+    ) -> CachedFeatures:
+        """Cached ``extract_features``."""
         index_hash = None
         if indices is not None:
             index_hash = hashlib.sha256(torch.as_tensor(indices).long().numpy().tobytes()).hexdigest()
@@ -172,15 +178,14 @@ class FeatureCache:
         key = self.key(**parts)
         hit = self.load(key)
         if hit is not None:
-            return hit[0], hit[1], self.path(key)
+            return CachedFeatures(hit[0], hit[1], self.path(key))
         feats, labels = extract_features(
             encoder, dataset, image_size, mean, std, batch_size, device,
             in_channels=in_channels, indices=indices,
         )
         meta = {k: json.dumps(v) for k, v in parts.items()}
         meta["classes"] = json.dumps(class_names(dataset))  # for plot legends; not in the key
-        path = self.save(key, feats, labels, meta)
-        return feats, labels, path
+        return CachedFeatures(feats, labels, self.save(key, feats, labels, meta))
 
 
 def class_names(dataset: Any) -> list[str]:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tribyol.eval.options import KNN_K, KNN_TEMPERATURE
+from tribyol.eval.options import KnnOptions
 
 
 @torch.no_grad()
@@ -18,8 +18,8 @@ def knn_predict(
     train_x: Tensor,
     train_y: Tensor,
     test_x: Tensor,
-    k: int = KNN_K,
-    temperature: float = KNN_TEMPERATURE,
+    k: int = KnnOptions.k,
+    temperature: float = KnnOptions.temperature,
     num_classes: int | None = None,
     chunk_size: int = 1024,
 ) -> Tensor:
@@ -46,8 +46,8 @@ def knn_accuracy(
     train_y: Tensor,
     test_x: Tensor,
     test_y: Tensor,
-    k: int = KNN_K,
-    temperature: float = KNN_TEMPERATURE,
+    k: int = KnnOptions.k,
+    temperature: float = KnnOptions.temperature,
 ) -> float:
     """Top-1 (percent) of weighted kNN; labels < 0 in ``test_y`` are ignored."""
     known = test_y >= 0

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tribyol.eval.options import MAX_ITER, WEIGHT_DECAY_GRID
+from tribyol.eval.options import LinearOptions
 from tribyol.eval.splits import stratified_split
 
 # L2 penalties tried (on the mean cross-entropy, weights only): 1e-6 is near unregularised,
@@ -51,7 +51,7 @@ def standardize(train: Tensor, *others: Tensor, eps: float = 1e-6) -> list[Tenso
 
 
 def fit_linear(
-    x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int = MAX_ITER
+    x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int = LinearOptions.max_iter
 ) -> tuple[Tensor, Tensor]:
     """Weights ``[D, K]`` and bias ``[K]`` minimising mean CE + wd/2 * ||W||^2 (L-BFGS)."""
     x, y = x.float(), y.long()
@@ -91,10 +91,10 @@ def linear_probe(
     test_x: Tensor,
     test_y: Tensor,
     *,
-    val_fraction: float = 0.1,
+    val_fraction: float = LinearOptions.val_fraction,
     seed: int = 0,
-    weight_decays: Sequence[float] = WEIGHT_DECAY_GRID,
-    max_iter: int = MAX_ITER,
+    weight_decays: Sequence[float] = LinearOptions.weight_decays,
+    max_iter: int = LinearOptions.max_iter,
     num_classes: int | None = None,
 ) -> LinearResult:
     """Top-1 of a linear classifier on frozen features, penalty picked on a validation split.

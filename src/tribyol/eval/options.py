@@ -308,10 +308,3 @@ class TransferOptions(Options):
     test_from_train: float | None = _test_from_train(
         "for targets without a test split, e.g. a folder without test/: hold out this seeded, "
         "stratified fraction of train as the test set, e.g. 0.2; targets with one keep theirs")
-
-
-# The defaults library functions take where the CLI is not involved (knn.py, linear.py).
-KNN_K: int = KnnOptions.k
-KNN_TEMPERATURE: float = KnnOptions.temperature
-MAX_ITER: int = LinearOptions.max_iter
-WEIGHT_DECAY_GRID: tuple[float, ...] = LinearOptions.weight_decays
