@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean carry
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/lint-imports --no-cache
+
+# Pure-Python wheels a bare GPU machine lacks (its python3 has torch and Lightning only), for
+# `carry: [".carry"]`; benchmarks/carried.sh puts them on PYTHONPATH there (docs/reproduce.md).
+carry: $(STAMP)
+	rm -rf .carry/wheels && mkdir -p .carry/wheels
+	$(BIN)/pip download -q --no-deps -d .carry/wheels \
+	  "omegaconf==$$($(BIN)/python -c 'import omegaconf; print(omegaconf.__version__)')"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -12,6 +12,7 @@ PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 OUT_DIR=${OUT:-benchmarks/out}
 mkdir -p "$OUT_DIR"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+. benchmarks/carried.sh  # omegaconf on a bare GPU machine (make carry)
 B="$PY benchmarks/throughput.py --methods byol,tribyol --precisions auto"
 if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true

@@ -7,6 +7,7 @@ PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 OUT_DIR=${OUT:-benchmarks/out}
 mkdir -p "$OUT_DIR"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+. benchmarks/carried.sh  # omegaconf on a bare GPU machine (make carry)
 D="$PY benchmarks/throughput.py --device cuda --methods byol --backbones resnet18 --batches 64
    --variants base,cl --steps 10 --warmup 5 --rounds 1 --gpu-busy 3 --show-kernels"
 $D --precisions bf16,32 --out "$OUT_DIR/diag_heuristic.json" 2>&1 | grep -v -i -E 'warn|tip|litlogger|available'
