@@ -75,3 +75,19 @@ def test_config_errors_come_before_torch_and_lightning_are_imported() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "2 []", done.stdout + done.stderr
     assert "unknown config key 'train.batchsize'" in done.stderr
+
+
+def test_pretrain_help_defaults_are_the_configs() -> None:
+    """Each flag's default is read from RunConfig, not written a second time in the help."""
+    from tribyol.cli import PRETRAIN_OPTIONS
+    from tribyol.config import config_default
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    helps = {a.dest: a.help for a in sub.choices["pretrain"]._actions}
+    checked = 0
+    for attr, flag in PRETRAIN_OPTIONS.items():
+        if flag.default_text is None and flag.type is not bool:
+            assert helps[attr].endswith(f"(default: {config_default(flag.key)})"), attr
+            checked += 1
+    assert checked >= 12
+    assert config_default("train.batch_size") == 32 and config_default("method.name") == "tribyol"

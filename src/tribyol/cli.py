@@ -13,35 +13,74 @@ import shlex
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
+from tribyol.config import config_default
 from tribyol.errors import USER_ERRORS, RunStopped
 from tribyol.resolve import load_config
 
 # Modules that add their own sub-commands; a missing one is skipped.
 COMMAND_MODULES = ("tribyol.eval.cli", "tribyol.report.cli", "tribyol.reproduce")
 
-# Short flags -> dotted config keys.
-PRETRAIN_FLAGS = {
-    "method": "method.name",
-    "dataset": "data.dataset",
-    "data_root": "data.root",
-    "download": "data.download",
-    "batch_size": "train.batch_size",
-    "epochs": "train.epochs",
-    "max_steps": "train.max_steps",
-    "backbone": "model.backbone",
-    "precision": "train.precision",
-    "seed": "train.seed",
-    "run_dir": "run_dir",
-    "name": "name",
-    "views": "method.num_views",
-    "weights": "method.weights",
-    "devices": "train.devices",
-    "strategy": "train.strategy",
-    "accelerator": "train.accelerator",
-    "limit": "data.limit",
+@dataclass(frozen=True)
+class PretrainFlag:
+    """A ``pretrain`` flag: the dotted config key it sets and what its value means. Its default
+    is read from the config dataclasses, so it is written once (``default_text`` where the
+    default is no field of ``RunConfig``, e.g. a method's option)."""
+
+    key: str
+    meaning: str
+    type: Any = str
+    default_text: str | None = None
+    aliases: tuple[str, ...] = ()  # older spellings, still accepted
+
+
+PRETRAIN_OPTIONS = {
+    "method": PretrainFlag("method.name", "tribyol, byol, cross, simsiam, simclr, pirl-jigsaw, "
+                           "pirl-rotation, supervised or supervised-imagenet"),
+    "dataset": PretrainFlag("data.dataset", "mnist, fashionmnist, kmnist, usps, svhn, cifar10, "
+                            "cifar100, stl10, digits, ucmerced, or folder (your ImageFolder)"),
+    "data_root": PretrainFlag("data.root", "folder with the dataset's files"),
+    "download": PretrainFlag("data.download", "fetch the dataset (needs internet)", bool),
+    "batch_size": PretrainFlag("train.batch_size", "images per device per step", int),
+    "epochs": PretrainFlag("train.epochs", "passes over the data (the poster: 80)", int),
+    "max_steps": PretrainFlag("train.max_steps", "stop after this many optimizer steps (-1: off); "
+                              "names the run sN", int),
+    "backbone": PretrainFlag("model.backbone", "convnet, resnet18 or resnet50"),
+    "precision": PretrainFlag("train.precision", "auto (bf16 where native), bf16-mixed, 16-mixed "
+                              "or 32"),
+    "seed": PretrainFlag("train.seed", "in [0, 2**32)", int),
+    "run_dir": PretrainFlag("run_dir", "parent folder of run directories"),
+    "name": PretrainFlag("name", "run directory name, one plain folder name",
+                         default_text="method_backbone_batch_budget_dataset"),
+    "num_views": PretrainFlag("method.num_views", "TriBYOL: number of views, >= 3", int,
+                              default_text="3", aliases=("--views",)),
+    "weights": PretrainFlag("method.weights", "supervised-imagenet: ImageNet state-dict file",
+                            default_text="the torch hub cache"),
+    "devices": PretrainFlag("train.devices", "device count, list of ids, or auto"),
+    "strategy": PretrainFlag("train.strategy", "auto, ddp, ..."),
+    "accelerator": PretrainFlag("train.accelerator", "auto, cpu or gpu"),
+    "limit": PretrainFlag("data.limit", "a seeded, stratified subset of N training images", int,
+                          default_text="all"),
 }
+# Flag attribute -> dotted config key.
+PRETRAIN_FLAGS = {attr: flag.key for attr, flag in PRETRAIN_OPTIONS.items()}
+
+
+def add_pretrain_flags(p: argparse.ArgumentParser) -> None:
+    """``PRETRAIN_OPTIONS`` as flags; unset ones leave the config's value (``None`` default)."""
+    for attr, flag in PRETRAIN_OPTIONS.items():
+        default = flag.default_text or config_default(flag.key)
+        if flag.type is bool:
+            default = "on" if default else "off"
+        help_text = f"{flag.meaning} (default: {default})"
+        names = ["--" + attr.replace("_", "-"), *flag.aliases]
+        if flag.type is bool:
+            p.add_argument(*names, dest=attr, action="store_true", help=help_text)
+        else:
+            p.add_argument(*names, dest=attr, type=flag.type, help=help_text)
 
 
 def overrides_from_args(args: argparse.Namespace, flags: dict[str, str]) -> list:
@@ -107,30 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "unset flags take the config's value (defaults in docs and `tribyol.config`).",
     )
     add_config_args(p)
-    p.add_argument("--method", help="tribyol (default), byol, cross, simsiam, simclr, pirl-jigsaw, "
-                   "pirl-rotation, supervised, supervised-imagenet")
-    p.add_argument("--dataset", help="fashionmnist (default), mnist, kmnist, usps, svhn, cifar10, "
-                   "cifar100, stl10, digits, or folder (your ImageFolder)")
-    p.add_argument("--data-root", help="folder with the dataset's files (default: data)")
-    p.add_argument("--download", action="store_true", help="fetch the dataset (needs internet; default: off)")
-    p.add_argument("--batch-size", type=int, help="images per device per step (default 32)")
-    p.add_argument("--epochs", type=int, help="passes over the data (default 80, the poster's)")
-    p.add_argument("--max-steps", type=int,
-                   help="stop after this many optimizer steps (default -1: off); names the run sN")
-    p.add_argument("--backbone", help="convnet (default), resnet18, resnet50")
-    p.add_argument("--precision", help="auto (default: bf16 where native), bf16-mixed, 16-mixed, 32")
-    p.add_argument("--seed", type=int, help="in [0, 2**32) (default 0)")
-    p.add_argument("--views", type=int, help="TriBYOL: number of views, >= 3 (default 3)")
-    p.add_argument("--weights", help="supervised-imagenet: ImageNet state-dict file "
-                   "(default: the torch hub cache)")
-    p.add_argument("--devices", help="device count, list of ids, or auto (default auto)")
-    p.add_argument("--strategy", help="auto (default), ddp, ...")
-    p.add_argument("--accelerator", help="auto (default), cpu, gpu")
-    p.add_argument("--limit", type=int,
-                   help="use a seeded, stratified subset of N training images (default: all)")
-    p.add_argument("--run-dir", help="parent folder of run directories (default runs/)")
-    p.add_argument("--name", help="run directory name, one plain folder name "
-                   "(default: method_backbone_batch_budget_dataset)")
+    add_pretrain_flags(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true",
                        help="continue the run in its directory (a changed network is refused)")

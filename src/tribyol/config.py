@@ -226,6 +226,14 @@ def _require_finite(built: Any, where: str) -> None:
                 raise ConfigError(f"{path}: expected a finite number, got {value!r}")
 
 
+def config_default(key: str) -> Any:
+    """The default of a dotted key, e.g. ``train.batch_size`` -> 32 (``--help`` shows it)."""
+    node: Any = RunConfig()
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain, YAML-safe dict (tuples become lists)."""
 

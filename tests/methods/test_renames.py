@@ -87,8 +87,9 @@ def test_a_misspelt_option_still_gets_did_you_mean():
         resolve_options({"name": "triboyl"})
 
 
-def test_views_flag_sets_num_views():
-    args = build_parser().parse_args(["pretrain", "--views", "4"])
+@pytest.mark.parametrize("flag", ["--num-views", "--views"])
+def test_views_flag_sets_num_views(flag):
+    args = build_parser().parse_args(["pretrain", flag, "4"])
     overrides = overrides_from_args(args, PRETRAIN_FLAGS)
     assert ("method.num_views", 4) in overrides
 
