@@ -33,3 +33,30 @@ def test_the_contract_would_catch_an_upward_import(tmp_path: Path) -> None:
     (tmp_path / "contract.toml").write_text(flipped)
     done = lint("--config", str(tmp_path / "contract.toml"))
     assert done.returncode != 0 and "BROKEN" in done.stdout
+
+
+# Modules that import parts of tribyol inside functions, and why (docs/architecture.md): a new
+# one is a deliberate change to this table, not an accident.
+IN_FUNCTION_IMPORTS = {
+    "cli.py": "each command's machinery (engine, export, demo) when it runs: fast --help",
+    "eval/cli.py": "the eval protocols (torch) when a command runs: fast --help",
+    "report/cli.py": "plots and cached features (torch, matplotlib) only when asked for",
+    "reproduce.py": "data, splits and plots (torch) only when a grid runs",
+    "resolve.py": "the registries (torch) after the torch-free config checks",
+    "api.py": "the engine (Lightning) on the first pretrain() call",
+}
+
+
+def test_imports_inside_functions_stay_where_they_have_a_reason() -> None:
+    import ast
+
+    found: dict[str, int] = {}
+    for path in sorted((ROOT / "src" / "tribyol").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("tribyol"):
+                        name = path.relative_to(ROOT / "src" / "tribyol").as_posix()
+                        found[name] = found.get(name, 0) + 1
+    assert set(found) <= set(IN_FUNCTION_IMPORTS), sorted(set(found) - set(IN_FUNCTION_IMPORTS))
+    assert sum(found.values()) <= 33, found

@@ -20,6 +20,10 @@ from torch import nn
 from tribyol.checkpoints import load_encoder
 from tribyol.config import RunConfig, to_dict
 from tribyol.errors import ConfigError
+from tribyol.eval.common import load_eval_data, load_source
+from tribyol.eval.features import extract_features
+from tribyol.eval.knn import knn_accuracy
+from tribyol.eval.linear import linear_probe
 from tribyol.methods import Method, MethodContext, resolve_options
 from tribyol.resolve import load_config
 
@@ -108,10 +112,6 @@ def evaluate(
     """Top-1 (%) of the ``source`` encoder on ``dataset``'s test split (default: the dataset it
     was pre-trained on): ``protocol`` "linear" (L2 penalty picked on a validation split) or
     "knn" (weighted, cosine). Nothing is appended to the results store; use the CLI for that."""
-    from tribyol.eval.common import load_eval_data, load_source
-    from tribyol.eval.features import extract_features
-    from tribyol.eval.knn import knn_accuracy
-    from tribyol.eval.linear import linear_probe
 
     if protocol not in ("linear", "knn"):
         raise ConfigError(f"protocol must be 'linear' or 'knn', got {protocol!r}")

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from tribyol.errors import ConfigError
 
@@ -150,6 +148,10 @@ def build_dataclass(cls: type[T], values: Mapping[str, Any], where: str = "") ->
     keys; a failure becomes one ``ConfigError`` naming the dotted key, what it expects and the
     closest valid key. A dataclass's own ``__post_init__`` checks raise as they are.
     """
+    # Imported here: `tribyol --help` needs no config built, and OmegaConf adds ~40 ms to it.
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {values!r}")
     if cls is RunConfig and "method" in values:
@@ -174,6 +176,9 @@ def _method_mapping(value: Any) -> dict[str, Any]:
 
 def _explain(cls: type, values: Mapping[str, Any], where: str) -> ConfigError:
     """Find the key OmegaConf refused (its own message names neither the value nor a fix)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     fields = {f.name for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key, value in values.items():

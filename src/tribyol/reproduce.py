@@ -25,7 +25,10 @@ from typing import Any
 
 import yaml
 
-from tribyol.config import ConfigError, read_yaml_file, set_dotted
+from tribyol.config import ConfigError, read_yaml_file, set_dotted, to_dict
+from tribyol.report.tables import CARVED, build_tables, row_name
+from tribyol.resolve import load_config
+from tribyol.store import read_results
 
 # Axis / arm key aliases -> dotted config keys.
 ALIASES = {
@@ -271,9 +274,6 @@ def mark_same_runs(cells: list[Cell], fingerprint: Callable[[Cell], str]) -> Non
 
 def resolved_fingerprint(cell: Cell) -> str:
     """The run's resolved config (defaults and dataset presets applied), without its name."""
-    from tribyol.config import to_dict
-    from tribyol.resolve import load_config
-
     tree = copy.deepcopy(cell.tree)
     tree.pop("name", None)
     tree.pop("run_dir", None)
@@ -714,8 +714,6 @@ class Reproduction:
 def grid_records(repro: Reproduction, cells: list[Cell]) -> list[dict[str, Any]]:
     """The store's records of the grid's cells, each under its cell's row (``method@variant``)
     as the method, so report's tables group by the grid's rows."""
-    from tribyol.store import read_results
-
     if not repro.store.exists():
         return []
     by_source: dict[str, list[Cell]] = {}
@@ -736,8 +734,6 @@ def grid_records(repro: Reproduction, cells: list[Cell]) -> list[dict[str, Any]]
 
 def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
     """Poster-shaped tables (report.tables), each cell ``mean ± std (n) / poster``."""
-    from tribyol.report.tables import CARVED, build_tables, row_name
-
     parts = [f"# {grid.name}: results", "",
              "Cells: ours as mean ± std over seeds (n = the number of seeds) / the poster's "
              f"number for the method (– none). {CARVED} = test set carved out of train. "

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tribyol.config import did_you_mean
 from tribyol.errors import ConfigError
 from tribyol.eval.options import (
     DEVICE_PATTERN,
@@ -33,7 +34,6 @@ def _check(ok: bool, message: str) -> None:
 
 def check_dataset(name: str | None, option: str = "--dataset") -> None:
     """An unknown dataset name, with the closest known one (as ``pretrain`` does)."""
-    from tribyol.config import did_you_mean
     from tribyol.data import DATASETS
 
     if name is not None and name not in DATASETS:
