@@ -44,11 +44,12 @@ from typing import Any
 import lightning as L
 import torch
 
-from tribyol.config import ConfigError, RunConfig, to_dict
+from tribyol.config import RunConfig, to_dict
 from tribyol.data import TensorImages, get_spec
 from tribyol.data.pretrain import data_info_for
 from tribyol.engine.module import PretrainModule
 from tribyol.engine.run import PretrainData, load_pretrain_data, resolve_precision
+from tribyol.errors import ConfigError
 from tribyol.methods import METHODS
 from tribyol.resolve import load_config
 

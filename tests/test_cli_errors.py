@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from tribyol.cli import main
-from tribyol.config import ConfigError
+from tribyol.errors import ConfigError
 from tribyol.resolve import load_config
 
 TINY = [

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tribyol.cli import main
-from tribyol.config import ConfigError
+from tribyol.errors import ConfigError
 from tribyol.reproduce import (
     CostModel,
     Reproduction,

@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from tribyol.config import ConfigError, read_yaml_file, set_dotted, to_dict
+from tribyol.config import read_yaml_file, set_dotted, to_dict
+from tribyol.errors import ConfigError
 from tribyol.report.tables import CARVED, build_tables, row_name
 from tribyol.resolve import load_config
 from tribyol.store import read_results

@@ -12,9 +12,9 @@ import yaml
 
 from tribyol.checkpoints import load_checkpoint
 from tribyol.cli import main
-from tribyol.config import ConfigError
 from tribyol.engine import RunDirExistsError, pretrain
 from tribyol.engine.rundir import RUN_MARKER
+from tribyol.errors import ConfigError
 
 TINY = [
     "--dataset", "digits", "--limit", "64", "--batch-size", "16", "--epochs", "1",

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from tests.methods.helpers import NUM_IMAGES, gen, views
 from tests.methods.helpers import make_pirl as make
-from tribyol.config import ConfigError
+from tribyol.errors import ConfigError
 from tribyol.methods.losses import info_nce
 from tribyol.methods.pirl import MemoryBank
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.methods.helpers import make_pirl as make
-from tribyol.config import ConfigError
+from tribyol.errors import ConfigError
 from tribyol.methods.pirl_jigsaw import (
     from_tiles,
     invert_permutations,

@@ -16,7 +16,7 @@ from torch import nn
 
 from tests.methods.helpers import make, views
 from tribyol.cli import PRETRAIN_FLAGS, build_parser, overrides_from_args
-from tribyol.config import ConfigError
+from tribyol.errors import ConfigError
 from tribyol.methods import canonical_method, resolve_options, upgrade_state_keys
 from tribyol.methods.byol import BYOL
 from tribyol.methods.cross import Cross

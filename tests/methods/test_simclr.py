@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from tests.methods.helpers import make, views
-from tribyol.config import ConfigError
+from tribyol.errors import ConfigError
 from tribyol.methods.losses import nt_xent
 from tribyol.methods.simclr import simclr_loss
 

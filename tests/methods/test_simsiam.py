@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.methods.helpers import make, views
-from tribyol.config import ConfigError
+from tribyol.errors import ConfigError
 from tribyol.methods.losses import negative_cosine
 from tribyol.methods.simsiam import simsiam_loss
 

@@ -11,8 +11,8 @@ import torchvision
 
 from tests.methods.helpers import make_supervised as make
 from tribyol.cli import main
-from tribyol.config import ConfigError
 from tribyol.engine.run import read_metrics
+from tribyol.errors import ConfigError
 from tribyol.methods.supervised import hub_weight_paths
 
 
@@ -157,14 +157,14 @@ def test_supervised_trains_on_crops_and_flips_without_colour_changes():
 
 
 def test_supervised_views_keep_the_crop_and_flip_of_the_dataset_preset():
-    digits = engine_module("supervised", "digits").views.cfg
+    digits = engine_module("supervised", "digits").augment.cfg
     assert digits.flip_p == 0.0 and tuple(digits.crop_scale) == (0.25, 1.0)  # digits' preset
-    cifar = engine_module("supervised").views.cfg
+    cifar = engine_module("supervised").augment.cfg
     assert cifar.flip_p == 0.5 and tuple(cifar.crop_scale) == (0.08, 1.0)
     for cfg in (digits, cifar):
         assert cfg.jitter_p == 0 and cfg.grayscale_p == 0
         assert cfg.blur_p == [0.0] and cfg.solarize_p == [0.0]
-    byol = engine_module("byol").views.cfg
+    byol = engine_module("byol").augment.cfg
     assert byol.jitter_p == 0.8 and byol.grayscale_p == 0.2
 
 

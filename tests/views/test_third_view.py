@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tribyol.config import DEFAULT_THIRD_VIEW, THIRD_VIEWS, ConfigError, ViewsConfig
+from tribyol.config import DEFAULT_THIRD_VIEW, THIRD_VIEWS, ViewsConfig
+from tribyol.errors import ConfigError
 from tribyol.resolve import load_config
 from tribyol.views import MultiViewAugment
 from tribyol.views.pipeline import per_view_probabilities

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from tribyol.config import ConfigError
 from tribyol.data import TensorImages
+from tribyol.errors import ConfigError
 
 
 class EpochBatches:

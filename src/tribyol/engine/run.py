@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from tribyol.checkpoints import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint, read_checkpoint
-from tribyol.config import ConfigError, RunConfig
+from tribyol.config import RunConfig
 from tribyol.data import TensorImages
 from tribyol.data.pretrain import DataInfo, data_info_for, load_pretrain_data
 from tribyol.engine.callbacks import (
@@ -37,7 +37,7 @@ from tribyol.engine.rundir import (
     record_config,
     write_marker,
 )
-from tribyol.errors import CheckpointError, NonFiniteLossError, RunDirExistsError, RunStopped
+from tribyol.errors import CheckpointError, ConfigError, NonFiniteLossError, RunDirExistsError, RunStopped
 from tribyol.resolve import resolve_run
 
 log = logging.getLogger(__name__)

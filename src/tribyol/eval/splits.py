@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tribyol.config import ConfigError
 from tribyol.data import load_split
 from tribyol.data.subsets import stratified_sample
+from tribyol.errors import ConfigError
 from tribyol.eval.options import MIN_TEST_IMAGES
 
 # Fewer test images than this are refused unless forced (``--force-small-test``): at 100 images

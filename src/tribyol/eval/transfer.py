@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tribyol.channels import channel_stats
-from tribyol.config import ConfigError
 from tribyol.data import DatasetNotFoundError, get_spec
+from tribyol.errors import ConfigError
 from tribyol.eval.common import EvalData, Source, cache_name, load_eval_data
 from tribyol.eval.features import FeatureCache
 from tribyol.eval.linear import LinearResult, linear_probe

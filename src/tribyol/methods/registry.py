@@ -9,7 +9,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from tribyol.config import ConfigError, build_dataclass, did_you_mean
+from tribyol.config import build_dataclass, did_you_mean
+from tribyol.errors import ConfigError
 
 log = logging.getLogger("tribyol")  # the deprecation notes read "WARNING tribyol: ..."
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tribyol.config import ConfigError, ViewsConfig
-from tribyol.errors import CheckpointError
+from tribyol.config import ViewsConfig
+from tribyol.errors import CheckpointError, ConfigError
 from tribyol.methods.base import Method, MethodContext, StepOutput
 from tribyol.methods.registry import register
 
