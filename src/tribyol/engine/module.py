@@ -72,14 +72,11 @@ class PretrainModule(L.LightningModule):
         self.save_hyperparameters({"config": to_dict(run.config), "data_info": dataclasses.asdict(info)})
         cfg, info = self.cfg, self.info = run.config, info
         cls, options = run.method_class, run.method_options
-        ctx = MethodContext(
-            backbone=build_encoder(cfg, info),
+        ctx = MethodContext.for_data(
+            info,
+            build_encoder(cfg, info),
             hidden_dim=cfg.model.hidden_dim,
             proj_dim=cfg.model.proj_dim,
-            num_classes=info.num_classes,
-            num_train_images=info.num_train_images,
-            image_size=info.image_size,
-            channels=info.channels,
             backbone_name=cfg.model.backbone,
             new_backbone=lambda: build_encoder(cfg, info),  # e.g. TriBYOL's independent-init
         )

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from tribyol.config import ViewsConfig
+from tribyol.data.pretrain import DataInfo
 
 
 @dataclass
@@ -32,6 +33,14 @@ class MethodContext:
     # its random initialisation); the engine passes it. None: ``fresh_backbone`` re-initialises
     # a copy instead (exact for the ConvNet, see there for ResNets).
     new_backbone: Callable[[], nn.Module] | None = None
+
+    @classmethod
+    def for_data(cls, data: DataInfo, backbone: nn.Module, **heads: Any) -> MethodContext:
+        """The context for pre-training on ``data``: its classes, image count, view size and
+        channels taken from the one ``DataInfo``; ``heads``: the other fields."""
+        return cls(backbone=backbone, num_classes=data.num_classes,
+                   num_train_images=data.num_train_images, image_size=data.image_size,
+                   channels=data.channels, **heads)
 
     def fresh_backbone(self) -> nn.Module:
         """A new encoder with the backbone's architecture and its constructor's initialisation."""
