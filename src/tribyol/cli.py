@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from tribyol.config import config_default
+from tribyol.config import config_default, config_field
 from tribyol.errors import USER_ERRORS, RunStopped
+from tribyol.fields import default_text
 from tribyol.resolve import load_config
 
 # Modules that add their own sub-commands; a missing one is skipped.
@@ -26,44 +27,52 @@ COMMAND_MODULES = ("tribyol.eval.cli", "tribyol.report.cli", "tribyol.reproduce"
 
 @dataclass(frozen=True)
 class PretrainFlag:
-    """A ``pretrain`` flag: the dotted config key it sets and what its value means. Its default
-    is read from the config dataclasses, so it is written once (``default_text`` where the
-    default is no field of ``RunConfig``, e.g. a method's option)."""
+    """A ``pretrain`` flag: the dotted config key it sets. Its meaning and default come from
+    that key's option field in ``tribyol.config`` (written once); ``meaning`` and
+    ``default_text`` only where the field says less, or where the key is a method's option."""
 
     key: str
-    meaning: str
     type: Any = str
+    meaning: str | None = None
     default_text: str | None = None
     aliases: tuple[str, ...] = ()  # older spellings, still accepted
 
+    def help(self) -> str:
+        f = config_field(self.key)
+        meaning = self.meaning or (f.metadata["help"] if f is not None else self.key)
+        if self.default_text is not None:
+            default = f"default: {self.default_text}"
+        elif self.type is bool:
+            default = f"default: {'on' if config_default(self.key) else 'off'}"
+        else:
+            default = (default_text(f) if f is not None else None) or \
+                f"default {config_default(self.key)}"
+        return f"{meaning} ({default})"
+
 
 PRETRAIN_OPTIONS = {
-    "method": PretrainFlag("method.name", "tribyol, byol, cross, simsiam, simclr, pirl-jigsaw, "
-                           "pirl-rotation, supervised or supervised-imagenet"),
-    "dataset": PretrainFlag("data.dataset", "mnist, fashionmnist, kmnist, usps, svhn, cifar10, "
-                            "cifar100, stl10, digits, ucmerced, or folder (your ImageFolder)"),
-    "data_root": PretrainFlag("data.root", "folder with the dataset's files"),
-    "download": PretrainFlag("data.download", "fetch the dataset (needs internet)", bool),
-    "batch_size": PretrainFlag("train.batch_size", "images per device per step", int),
-    "epochs": PretrainFlag("train.epochs", "passes over the data (the poster: 80)", int),
-    "max_steps": PretrainFlag("train.max_steps", "stop after this many optimizer steps (-1: off); "
-                              "names the run sN", int),
-    "backbone": PretrainFlag("model.backbone", "convnet, resnet18 or resnet50"),
-    "precision": PretrainFlag("train.precision", "auto (bf16 where native), bf16-mixed, 16-mixed "
-                              "or 32"),
-    "seed": PretrainFlag("train.seed", "in [0, 2**32)", int),
-    "run_dir": PretrainFlag("run_dir", "parent folder of run directories"),
-    "name": PretrainFlag("name", "run directory name, one plain folder name",
-                         default_text="method_backbone_batch_budget_dataset"),
-    "num_views": PretrainFlag("method.num_views", "TriBYOL: number of views, >= 3", int,
+    "method": PretrainFlag("method.name", meaning="tribyol, byol, cross, simsiam, simclr, "
+                           "pirl-jigsaw, pirl-rotation, supervised or supervised-imagenet"),
+    "dataset": PretrainFlag("data.dataset", meaning="mnist, fashionmnist, kmnist, usps, svhn, "
+                            "cifar10, cifar100, stl10, digits, ucmerced, or folder (your ImageFolder)"),
+    "data_root": PretrainFlag("data.root"),
+    "download": PretrainFlag("data.download", bool),
+    "batch_size": PretrainFlag("train.batch_size", int),
+    "epochs": PretrainFlag("train.epochs", int),
+    "max_steps": PretrainFlag("train.max_steps", int),
+    "backbone": PretrainFlag("model.backbone"),
+    "precision": PretrainFlag("train.precision"),
+    "seed": PretrainFlag("train.seed", int, meaning="the run's seed, in [0, 2**32)"),
+    "run_dir": PretrainFlag("run_dir"),
+    "name": PretrainFlag("name"),
+    "num_views": PretrainFlag("method.num_views", int, meaning="TriBYOL: number of views, >= 3",
                               default_text="3", aliases=("--views",)),
-    "weights": PretrainFlag("method.weights", "supervised-imagenet: ImageNet state-dict file",
-                            default_text="the torch hub cache"),
-    "devices": PretrainFlag("train.devices", "device count, list of ids, or auto"),
-    "strategy": PretrainFlag("train.strategy", "auto, ddp, ..."),
-    "accelerator": PretrainFlag("train.accelerator", "auto, cpu or gpu"),
-    "limit": PretrainFlag("data.limit", "a seeded, stratified subset of N training images", int,
-                          default_text="all"),
+    "weights": PretrainFlag("method.weights", meaning="supervised-imagenet: ImageNet state-dict "
+                            "file", default_text="the torch hub cache"),
+    "devices": PretrainFlag("train.devices"),
+    "strategy": PretrainFlag("train.strategy"),
+    "accelerator": PretrainFlag("train.accelerator"),
+    "limit": PretrainFlag("data.limit", int),
 }
 # Flag attribute -> dotted config key.
 PRETRAIN_FLAGS = {attr: flag.key for attr, flag in PRETRAIN_OPTIONS.items()}
@@ -72,15 +81,11 @@ PRETRAIN_FLAGS = {attr: flag.key for attr, flag in PRETRAIN_OPTIONS.items()}
 def add_pretrain_flags(p: argparse.ArgumentParser) -> None:
     """``PRETRAIN_OPTIONS`` as flags; unset ones leave the config's value (``None`` default)."""
     for attr, flag in PRETRAIN_OPTIONS.items():
-        default = flag.default_text or config_default(flag.key)
-        if flag.type is bool:
-            default = "on" if default else "off"
-        help_text = f"{flag.meaning} (default: {default})"
         names = ["--" + attr.replace("_", "-"), *flag.aliases]
         if flag.type is bool:
-            p.add_argument(*names, dest=attr, action="store_true", help=help_text)
+            p.add_argument(*names, dest=attr, action="store_true", help=flag.help())
         else:
-            p.add_argument(*names, dest=attr, type=flag.type, help=help_text)
+            p.add_argument(*names, dest=attr, type=flag.type, help=flag.help())
 
 
 def overrides_from_args(args: argparse.Namespace, flags: dict[str, str]) -> list:
@@ -143,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "pretrain", help="self-supervised pre-training",
         description="Pre-train an encoder. Flags override --config, and --set overrides both; "
-                    "unset flags take the config's value (defaults in docs and `tribyol.config`).",
+                    "unset flags take the config's value (every key, with its default and "
+                    "meaning, is an option field in `tribyol.config`).",
     )
     add_config_args(p)
     add_pretrain_flags(p)

@@ -9,7 +9,6 @@ checking names against the dataset, backbone and method registries is ``tribyol.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -21,25 +20,56 @@ from typing import Any, TypeVar
 import yaml
 
 from tribyol.errors import ConfigError
+from tribyol.fields import (
+    Rule,
+    at_least,
+    check_fields,
+    did_you_mean,
+    non_negative,
+    one_of,
+    option,
+    positive,
+    within,
+)
 
 T = TypeVar("T")
 
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true")
+SEED_LIMIT = 2**32  # NumPy's seeds, and so Lightning's, must be in [0, 2**32)
+PROBABILITY = within(0, 1, "[]")
+
+
+def _devices_ok(value: Any) -> bool:
+    text = str(value).strip()
+    if isinstance(value, (list, tuple)) or "," in text or text == "auto":
+        return True
+    return text.lstrip("-").isdigit() and (int(text) >= 1 or int(text) == -1)
+
+
 @dataclass
 class DataConfig:
-    dataset: str = "fashionmnist"  # a name in tribyol.data registry, or "folder"
-    root: str = "data"  # where the dataset's files are (or go, with download)
-    download: bool = False  # opt-in: nothing is fetched unless asked
-    image_size: int | None = None  # None: the preset size; folders: their images' own (median, <= 224)
-    # Folder datasets are decoded to resize x resize centre crops (shorter side scaled first);
-    # views then crop from those. None: image_size * 8/7 (ImageNet's 256 for 224).
-    resize: int | None = None
-    channels: int = 3  # folders: 3 (RGB) or 1 (grayscale); config.yaml records the resolved value
-    limit: int | None = None  # a seeded, stratified subset of N training images (quick runs, tests)
-    on_device: bool = True  # hold in-memory datasets as one uint8 tensor on the device
-    monitor_fraction: float = 0.0  # labelled train fraction held out for the online kNN monitor
-    bad_images: str = "skip"  # folder datasets: "skip" corrupt files (logged) or "error"
-    num_workers: int = 0  # loader workers for folder datasets (in-memory ones need none)
+    dataset: str = option("fashionmnist", "a dataset of the registry, or folder (your ImageFolder)")
+    root: str = option("data", "folder with the dataset's files (or where they go, with download)")
+    download: bool = option(False, "fetch the dataset (needs internet); nothing is fetched unless asked")
+    image_size: int | None = option(None, "the views' size", rule=at_least(8),
+                                    default_text="the preset's; folders: their images' own (median, <= 224)")
+    # Folder images are decoded to resize x resize centre crops (shorter side scaled first),
+    # and views crop from those.
+    resize: int | None = option(None, "folders: the decoded size views are cropped from",
+                                rule=at_least(8), default_text="image_size * 8/7, ImageNet's 256 for 224")
+    channels: int = option(3, "folders: 3 (RGB) or 1 (grayscale); config.yaml records the loaded value",
+                           rule=one_of((1, 3)))
+    limit: int | None = option(None, "a seeded, stratified subset of N training images",
+                               rule=at_least(1), default_text="all")
+    on_device: bool = option(True, "hold in-memory datasets as one uint8 tensor on the device")
+    monitor_fraction: float = option(0.0, "labelled train fraction held out for the online kNN monitor",
+                                     rule=within(0, 1, "[)"))
+    bad_images: str = option("skip", "folders: skip corrupt files (logged) or stop with an error",
+                             choices=("skip", "error"))
+    num_workers: int = option(0, "loader workers for folder datasets (in-memory ones need none)",
+                              rule=at_least(0))
 
 
 # How a method with three or more views sets the blur / solarize probabilities of the views past
@@ -56,67 +86,78 @@ DEFAULT_THIRD_VIEW = "byol-pairs"
 class ViewsConfig:
     """Batched augmentation; defaults follow BYOL's recipe (Grill et al. 2020, table 6)."""
 
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
-    grayscale_p: float = 0.2
-    # Per-view probabilities, cycled over views (BYOL's asymmetric pair). ``None`` for blur
-    # means: BYOL's [1.0, 0.1] above ``blur_min_size`` px, none at or below it.
-    blur_p: list[float] | None = None
-    blur_min_size: int = 32
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.2])
-    third_view: str = DEFAULT_THIRD_VIEW  # one of THIRD_VIEWS: the views past the pair (>= 3 views)
+    crop_scale: tuple[float, float] = option((0.08, 1.0), "random resized crop: area range")
+    crop_ratio: tuple[float, float] = option((3 / 4, 4 / 3), "random resized crop: aspect range")
+    flip_p: float = option(0.5, "horizontal flip probability", rule=PROBABILITY)
+    jitter_p: float = option(0.8, "colour jitter probability", rule=PROBABILITY)
+    brightness: float = option(0.4, "colour jitter: brightness strength", rule=non_negative())
+    contrast: float = option(0.4, "colour jitter: contrast strength", rule=non_negative())
+    saturation: float = option(0.2, "colour jitter: saturation strength", rule=non_negative())
+    hue: float = option(0.1, "colour jitter: hue strength", rule=within(0, 0.5, "[]"))
+    grayscale_p: float = option(0.2, "grayscale probability", rule=PROBABILITY)
+    blur_p: list[float] | None = option(
+        None, "per-view blur probabilities (BYOL's asymmetric pair)", rule=PROBABILITY,
+        default_text="BYOL's [1.0, 0.1] above blur_min_size px, none at or below it")
+    blur_min_size: int = option(32, "views of at most this size are not blurred by default",
+                                rule=at_least(0))
+    blur_sigma: tuple[float, float] = option((0.1, 2.0), "Gaussian blur: sigma range")
+    solarize_p: list[float] = option(help="per-view solarization probabilities", rule=PROBABILITY,
+                                     default_factory=lambda: [0.0, 0.2])
+    third_view: str = option(DEFAULT_THIRD_VIEW, "how the views past BYOL's pair are augmented",
+                             choices=THIRD_VIEWS)
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "convnet"  # convnet | resnet18 | resnet50
-    small_stem: bool | None = None  # None: 3x3 stem without max-pool at <= 64 px
-    width: int = 32  # convnet base width
-    hidden_dim: int = 512  # poster: MLP hidden size 512
-    proj_dim: int = 128  # poster: projection size 128
-    sync_bn: bool = False  # BatchNorm over the global batch under DDP (any device)
-    channels_last: bool = True  # NHWC weights and views: faster convs on CPU and GPU (BENCHMARKS.md)
+    backbone: str = option("convnet", "the encoder: convnet, resnet18 or resnet50")
+    small_stem: bool | None = option(None, "ResNets: a 3x3 stem without max-pool",
+                                     default_text="on for views of <= 64 px")
+    width: int = option(32, "the ConvNet's base width", rule=at_least(1))
+    hidden_dim: int = option(512, "MLP hidden size (the poster: 512)", rule=at_least(1))
+    proj_dim: int = option(128, "projection size (the poster: 128)", rule=at_least(1))
+    sync_bn: bool = option(False, "BatchNorm over the global batch under DDP (any device)")
+    channels_last: bool = option(True, "NHWC weights and views: faster convs on CPU and GPU "
+                                       "(BENCHMARKS.md)")
 
 
 @dataclass
 class OptimConfig:
     """Not on the poster. Default: SGD lr 0.03, momentum 0.9, wd 4e-4 (public re-implementations)."""
 
-    name: str = "sgd"  # sgd | adamw | lars
-    lr: float = 0.03  # at batch 256 when scale_lr is on, else as is
-    scale_lr: bool = False  # linear scaling rule lr * batch / 256
-    momentum: float = 0.9
-    weight_decay: float = 4e-4
-    schedule: str = "cosine"  # cosine | constant
-    warmup_epochs: float = 0.0
+    name: str = option("sgd", "the optimizer", choices=("sgd", "adamw", "lars"))
+    lr: float = option(0.03, "learning rate (at batch 256 when scale_lr is on)", rule=positive())
+    scale_lr: bool = option(False, "linear scaling rule: lr * batch / 256")
+    momentum: float = option(0.9, "SGD / LARS momentum", rule=within(0, 1, "[)"))
+    weight_decay: float = option(4e-4, "weight decay", rule=non_negative())
+    schedule: str = option("cosine", "learning-rate schedule", choices=("cosine", "constant"))
+    warmup_epochs: float = option(0.0, "linear warm-up", rule=non_negative())
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 80  # poster: 80 epochs
-    batch_size: int = 32
-    max_steps: int = -1  # > 0 stops early (tests, benchmarks)
-    accumulate: int = 1  # gradient accumulation; not the same as a larger batch
-    precision: str = "auto"  # auto (bf16 where supported) | bf16-mixed | 32
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"  # e.g. ddp
-    seed: int = 0
-    deterministic: bool = False
-    ckpt_every_steps: int = 0  # 0: a checkpoint every epoch and at the end only
-    log_every_steps: int = 10
-    progress_bar: bool = True
-    knn_every_epochs: int = 0  # online kNN monitor (needs data.monitor_fraction > 0)
-    knn_k: int = 20
-    online_probe: bool = True  # linear probe on detached features (labelled data only)
+    epochs: int = option(80, "passes over the data (the poster: 80)", rule=at_least(1))
+    batch_size: int = option(32, "images per device per step", rule=at_least(1))
+    max_steps: int = option(-1, "stop after this many optimizer steps (-1: off); names the run sN",
+                            rule=Rule(lambda v: v == -1 or v >= 1, "-1 (off) or >= 1"))
+    accumulate: int = option(1, "gradient accumulation (not the same as a larger batch: "
+                                "BatchNorm still sees batch_size)", rule=at_least(1))
+    precision: str = option("auto", "auto (bf16 where native), bf16-mixed, 16-mixed or 32",
+                            choices=PRECISIONS)
+    accelerator: str = option("auto", "auto, cpu or gpu", choices=ACCELERATORS)
+    devices: Any = option("auto", "device count, list of ids, or auto",
+                          rule=Rule(_devices_ok, "auto, a count >= 1, -1 (all) or a list of ids"))
+    num_nodes: int = option(1, "machines", rule=at_least(1))
+    strategy: str = option("auto", "auto, ddp, ...")
+    seed: int = option(0, "the run's seed", rule=within(0, SEED_LIMIT, "[)", "in [0, 2**32)"))
+    deterministic: bool = option(False, "deterministic kernels (slower)")
+    ckpt_every_steps: int = option(0, "a checkpoint every N optimizer steps (0: every epoch and "
+                                      "at the end only)", rule=at_least(0))
+    log_every_steps: int = option(10, "log (and check for NaN) every N steps", rule=at_least(1))
+    progress_bar: bool = option(True, "a progress bar on a terminal")
+    knn_every_epochs: int = option(0, "online kNN monitor every N epochs (needs "
+                                      "data.monitor_fraction > 0)", rule=at_least(0))
+    knn_k: int = option(20, "the online kNN monitor's neighbours", rule=at_least(1))
+    online_probe: bool = option(True, "a linear probe on detached features (labelled data only)")
 
 
 @dataclass
@@ -129,16 +170,9 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     method: dict[str, Any] = field(default_factory=lambda: {"name": "tribyol"})
-    run_dir: str = "runs"  # parent folder of run directories
-    name: str | None = None  # run directory name; None: derived from method/backbone/batch
-
-
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-
-
-def did_you_mean(key: str, options: typing.Iterable[str]) -> str:
-    match = difflib.get_close_matches(key, list(options), n=1, cutoff=0.0)
-    return f" Did you mean '{match[0]}'?" if match else ""
+    run_dir: str = option("runs", "parent folder of run directories")
+    name: str | None = option(None, "run directory name, one plain folder name",
+                              default_text="method_backbone_batch_budget_dataset")
 
 
 def build_dataclass(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
@@ -239,6 +273,17 @@ def config_default(key: str) -> Any:
     return node
 
 
+def config_field(key: str) -> dataclasses.Field | None:
+    """The option field of a dotted key (``train.batch_size``); None for a method's option."""
+    cls: Any = RunConfig
+    *sections, last = key.split(".")
+    for section in sections:
+        cls = typing.get_type_hints(cls).get(section)
+        if not dataclasses.is_dataclass(cls):
+            return None
+    return {f.name: f for f in dataclasses.fields(cls)}.get(last)
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain, YAML-safe dict (tuples become lists)."""
 
@@ -321,73 +366,24 @@ def check_run_name(name: str | None) -> None:
         )
 
 
-SEED_LIMIT = 2**32  # NumPy's seeds, and so Lightning's, must be in [0, 2**32)
-
-
 def require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
 
 
 def validate_values(cfg: RunConfig) -> None:
-    """The checks that need no registry (and so no torch): ranges, choices, names."""
-    check = require
-    t, d, o, m, v = cfg.train, cfg.data, cfg.optim, cfg.model, cfg.views
+    """The checks that need no registry (and so no torch): every option's own rule, then the
+    ones that relate two values."""
     check_run_name(cfg.name)
-    check(0 <= t.seed < SEED_LIMIT, f"train.seed must be in [0, 2**32), got {t.seed}")
-    check(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
-    check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
-    check(t.accumulate >= 1, f"train.accumulate must be >= 1, got {t.accumulate}")
-    check(
-        t.precision in ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true"),
-        f"train.precision '{t.precision}' is not one of auto, bf16-mixed, 16-mixed, 32",
-    )
-    check(t.max_steps == -1 or t.max_steps >= 1,
-          f"train.max_steps must be -1 (off) or >= 1, got {t.max_steps}")
-    check(t.ckpt_every_steps >= 0,
-          f"train.ckpt_every_steps must be >= 0 (0: per epoch), got {t.ckpt_every_steps}")
-    check(t.log_every_steps >= 1, f"train.log_every_steps must be >= 1, got {t.log_every_steps}")
-    check(t.num_nodes >= 1, f"train.num_nodes must be >= 1, got {t.num_nodes}")
-    check(t.knn_every_epochs >= 0 and t.knn_k >= 1, "train.knn_every_epochs must be >= 0, train.knn_k >= 1")
-    check(
-        t.accelerator in ACCELERATORS,
-        f"train.accelerator '{t.accelerator}' is not one of {', '.join(ACCELERATORS)}",
-    )
-    devices = str(t.devices).strip()
-    check(
-        devices == "auto" or devices.lstrip("-").isdigit() and (int(devices) >= 1 or int(devices) == -1)
-        or isinstance(t.devices, (list, tuple)) or "," in devices,
-        f"train.devices must be auto, a count >= 1, -1 (all) or a list of ids, got {t.devices!r}",
-    )
-    check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
-    check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
-    check(0.0 <= o.momentum < 1.0, f"optim.momentum must be in [0, 1), got {o.momentum}")
-    check(o.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {o.warmup_epochs}")
-    check(o.name in ("sgd", "adamw", "lars"), f"optim.name '{o.name}' is not sgd, adamw or lars")
-    check(o.schedule in ("cosine", "constant"), f"optim.schedule '{o.schedule}' unknown")
-    check(d.image_size is None or d.image_size >= 8, "data.image_size must be >= 8")
-    check(0.0 <= d.monitor_fraction < 1.0, "data.monitor_fraction must be in [0, 1)")
-    check(d.bad_images in ("skip", "error"),
-          f"data.bad_images must be 'skip' or 'error', got {d.bad_images!r}")
-    check(d.limit is None or d.limit >= 1, f"data.limit must be >= 1 (or null: all), got {d.limit}")
-    check(d.channels in (1, 3), f"data.channels must be 1 or 3, got {d.channels}")
-    check(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
-    check(d.resize is None or d.resize >= 8, f"data.resize must be >= 8 (or null), got {d.resize}")
-    check(m.hidden_dim >= 1 and m.proj_dim >= 1, "model.hidden_dim and proj_dim must be >= 1")
-    check(m.width >= 1, f"model.width must be >= 1, got {m.width}")
+    check_fields(cfg, lambda name: name)
+    for section in ("data", "views", "model", "optim", "train"):
+        check_fields(getattr(cfg, section), lambda name, section=section: f"{section}.{name}")
+    v = cfg.views
     for name in ("crop_scale", "crop_ratio", "blur_sigma"):
-        check(len(getattr(v, name)) == 2, f"views.{name} must be two numbers [low, high]")
-    check(0 < v.crop_scale[0] <= v.crop_scale[1] <= 1, "views.crop_scale must be 0 < a <= b <= 1")
-    check(0 < v.crop_ratio[0] <= v.crop_ratio[1], "views.crop_ratio must be 0 < a <= b")
-    for name in ("flip_p", "jitter_p", "grayscale_p"):
-        p = getattr(v, name)
-        check(0.0 <= p <= 1.0, f"views.{name} must be in [0, 1], got {p}")
-    for p in [*(v.blur_p or []), *v.solarize_p]:
-        check(0.0 <= p <= 1.0, f"views probabilities must be in [0, 1], got {p}")
-    check(v.third_view in THIRD_VIEWS,
-          f"views.third_view '{v.third_view}' is not one of {', '.join(THIRD_VIEWS)}."
-          f"{did_you_mean(v.third_view, THIRD_VIEWS)}")
+        require(len(getattr(v, name)) == 2, f"views.{name} must be two numbers [low, high]")
+    require(0 < v.crop_scale[0] <= v.crop_scale[1] <= 1, "views.crop_scale must be 0 < a <= b <= 1")
+    require(0 < v.crop_ratio[0] <= v.crop_ratio[1], "views.crop_ratio must be 0 < a <= b")
     for name in ("blur_p", "solarize_p"):
-        check(v.third_view == "cycle" or len(getattr(v, name) or []) <= 2,
-              f"views.{name} with more than two entries sets each view itself, which needs "
-              f"views.third_view=cycle (got {v.third_view}); or give BYOL's pair [p_v, p_v']")
+        require(v.third_view == "cycle" or len(getattr(v, name) or []) <= 2,
+                f"views.{name} with more than two entries sets each view itself, which needs "
+                f"views.third_view=cycle (got {v.third_view}); or give BYOL's pair [p_v, p_v']")

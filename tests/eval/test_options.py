@@ -19,8 +19,8 @@ from tribyol.eval.options import (
     KnnOptions,
     LinearOptions,
     TransferOptions,
-    flag_help,
 )
+from tribyol.fields import flag_help
 
 
 def eval_parsers() -> dict[str, argparse.ArgumentParser]:
@@ -82,7 +82,7 @@ def test_comma_separated_flags_parse_to_tuples() -> None:
 
 
 def test_the_dataclass_refuses_a_bad_value_outside_the_cli_too() -> None:
-    with pytest.raises(ConfigError, match=r"--batch-size must be >= 2 .*default 64\), got 1"):
+    with pytest.raises(ConfigError, match=r"--batch-size must be >= 2, got 1 \(.*default 64\)"):
         FinetuneOptions(batch_size=1)
     with pytest.raises(ConfigError, match="--augment must be one of crop-flip, byol, none"):
         FinetuneOptions(augment="cutout")

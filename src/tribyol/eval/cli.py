@@ -20,8 +20,8 @@ from tribyol.eval.options import (
     LabelOptions,
     LinearOptions,
     TransferOptions,
-    add_flags,
 )
+from tribyol.fields import add_flags
 from tribyol.store import append_result
 
 log = logging.getLogger(__name__)

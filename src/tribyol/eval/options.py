@@ -10,14 +10,19 @@ flag, the rule, the default and the value given.
 from __future__ import annotations
 
 import argparse
-import math
 import re
-import typing
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Self
 
-from tribyol.errors import ConfigError
+from tribyol.fields import (
+    Rule,
+    at_least,
+    check_fields,
+    non_negative,
+    option,
+    positive,
+    within,
+)
 from tribyol.store import DEFAULT_STORE
 
 POSTER_TARGETS = ("mnist", "fashionmnist", "kmnist", "usps", "svhn", "cifar10", "cifar100", "stl10")
@@ -26,106 +31,9 @@ MIN_TEST_IMAGES = 100  # smaller test sets are refused unless --force-small-test
 AUGMENTS = ("crop-flip", "byol", "none")
 
 
-@dataclass(frozen=True)
-class Rule:
-    """A check on one value: ``ok(value)``, and what it requires, e.g. ``>= 1``."""
-
-    ok: Callable[[Any], bool]
-    text: str
-
-
-def at_least(low: int) -> Rule:
-    return Rule(lambda v: v >= low, f">= {low}")
-
-
-def positive() -> Rule:
-    return Rule(lambda v: v > 0 and math.isfinite(v), "> 0 and finite")
-
-
-def non_negative() -> Rule:
-    return Rule(lambda v: v >= 0 and math.isfinite(v), "finite and >= 0")
-
-
-def within(low: float, high: float, brackets: str) -> Rule:
-    """``brackets`` "[)", "(]", "()" or "[]": which ends are allowed."""
-    lo_ok = (lambda v: v >= low) if brackets[0] == "[" else (lambda v: v > low)
-    hi_ok = (lambda v: v <= high) if brackets[1] == "]" else (lambda v: v < high)
-    return Rule(lambda v: lo_ok(v) and hi_ok(v), f"in {brackets[0]}{low}, {high}{brackets[1]}")
-
-
-def one_of(choices: Sequence[str]) -> Rule:
-    return Rule(lambda v: v in choices, f"one of {', '.join(choices)}")
-
-
 DEVICE_PATTERN = r"(cpu|mps|cuda)(?::(\d+))?"  # kind, index; an index for cuda only
 DEVICE = Rule(lambda v: (m := re.fullmatch(DEVICE_PATTERN, v)) is not None
               and (m[2] is None or m[1] == "cuda"), "cpu, cuda, cuda:N or mps")
-
-
-def option(default: Any = MISSING, help: str = "", *, rule: Rule | None = None,
-           choices: Sequence[str] | None = None, metavar: str | None = None,
-           default_text: str | None = None, example: str | None = None) -> Any:
-    """A dataclass field that is also a flag: ``--name-with-dashes``.
-
-    ``help`` says what the value means (it is the flag's help and part of the error for a bad
-    value); the default is appended to it, or ``default_text`` where the default is ``None`` or
-    needs words. ``rule`` (or ``choices``) is checked on every value but ``None``; a tuple field
-    is a comma-separated flag whose items are each checked (``example`` shows a valid list).
-    No ``default``: the flag is required.
-    """
-    if choices is not None and rule is None:
-        rule = one_of(choices)
-    meta = {"help": help, "rule": rule, "choices": choices, "metavar": metavar,
-            "default_text": default_text, "example": example}
-    return field(default=default, metadata=meta)
-
-
-def flag_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _default_text(f: Field) -> str | None:
-    """``default 0.1``, ``default: all`` (words), or None (a switch, or no default)."""
-    default = f.default
-    if f.metadata["default_text"] is not None:
-        return f"default: {f.metadata['default_text']}"
-    if default is MISSING or default is None or isinstance(default, bool):
-        return None
-    if isinstance(default, tuple):
-        default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
-    return f"default {default}"
-
-
-def flag_help(f: Field) -> str:
-    """The field's meaning and its default, as ``--help`` shows them."""
-    default = _default_text(f)
-    return f.metadata["help"] + (f" ({default})" if default else "")
-
-
-def _about(f: Field) -> str:
-    """``(meaning; default ...)``, for the error on a bad value."""
-    default = _default_text(f)
-    return f"({f.metadata['help']}" + (f"; {default})" if default else ")")
-
-
-def check_fields(options: Any) -> None:
-    """Every field's rule on its value; a bad one raises ``ConfigError`` naming the flag."""
-    for f in fields(options):
-        value, rule = getattr(options, f.name), f.metadata.get("rule")
-        flag = flag_name(f.name)
-        if isinstance(value, tuple):
-            if not value:
-                raise ConfigError(f"{flag} is empty; give {f.metadata['help']}, e.g. "
-                                  f"{f.metadata['example']}")
-            bad = [v for v in value if rule is not None and not rule.ok(v)]
-            if bad:
-                raise ConfigError(f"{flag} must all be {rule.text}, got {', '.join(map(_show, bad))}")
-        elif value is not None and rule is not None and not rule.ok(value):
-            raise ConfigError(f"{flag} must be {rule.text} {_about(f)}, got {_show(value)}")
 
 
 class Options:
@@ -138,57 +46,6 @@ class Options:
     def from_args(cls, args: argparse.Namespace) -> Self:
         """The options the parsed flags give (checked)."""
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
-
-
-def comma_list(kind: type) -> Callable[[str], tuple]:
-    """argparse type of a tuple field: ``1e-4,1e-3`` -> (1e-4, 1e-3)."""
-
-    def parse(text: str) -> tuple:
-        try:
-            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated numbers, e.g. 1e-4,1e-3, got {text!r}") from None
-
-    return parse
-
-
-def _argparse_type(hint: Any) -> Any:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is tuple:
-        return comma_list(args[0])
-    return args[0] if args else hint  # X | None -> X
-
-
-def add_flags(parser: argparse.ArgumentParser, classes: Iterable[type]) -> None:
-    """One flag per field of ``classes``, in order; a field name already seen (e.g. ``seed``,
-    in two groups) must have the same default and gets no second flag.
-    """
-    seen: dict[str, Any] = {}
-    for cls in classes:
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            if f.name in seen:
-                if seen[f.name] != f.default:
-                    raise TypeError(f"{cls.__name__}.{f.name}: default {f.default!r}, but an "
-                                    f"earlier group's flag has {seen[f.name]!r}")
-                continue
-            seen[f.name] = f.default
-            meta = f.metadata
-            kwargs: dict[str, Any] = {"help": flag_help(f).replace("%", "%%")}
-            if hints[f.name] is bool:
-                if f.default is not False:
-                    raise TypeError(f"{cls.__name__}.{f.name}: a switch must default to False")
-                parser.add_argument(flag_name(f.name), action="store_true", **kwargs)
-                continue
-            if f.default is MISSING:
-                kwargs["required"] = True
-            else:
-                kwargs["default"] = f.default
-            for key in ("choices", "metavar"):
-                if meta[key] is not None:
-                    kwargs[key] = meta[key]
-            parser.add_argument(flag_name(f.name), type=_argparse_type(hints[f.name]), **kwargs)
 
 
 def _test_from_train(help: str) -> Any:

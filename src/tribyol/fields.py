@@ -1,0 +1,190 @@
+"""Option fields: a dataclass field that holds its default, its meaning and its check once.
+
+``RunConfig``'s sections (pretrain) and the eval option groups are made of them: the CLI's flags
+and their help come from the fields, and ``check_fields`` refuses a bad value with one
+``ConfigError`` that names the option, the rule, the value, the meaning and the default.
+Importable without torch, like everything the CLI needs before a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any
+
+from tribyol.errors import ConfigError
+
+
+def did_you_mean(key: str, options: Iterable[str], cutoff: float = 0.0) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``options`` (none below ``cutoff``), or ""."""
+    match = difflib.get_close_matches(key, list(options), n=1, cutoff=cutoff)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check on one value: ``ok(value)``, and what it requires, e.g. ``>= 1``; ``choices``
+    where the rule is a list of names (a wrong one gets the closest as a hint)."""
+
+    ok: Callable[[Any], bool]
+    text: str
+    choices: tuple[str, ...] | None = None
+
+
+def at_least(low: int) -> Rule:
+    return Rule(lambda v: v >= low, f">= {low}")
+
+
+def positive() -> Rule:
+    return Rule(lambda v: v > 0 and math.isfinite(v), "> 0 and finite")
+
+
+def non_negative() -> Rule:
+    return Rule(lambda v: v >= 0 and math.isfinite(v), "finite and >= 0")
+
+
+def within(low: float, high: float, brackets: str, text: str | None = None) -> Rule:
+    """``brackets`` "[)", "(]", "()" or "[]": which ends are allowed."""
+    lo_ok = (lambda v: v >= low) if brackets[0] == "[" else (lambda v: v > low)
+    hi_ok = (lambda v: v <= high) if brackets[1] == "]" else (lambda v: v < high)
+    return Rule(lambda v: lo_ok(v) and hi_ok(v),
+                text or f"in {brackets[0]}{low}, {high}{brackets[1]}")
+
+
+def one_of(choices: Sequence[Any]) -> Rule:
+    return Rule(lambda v: v in choices, f"one of {', '.join(map(str, choices))}",
+                tuple(str(c) for c in choices))
+
+
+def option(default: Any = MISSING, help: str = "", *, rule: Rule | None = None,
+           choices: Sequence[str] | None = None, metavar: str | None = None,
+           default_text: str | None = None, example: str | None = None,
+           default_factory: Any = MISSING) -> Any:
+    """A dataclass field that is also an option (and, where a CLI lists it, a flag).
+
+    ``help`` says what the value means (the flag's help, and part of the error for a bad
+    value); the default is appended to it, or ``default_text`` where the default is ``None`` or
+    needs words. ``rule`` (or ``choices``) is checked on every value but ``None``; each item of
+    a list or tuple is checked (``example`` shows a valid list). No default: required.
+    """
+    if choices is not None and rule is None:
+        rule = one_of(choices)
+    meta = {"help": help, "rule": rule, "choices": choices, "metavar": metavar,
+            "default_text": default_text, "example": example}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _default_of(f: Field) -> Any:
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def default_text(f: Field) -> str | None:
+    """``default 0.1``, ``default: all`` (words), or None (a switch, or no default)."""
+    if f.metadata.get("default_text") is not None:
+        return f"default: {f.metadata['default_text']}"
+    default = _default_of(f)
+    if default is MISSING or default is None or isinstance(default, bool):
+        return None
+    if isinstance(default, (tuple, list)):
+        default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+    return f"default {default}"
+
+
+def flag_help(f: Field) -> str:
+    """The field's meaning and its default, as ``--help`` shows them."""
+    default = default_text(f)
+    return f.metadata["help"] + (f" ({default})" if default else "")
+
+
+def _about(f: Field) -> str:
+    """`` (meaning; default ...)`` after an error, or "" for a field without a meaning."""
+    parts = [p for p in (f.metadata.get("help"), default_text(f)) if p]
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def check_fields(options: Any, name: Callable[[str], str] = flag_name) -> None:
+    """Every option field's rule on its value; a bad one raises ``ConfigError`` naming it as
+    ``name(field)`` (a flag, ``--k``, or a dotted key, ``train.batch_size``)."""
+    for f in fields(options):
+        rule = f.metadata.get("rule")
+        value = getattr(options, f.name)
+        if "help" not in f.metadata:
+            continue  # not an option field (e.g. a nested section)
+        if isinstance(value, (tuple, list)):
+            if not value and f.metadata.get("example"):
+                raise ConfigError(f"{name(f.name)} is empty; give {f.metadata['help']}, e.g. "
+                                  f"{f.metadata['example']}")
+            bad = [v for v in value if rule is not None and not rule.ok(v)]
+            if bad:
+                raise ConfigError(f"{name(f.name)} must all be {rule.text}, got "
+                                  f"{', '.join(map(_show, bad))}{_about(f)}")
+        elif value is not None and rule is not None and not rule.ok(value):
+            message = f"{name(f.name)} must be {rule.text}, got {_show(value)}{_about(f)}"
+            hint = did_you_mean(value, rule.choices, 0.6) if rule.choices and isinstance(value, str) else ""
+            message += f".{hint}" if hint else ""
+            raise ConfigError(message)
+
+
+def comma_list(kind: type) -> Callable[[str], tuple]:
+    """argparse type of a tuple field: ``1e-4,1e-3`` -> (1e-4, 1e-3)."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers, e.g. 1e-4,1e-3, got {text!r}") from None
+
+    return parse
+
+
+def _argparse_type(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        return comma_list(args[0])
+    return args[0] if args else hint  # X | None -> X
+
+
+def add_flags(parser: argparse.ArgumentParser, classes: Iterable[type]) -> None:
+    """One flag per field of ``classes``, in order; a field name already seen (e.g. ``seed``,
+    in two groups) must have the same default and gets no second flag.
+    """
+    seen: dict[str, Any] = {}
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if f.name in seen:
+                if seen[f.name] != f.default:
+                    raise TypeError(f"{cls.__name__}.{f.name}: default {f.default!r}, but an "
+                                    f"earlier group's flag has {seen[f.name]!r}")
+                continue
+            seen[f.name] = f.default
+            meta = f.metadata
+            kwargs: dict[str, Any] = {"help": flag_help(f).replace("%", "%%")}
+            if hints[f.name] is bool:
+                if f.default is not False:
+                    raise TypeError(f"{cls.__name__}.{f.name}: a switch must default to False")
+                parser.add_argument(flag_name(f.name), action="store_true", **kwargs)
+                continue
+            if f.default is MISSING:
+                kwargs["required"] = True
+            else:
+                kwargs["default"] = f.default
+            for key in ("choices", "metavar"):
+                if meta[key] is not None:
+                    kwargs[key] = meta[key]
+            parser.add_argument(flag_name(f.name), type=_argparse_type(hints[f.name]), **kwargs)
