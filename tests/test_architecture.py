@@ -40,8 +40,8 @@ def test_the_contract_would_catch_an_upward_import(tmp_path: Path) -> None:
 IN_FUNCTION_IMPORTS = {
     "cli.py": "each command's machinery (engine, export, demo) when it runs: fast --help",
     "eval/cli.py": "the eval protocols (torch) when a command runs: fast --help",
-    "report/cli.py": "plots and cached features (torch, matplotlib) only when asked for",
-    "reproduce.py": "data, splits and plots (torch) only when a grid runs",
+    "report/cli.py": "tables, plots and cached features when the command runs: fast --help",
+    "reproduce.py": "data, splits, tables and plots only when a grid runs: fast --help",
     "resolve.py": "the registries (torch) after the torch-free config checks",
     "api.py": "the engine (Lightning) on the first pretrain() call",
 }
@@ -59,4 +59,4 @@ def test_imports_inside_functions_stay_where_they_have_a_reason() -> None:
                         name = path.relative_to(ROOT / "src" / "tribyol").as_posix()
                         found[name] = found.get(name, 0) + 1
     assert set(found) <= set(IN_FUNCTION_IMPORTS), sorted(set(found) - set(IN_FUNCTION_IMPORTS))
-    assert sum(found.values()) <= 33, found
+    assert sum(found.values()) <= 36, found

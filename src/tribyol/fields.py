@@ -13,7 +13,7 @@ import difflib
 import math
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, Field, field, fields
 from typing import Any
 
 from tribyol.errors import ConfigError
@@ -25,14 +25,16 @@ def did_you_mean(key: str, options: Iterable[str], cutoff: float = 0.0) -> str:
     return f" Did you mean '{match[0]}'?" if match else ""
 
 
-@dataclass(frozen=True)
 class Rule:
     """A check on one value: ``ok(value)``, and what it requires, e.g. ``>= 1``; ``choices``
-    where the rule is a list of names (a wrong one gets the closest as a hint)."""
+    where the rule is a list of names (a wrong one gets the closest as a hint). A plain class:
+    a dataclass costs a millisecond of every CLI start."""
 
-    ok: Callable[[Any], bool]
-    text: str
-    choices: tuple[str, ...] | None = None
+    __slots__ = ("choices", "ok", "text")
+
+    def __init__(self, ok: Callable[[Any], bool], text: str,
+                 choices: tuple[str, ...] | None = None) -> None:
+        self.ok, self.text, self.choices = ok, text, choices
 
 
 def at_least(low: int) -> Rule:

@@ -27,7 +27,6 @@ import yaml
 
 from tribyol.config import read_yaml_file, set_dotted, to_dict
 from tribyol.errors import ConfigError
-from tribyol.report.tables import CARVED, build_tables, row_name
 from tribyol.resolve import load_config
 from tribyol.store import read_results
 
@@ -735,6 +734,8 @@ def grid_records(repro: Reproduction, cells: list[Cell]) -> list[dict[str, Any]]
 
 def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
     """Poster-shaped tables (report.tables), each cell ``mean ± std (n) / poster``."""
+    from tribyol.report.tables import CARVED, build_tables, row_name  # not needed by --help
+
     parts = [f"# {grid.name}: results", "",
              "Cells: ours as mean ± std over seeds (n = the number of seeds) / the poster's "
              f"number for the method (– none). {CARVED} = test set carved out of train. "
