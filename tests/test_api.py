@@ -39,3 +39,73 @@ def test_bad_config_is_a_config_error_before_anything_runs(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="Did you mean 'batch_size'"):
         tribyol.pretrain(None, {"train.batchsize": 8, "run_dir": str(tmp_path)})
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"k": 0}, r"--k must be .*, got 0"),
+    ({"temperature": 0}, r"--temperature must be .*, got 0"),
+    ({"device": "gpu"}, r"--device must be .*, got 'gpu'"),
+    ({"limit_train": 0}, r"--limit-train must be .*, got 0"),
+    ({"test_from_train": 1.5}, r"--test-from-train must be .*, got 1.5"),
+])
+def test_evaluate_checks_its_options_before_loading_anything(tmp_path: Path, options, message) -> None:
+    """The eval options' own checks, as ``tribyol eval`` runs them: the source does not exist,
+    so an answer other than this ConfigError means something was loaded first."""
+    from tribyol.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        tribyol.evaluate(tmp_path / "no-such-run", "knn", **options)
+
+
+def test_evaluate_refuses_a_device_this_machine_lacks(tmp_path: Path) -> None:
+    import torch
+
+    from tribyol.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        tribyol.evaluate(tmp_path / "no-such-run", "linear", device="cuda")
+
+
+def test_evaluate_defaults_are_the_eval_options() -> None:
+    import inspect
+
+    from tribyol.eval.options import DatasetOptions, EvalOptions, KnnOptions
+
+    params = inspect.signature(tribyol.evaluate).parameters
+    for name, owner in [("k", KnnOptions), ("temperature", KnnOptions), ("seed", EvalOptions),
+                        ("data_root", EvalOptions), ("limit_train", EvalOptions),
+                        ("limit_test", EvalOptions), ("device", EvalOptions),
+                        ("dataset", DatasetOptions), ("test_from_train", DatasetOptions)]:
+        assert params[name].default == getattr(owner, name), name
+
+
+def test_build_method_passes_backbone_name_to_the_context(tmp_path: Path, monkeypatch) -> None:
+    """supervised-imagenet looks for the weights of the named architecture, not of the one
+    guessed from the layout (a resnet18 here)."""
+    import torch
+
+    from tribyol.nets import build_backbone
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    net = build_backbone("resnet18", 3, 224)
+    with pytest.raises(FileNotFoundError, match="ImageNet weights for resnet50 not found"):
+        tribyol.build_method("supervised-imagenet", net, image_size=224, backbone_name="resnet50")
+    with pytest.raises(FileNotFoundError, match="ImageNet weights for resnet18 not found"):
+        tribyol.build_method("supervised-imagenet", net, image_size=224)  # guessed from the layout
+
+
+def test_build_method_heads_default_to_the_model_config() -> None:
+    import inspect
+
+    from tribyol.config import ModelConfig
+    from tribyol.methods import MethodContext
+    from tribyol.nets import build_backbone
+
+    params = inspect.signature(tribyol.build_method).parameters
+    assert (params["hidden_dim"].default, params["proj_dim"].default) == (512, 128)
+    assert (params["hidden_dim"].default, params["proj_dim"].default) == (
+        ModelConfig.hidden_dim, ModelConfig.proj_dim)
+    ctx = MethodContext(build_backbone("convnet", in_channels=1, image_size=16, width=8))
+    assert (ctx.hidden_dim, ctx.proj_dim) == (ModelConfig.hidden_dim, ModelConfig.proj_dim)

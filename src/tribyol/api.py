@@ -18,12 +18,13 @@ from typing import Any
 from torch import nn
 
 from tribyol.checkpoints import load_encoder
-from tribyol.config import RunConfig, to_dict
+from tribyol.config import ModelConfig, RunConfig, to_dict
 from tribyol.errors import ConfigError
 from tribyol.eval.common import load_eval_data, load_source
 from tribyol.eval.features import extract_features
 from tribyol.eval.knn import knn_accuracy
 from tribyol.eval.linear import linear_probe
+from tribyol.eval.options import DatasetOptions, EvalOptions, KnnOptions, LinearOptions
 from tribyol.methods import Method, MethodContext, resolve_options
 from tribyol.resolve import load_config
 
@@ -98,58 +99,74 @@ def pretrain(
 def evaluate(
     source: str | Path,
     protocol: str = "linear",
-    dataset: str | None = None,
+    dataset: str | None = DatasetOptions.dataset,
     *,
-    data_root: str | Path = "data",
-    test_from_train: float | None = None,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-    seed: int = 0,
-    k: int = 200,
-    temperature: float = 0.07,
-    device: str | None = None,
+    data_root: str | Path = EvalOptions.data_root,
+    test_from_train: float | None = DatasetOptions.test_from_train,
+    limit_train: int | None = EvalOptions.limit_train,
+    limit_test: int | None = EvalOptions.limit_test,
+    seed: int = EvalOptions.seed,
+    k: int = KnnOptions.k,
+    temperature: float = KnnOptions.temperature,
+    device: str | None = EvalOptions.device,
 ) -> float:
     """Top-1 (%) of the ``source`` encoder on ``dataset``'s test split (default: the dataset it
     was pre-trained on): ``protocol`` "linear" (L2 penalty picked on a validation split) or
-    "knn" (weighted, cosine). Nothing is appended to the results store; use the CLI for that."""
+    "knn" (weighted, cosine). Nothing is appended to the results store; use the CLI for that.
+
+    The options are those of ``tribyol eval`` (``tribyol.eval.options``: their defaults and
+    checks): a bad value (``k=0``, ``temperature=0``, ``device="gpu"``, ...) raises
+    ``tribyol.errors.ConfigError`` naming the option, before the encoder or any data is loaded.
+    """
+    from tribyol.eval.cli import check_device
 
     if protocol not in ("linear", "knn"):
         raise ConfigError(f"protocol must be 'linear' or 'knn', got {protocol!r}")
-    src = load_source(source, seed=seed)
-    name = dataset or src.meta.get("dataset")
+    opts = EvalOptions(data_root=str(data_root), limit_train=limit_train, limit_test=limit_test,
+                       seed=seed, device=device)
+    where = DatasetOptions(dataset=dataset, test_from_train=test_from_train)
+    knn, linear = KnnOptions(k=k, temperature=temperature), LinearOptions()
+    check_device(opts.device)
+    src = load_source(source, seed=opts.seed)
+    name = where.dataset or src.meta.get("dataset")
     if name is None:
         raise ConfigError(f"{source} does not say which dataset it was pre-trained on; pass dataset=")
-    data = load_eval_data(name, data_root, image_size=src.image_size, channels=src.in_channels,
-                          test_from_train=test_from_train, limit_train=limit_train,
-                          limit_test=limit_test, seed=seed)
-    common = dict(image_size=src.image_size, mean=src.mean,
-                  std=src.std, device=device,
-                  in_channels=src.in_channels)
+    data = load_eval_data(name, opts.data_root, image_size=src.image_size, channels=src.in_channels,
+                          test_from_train=where.test_from_train, limit_train=opts.limit_train,
+                          limit_test=opts.limit_test, seed=opts.seed)
+    common = dict(image_size=src.image_size, mean=src.mean, std=src.std,
+                  batch_size=opts.eval_batch_size, device=opts.device, in_channels=src.in_channels)
     train_x, train_y = extract_features(src.encoder, data.train, indices=data.train_indices, **common)
     test_x, test_y = extract_features(src.encoder, data.test, indices=data.test_indices, **common)
     if protocol == "knn":
-        return knn_accuracy(train_x, train_y, test_x, test_y, k, temperature)
-    return linear_probe(train_x, train_y, test_x, test_y, seed=seed,
-                        num_classes=data.num_classes).top1
+        return knn_accuracy(train_x, train_y, test_x, test_y, knn.k, knn.temperature)
+    return linear_probe(train_x, train_y, test_x, test_y, val_fraction=linear.val_fraction,
+                        seed=opts.seed, weight_decays=linear.weight_decays,
+                        max_iter=linear.max_iter, num_classes=data.num_classes).top1
 
 
 def build_method(
     name: str,
     backbone: nn.Module,
     *,
-    hidden_dim: int = 512,
-    proj_dim: int = 128,
+    hidden_dim: int = ModelConfig.hidden_dim,
+    proj_dim: int = ModelConfig.proj_dim,
     image_size: int = 32,
     channels: int = 3,
     num_classes: int = 10,
     num_train_images: int = 0,
+    backbone_name: str = "",
     **options: Any,
 ) -> Method:
     """A registered method around ``backbone`` (anything with an ``out_dim``), with its options
-    validated as the config would (``tau=0.99``, ``num_views=4``, ...)."""
+    validated as the config would (``tau=0.99``, ``num_views=4``, ...).
+
+    ``hidden_dim`` / ``proj_dim``: the MLP heads (default: ``model.hidden_dim`` /
+    ``model.proj_dim``'s). ``backbone_name``: the registry name ``backbone`` was built from
+    (``build_backbone``'s, e.g. "resnet18"); supervised-imagenet picks its ImageNet weights by
+    it. "" (unknown): it guesses the architecture from the backbone's layout."""
     cls, opts = resolve_options({"name": name, **options})
     ctx = MethodContext(backbone=backbone, hidden_dim=hidden_dim, proj_dim=proj_dim,
                         num_classes=num_classes, num_train_images=num_train_images,
-                        image_size=image_size, channels=channels,
-                        backbone_name=getattr(backbone, "name", ""))
+                        image_size=image_size, channels=channels, backbone_name=backbone_name)
     return cls(ctx, opts)

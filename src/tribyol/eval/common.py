@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from tribyol.channels import channel_stats
 from tribyol.checkpoints import EncoderInfo, load_encoder
 from tribyol.data import DatasetNotFoundError, get_spec, load_split
+from tribyol.data.registry import IMAGENET_MEAN, IMAGENET_STD
 from tribyol.errors import ConfigError
 from tribyol.eval.splits import stratified_sample, stratified_split
 from tribyol.methods.supervised import IMAGENET_WEIGHTS, find_imagenet_weights, load_imagenet_weights
@@ -66,8 +67,6 @@ def run_id_of(path: Path) -> str:
 IMAGENET_PREFIX = "imagenet:"
 IMAGENET_IMAGE_SIZE = 224  # the size torchvision's ImageNet weights were trained and scored at
 MIN_IMAGENET_IMAGE_SIZE = 32  # the 7x7/2 stem, max-pool and four stages divide the input by 32
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_LABELS = "imagenet labels"
 
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar, overload
 import torch
 from torch import Tensor, nn
 
-from tribyol.config import ViewsConfig
+from tribyol.config import ModelConfig, ViewsConfig
 from tribyol.data.pretrain import DataInfo
 
 
@@ -22,8 +22,8 @@ class MethodContext:
     """What a method may need to know to build its networks."""
 
     backbone: nn.Module  # the online encoder; has ``out_dim``
-    hidden_dim: int = 512
-    proj_dim: int = 128
+    hidden_dim: int = ModelConfig.hidden_dim  # the config's defaults, written once there
+    proj_dim: int = ModelConfig.proj_dim
     num_classes: int = 10
     num_train_images: int = 0
     image_size: int = 32

@@ -60,7 +60,7 @@ def grayscale(x: Tensor) -> Tensor:
     return (LUMA[0] * r + LUMA[1] * gch + LUMA[2] * bch).unsqueeze(1)
 
 
-_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+_YIQ = (LUMA, (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))  # Y is the luma
 _YIQ_CACHE: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
 
