@@ -42,8 +42,10 @@ PROBABILITY = within(0, 1, "[]")
 
 
 def _devices_ok(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):  # device ids, e.g. [0, 1]
+        return bool(value) and all(isinstance(i, int) and i >= 0 for i in value)
     text = str(value).strip()
-    if isinstance(value, (list, tuple)) or "," in text or text == "auto":
+    if "," in text or text == "auto":
         return True
     return text.lstrip("-").isdigit() and (int(text) >= 1 or int(text) == -1)
 
@@ -144,7 +146,7 @@ class TrainConfig:
     precision: str = option("auto", "auto (bf16 where native), bf16-mixed, 16-mixed or 32",
                             choices=PRECISIONS)
     accelerator: str = option("auto", "auto, cpu or gpu", choices=ACCELERATORS)
-    devices: Any = option("auto", "device count, list of ids, or auto",
+    devices: Any = option("auto", "device count, list of ids, or auto", each=False,
                           rule=Rule(_devices_ok, "auto, a count >= 1, -1 (all) or a list of ids"))
     num_nodes: int = option(1, "machines", rule=at_least(1))
     strategy: str = option("auto", "auto, ddp, ...")
@@ -190,12 +192,53 @@ def build_dataclass(cls: type[T], values: Mapping[str, Any], where: str = "") ->
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {values!r}")
     if cls is RunConfig and "method" in values:
         values = {**values, "method": _method_mapping(values["method"])}
+    values = _as_written(cls, values, where)
     try:
         built = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
     except OmegaConfBaseException:
         raise _explain(cls, values, where) from None
     _require_finite(built, where)
     return built  # type: ignore[return-value]
+
+
+def _as_written(cls: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """What OmegaConf would read otherwise: its ``${...}`` / ``???`` syntax is refused (a path
+    holding ``${HOME}`` is text to us), ``3.0`` or ``1e4`` for a whole number is that number,
+    and only true/false (or yes/no, on/off, 1/0 as text) is a switch."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{where or 'the config'}: {key!r} is not a key; keys are names, "
+                              "e.g. batch_size")
+        path, hint = f"{where}.{key}" if where else key, _unwrap_optional(hints.get(key))
+        if isinstance(value, str) and ("${" in value or value.strip() == "???"):
+            raise ConfigError(f"{path}: {value!r} is OmegaConf interpolation syntax, which tribyol "
+                              "does not expand; write the value itself")
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            value = _as_written(hint, value, path)
+        elif hint is int and isinstance(value, (float, str)) and not isinstance(value, bool):
+            value = _whole(value)
+        elif hint is bool and isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        out[key] = value
+    return out
+
+
+def _unwrap_optional(hint: Any) -> Any:
+    """``int | None`` -> ``int``; other hints as they are."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if len(args) == 1 else hint
+    return hint
+
+
+def _whole(value: float | str) -> Any:
+    try:
+        number = float(value)
+    except ValueError:
+        return value  # OmegaConf refuses it, and _explain says why
+    return int(number) if math.isfinite(number) and number.is_integer() else value
 
 
 def _method_mapping(value: Any) -> dict[str, Any]:
@@ -205,6 +248,8 @@ def _method_mapping(value: Any) -> dict[str, Any]:
         return {"name": value}
     if not isinstance(value, Mapping):
         raise ConfigError(f"method: expected a name or a mapping, got {value!r}")
+    if not isinstance(value.get("name", ""), str):
+        raise ConfigError(f"method.name: expected a method's name, got {value['name']!r}")
     return dict(value)
 
 
@@ -246,7 +291,7 @@ def _expected(hint: Any, value: Any) -> str:
     if hint is int and isinstance(value, (float, str)):
         try:
             float(value)
-            return "a whole number, written without a decimal point"
+            return "a whole number"
         except ValueError:
             return "a number"
     if hint in (int, float):
@@ -347,6 +392,8 @@ def config_tree(
 ) -> dict[str, Any]:
     """The raw config: the YAML file (if any) with the dotted overrides applied."""
     tree: dict[str, Any] = read_yaml_file(path) if path is not None else {}
+    if isinstance(tree.get("method"), str):  # `method: byol`, so that method.tau=... can follow
+        tree["method"] = {"name": tree["method"]}
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
         set_dotted(tree, key, value)

@@ -19,7 +19,7 @@ from typing import Any
 from tribyol.errors import ConfigError
 
 
-def did_you_mean(key: str, options: Iterable[str], cutoff: float = 0.0) -> str:
+def did_you_mean(key: str, options: Iterable[str], cutoff: float = 0.5) -> str:
     """`` Did you mean 'x'?`` for the closest of ``options`` (none below ``cutoff``), or ""."""
     match = difflib.get_close_matches(key, list(options), n=1, cutoff=cutoff)
     return f" Did you mean '{match[0]}'?" if match else ""
@@ -65,18 +65,20 @@ def one_of(choices: Sequence[Any]) -> Rule:
 def option(default: Any = MISSING, help: str = "", *, rule: Rule | None = None,
            choices: Sequence[str] | None = None, metavar: str | None = None,
            default_text: str | None = None, example: str | None = None,
-           default_factory: Any = MISSING) -> Any:
+           default_factory: Any = MISSING, each: bool = True) -> Any:
     """A dataclass field that is also an option (and, where a CLI lists it, a flag).
 
     ``help`` says what the value means (the flag's help, and part of the error for a bad
     value); the default is appended to it, or ``default_text`` where the default is ``None`` or
-    needs words. ``rule`` (or ``choices``) is checked on every value but ``None``; each item of
-    a list or tuple is checked (``example`` shows a valid list). No default: required.
+    needs words. ``rule`` (or ``choices``) is checked on the value; ``None`` passes only where
+    it is the default. With ``each`` a list or tuple has each item checked (``example`` shows a
+    valid list); ``each=False`` judges the value whole (e.g. devices: ``auto``, 2 or ``[0, 1]``).
+    No default: required.
     """
     if choices is not None and rule is None:
         rule = one_of(choices)
     meta = {"help": help, "rule": rule, "choices": choices, "metavar": metavar,
-            "default_text": default_text, "example": example}
+            "default_text": default_text, "example": example, "each": each}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -126,7 +128,9 @@ def check_fields(options: Any, name: Callable[[str], str] = flag_name) -> None:
         value = getattr(options, f.name)
         if "help" not in f.metadata:
             continue  # not an option field (e.g. a nested section)
-        if isinstance(value, (tuple, list)):
+        if value is None and _default_of(f) is None:
+            continue  # None is this option's own default: "off", "all", "the preset's"
+        if isinstance(value, (tuple, list)) and f.metadata.get("each", True):
             if not value and f.metadata.get("example"):
                 raise ConfigError(f"{name(f.name)} is empty; give {f.metadata['help']}, e.g. "
                                   f"{f.metadata['example']}")
@@ -134,11 +138,18 @@ def check_fields(options: Any, name: Callable[[str], str] = flag_name) -> None:
             if bad:
                 raise ConfigError(f"{name(f.name)} must all be {rule.text}, got "
                                   f"{', '.join(map(_show, bad))}{_about(f)}")
-        elif value is not None and rule is not None and not rule.ok(value):
+        elif rule is not None and not _ok(rule, value):
             message = f"{name(f.name)} must be {rule.text}, got {_show(value)}{_about(f)}"
             hint = did_you_mean(value, rule.choices, 0.6) if rule.choices and isinstance(value, str) else ""
             message += f".{hint}" if hint else ""
             raise ConfigError(message)
+
+
+def _ok(rule: Rule, value: Any) -> bool:
+    try:
+        return bool(rule.ok(value))
+    except TypeError:  # e.g. None against ">= 1"
+        return False
 
 
 def comma_list(kind: type) -> Callable[[str], tuple]:

@@ -8,6 +8,8 @@ options.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,13 +21,18 @@ from tribyol.config import (
     RunConfig,
     build_dataclass,
     config_tree,
-    did_you_mean,
+    parse_override,
+    read_yaml_file,
     require,
     to_dict,
     validate_values,
 )
+from tribyol.fields import did_you_mean
 
-__all__ = ["ResolvedRun", "apply_view_preset", "full_method", "load_config", "resolve_run", "validate"]
+log = logging.getLogger(__name__)
+
+__all__ = ["ResolvedRun", "apply_view_preset", "check_names", "drop_other_methods_options",
+           "full_method", "load_config", "resolve_run"]
 
 
 def load_config(
@@ -36,13 +43,41 @@ def load_config(
     Keys, types and value ranges are checked before anything imports torch (fast errors); the
     names that need the registries (dataset, backbone, method and its options) after.
     """
+    overrides = list(overrides)
     tree = config_tree(path, overrides)
     validate_values(build_dataclass(RunConfig, tree))
     apply_view_preset(tree)
-    cfg = build_dataclass(RunConfig, tree)
+    if path is not None:
+        drop_other_methods_options(tree, read_yaml_file(path), overrides)
+    cfg = build_dataclass(RunConfig, tree)  # again, now with the preset under the user's views
+    check_names(cfg)
     cfg.method = full_method(cfg.method)  # config.yaml records every option, by its current name
-    validate(cfg)
     return cfg
+
+
+def drop_other_methods_options(tree: dict[str, Any], file_tree: dict[str, Any],
+                               overrides: list[str | tuple[str, Any]]) -> None:
+    """A config file written for one method (a run's config.yaml holds all its options), used
+    with another (``--method byol``): its options the new method lacks are dropped, not refused.
+    Options given on the command line are kept, and refused if the method lacks them."""
+    from tribyol.methods import METHODS
+
+    file_method = file_tree.get("method")
+    file_name = file_method.get("name") if isinstance(file_method, dict) else file_method
+    method = tree.get("method")
+    if not isinstance(method, dict) or file_name in (None, method.get("name")):
+        return
+    cls = METHODS.get(method.get("name"))
+    if cls is None:
+        return  # an unknown method: full_method names it
+    known = {f.name for f in dataclasses.fields(cls.Options)} | set(cls.renamed_options)
+    given = {(parse_override(o) if isinstance(o, str) else o)[0] for o in overrides}
+    dropped = [k for k in method if k != "name" and k not in known and f"method.{k}" not in given]
+    for key in dropped:
+        del method[key]
+    if dropped:
+        log.info("%s: method.%s belong to %s, not %s; dropped", file_tree.get("name") or "config",
+                 ", method.".join(dropped), file_name, method["name"])
 
 
 def full_method(method: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,14 +100,12 @@ def apply_view_preset(tree: dict[str, Any]) -> None:
         tree["views"] = {**DATASETS[name].views, **views}
 
 
-def validate(cfg: RunConfig) -> None:
-    """Reject impossible values before any data is read or any step is taken."""
+def check_names(cfg: RunConfig) -> None:
+    """The dataset and the backbone must be registered (the method: ``full_method``)."""
     # Imported here: the registries import torch, and validate_values' errors come before it.
     from tribyol.data import DATASETS
-    from tribyol.methods import resolve_options
     from tribyol.nets import BACKBONES
 
-    validate_values(cfg)
     d, m = cfg.data, cfg.model
     require(
         d.dataset in DATASETS,
@@ -84,7 +117,6 @@ def validate(cfg: RunConfig) -> None:
         f"unknown backbone '{m.backbone}'.{did_you_mean(m.backbone, BACKBONES)} "
         f"Known: {', '.join(sorted(BACKBONES))}",
     )
-    resolve_options(cfg.method)  # unknown method / option / bad value -> ConfigError
 
 
 @dataclass(frozen=True)

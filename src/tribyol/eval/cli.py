@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tribyol.config import did_you_mean
 from tribyol.errors import ConfigError
 from tribyol.eval.options import (
     DEVICE_PATTERN,
@@ -21,7 +20,7 @@ from tribyol.eval.options import (
     LinearOptions,
     TransferOptions,
 )
-from tribyol.fields import add_flags
+from tribyol.fields import add_flags, did_you_mean
 from tribyol.store import append_result
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,71 @@
+"""The config route: OmegaConf builds the dataclasses; what tribyol reads differently from it,
+and what a run's saved config.yaml allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tribyol.config import to_dict
+from tribyol.errors import ConfigError
+from tribyol.resolve import load_config
+
+
+@pytest.mark.parametrize("value", [[0, 1], [0], 2, -1, "auto", "0,1"])
+def test_device_lists_and_counts_are_accepted(value) -> None:
+    assert load_config(None, [("train.devices", value)]).train.devices == value
+
+
+@pytest.mark.parametrize("value", [None, [], 0, [-1]])
+def test_impossible_devices_are_refused(value) -> None:
+    with pytest.raises(ConfigError, match="train.devices must be auto, a count >= 1"):
+        load_config(None, [("train.devices", value)])
+
+
+def test_whole_numbers_may_be_written_as_floats() -> None:
+    cfg = load_config(None, ["train.max_steps=1e4", "train.epochs=3.0", "data.image_size=32.0"])
+    assert (cfg.train.max_steps, cfg.train.epochs, cfg.data.image_size) == (10000, 3, 32)
+    with pytest.raises(ConfigError, match="train.epochs: expected a whole number, got 1.5"):
+        load_config(None, ["train.epochs=1.5"])
+
+
+@pytest.mark.parametrize("key", ["data.download", "model.small_stem", "method.symmetric"])
+def test_a_number_is_not_a_switch(key: str) -> None:
+    with pytest.raises(ConfigError, match=f"{key}: expected true or false, got 2"):
+        load_config(None, [f"{key}=2"])
+
+
+@pytest.mark.parametrize("value", ["${oc.env:HOME}/data", "/tmp/${foo}", "???"])
+def test_omegaconf_interpolation_is_text_we_refuse(value: str) -> None:
+    with pytest.raises(ConfigError, match="data.root: .* is OmegaConf interpolation syntax"):
+        load_config(None, [("data.root", value)])
+
+
+def test_malformed_trees_are_one_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="method.name: expected a method's name"):
+        load_config(None, ["method.name.foo=1"])
+    file = tmp_path / "int_key.yaml"
+    file.write_text("train: {1: 3}\n")
+    with pytest.raises(ConfigError, match="train: 1 is not a key"):
+        load_config(file)
+
+
+def test_a_method_given_by_name_in_a_file_takes_options_after(tmp_path: Path) -> None:
+    file = tmp_path / "byol.yaml"
+    file.write_text("method: byol\n")
+    method = load_config(file, ["method.tau=0.9"]).method
+    assert (method["name"], method["tau"]) == ("byol", 0.9)
+
+
+def test_a_saved_config_can_start_another_method(tmp_path: Path) -> None:
+    """config.yaml records every TriBYOL option; with --method byol the ones BYOL lacks are
+    dropped (shared ones, like tau, kept), while an option typed on the command line is still
+    checked against the new method."""
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(to_dict(load_config(None, ["method.tau=0.99"]))))
+    method = load_config(saved, [("method.name", "byol")]).method
+    assert method["name"] == "byol" and method["tau"] == 0.99 and "target_policy" not in method
+    with pytest.raises(ConfigError, match="unknown config key 'method.target_policy'"):
+        load_config(saved, [("method.name", "byol"), ("method.target_policy", "shared")])
