@@ -65,6 +65,8 @@ PRETRAIN_OPTIONS = {
     "seed": PretrainFlag("train.seed", int, meaning="the run's seed, in [0, 2**32)"),
     "run_dir": PretrainFlag("run_dir"),
     "name": PretrainFlag("name"),
+    # The default is TriBYOL.Options'; methods import torch, so it is written here (a test
+    # checks the two agree).
     "num_views": PretrainFlag("method.num_views", int, meaning="TriBYOL: number of views, >= 3",
                               default_text="3", aliases=("--views",)),
     "weights": PretrainFlag("method.weights", meaning="supervised-imagenet: ImageNet state-dict "
@@ -78,14 +80,30 @@ PRETRAIN_OPTIONS = {
 PRETRAIN_FLAGS = {attr: flag.key for attr, flag in PRETRAIN_OPTIONS.items()}
 
 
+class _OldSpelling(argparse.Action):
+    """Stores the value; a deprecated spelling of the flag (``--views``) also says so."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if option_string != self.option_strings[0]:
+            logging.getLogger("tribyol").warning(
+                "%s is deprecated; use %s (the old spelling goes in the next release)",
+                option_string, self.option_strings[0])
+        setattr(namespace, self.dest, values)
+
+
 def add_pretrain_flags(p: argparse.ArgumentParser) -> None:
     """``PRETRAIN_OPTIONS`` as flags; unset ones leave the config's value (``None`` default)."""
     for attr, flag in PRETRAIN_OPTIONS.items():
         names = ["--" + attr.replace("_", "-"), *flag.aliases]
+        help_text = flag.help()
+        if flag.aliases:
+            help_text += f"; {', '.join(flag.aliases)}: deprecated spelling"
         if flag.type is bool:
-            p.add_argument(*names, dest=attr, action="store_true", help=flag.help())
+            p.add_argument(*names, dest=attr, action="store_true", help=help_text)
         else:
-            p.add_argument(*names, dest=attr, type=flag.type, help=flag.help())
+            p.add_argument(*names, dest=attr, type=flag.type, help=help_text,
+                           action=_OldSpelling if flag.aliases else "store")
 
 
 def overrides_from_args(args: argparse.Namespace, flags: dict[str, str]) -> list:

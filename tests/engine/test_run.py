@@ -93,3 +93,18 @@ def test_pretrain_on_a_folder_of_large_images(tiny, tmp_path):
     assert ckpt["global_step"] == 2
     assert ckpt["hyper_parameters"]["data_info"]["channels"] == 1
     assert ckpt["state_dict"]["method.backbone.features.0.0.weight"].shape[1] == 1
+
+
+def test_warmup_counts_epochs_of_the_loader_even_when_max_steps_cuts_the_run(tiny):
+    """optim.warmup_epochs is in epochs of the data (4 steps here), not total // epochs, which
+    max_steps would shrink to 1 step."""
+    seen = []
+
+    class LearningRates(L.Callback):
+        def on_train_batch_start(self, trainer, *args) -> None:
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    cfg = tiny(("train.max_steps", 3), ("train.epochs", 80), ("optim.warmup_epochs", 1.0),
+               ("optim.lr", 0.1), ("optim.schedule", "constant"), ("train.batch_size", 16))
+    pretrain(cfg, extra_callbacks=[LearningRates()])
+    assert seen == pytest.approx([0.025, 0.05, 0.075])  # (step + 1) / 4 of 0.1

@@ -88,10 +88,19 @@ def test_a_misspelt_option_still_gets_did_you_mean():
 
 
 @pytest.mark.parametrize("flag", ["--num-views", "--views"])
-def test_views_flag_sets_num_views(flag):
+def test_views_flag_sets_num_views(flag, caplog):
     args = build_parser().parse_args(["pretrain", flag, "4"])
     overrides = overrides_from_args(args, PRETRAIN_FLAGS)
     assert ("method.num_views", 4) in overrides
+    deprecated = "--views is deprecated; use --num-views" in caplog.text
+    assert deprecated == (flag == "--views")
+
+
+def test_num_views_flag_help_states_tribyols_default():
+    from tribyol.cli import PRETRAIN_OPTIONS
+    from tribyol.methods import METHODS
+
+    assert PRETRAIN_OPTIONS["num_views"].default_text == str(METHODS["tribyol"].Options().num_views)
 
 
 # -- state-dict keys ------------------------------------------------------------------------------

@@ -251,10 +251,10 @@ class PretrainModule(L.LightningModule):
             t.batch_size * world * t.accumulate,
             extra,
         )
-        total = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = max(1, total // max(1, t.epochs))
+        total = int(self.trainer.estimated_stepping_batches)  # sets up the loader, so:
+        per_epoch = steps_per_epoch(self.trainer) or max(1, total // max(1, t.epochs))
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_lambda(self.cfg.optim, total, steps_per_epoch)
+            optimizer, lr_lambda(self.cfg.optim, total, per_epoch)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 

@@ -34,6 +34,7 @@ from tribyol.engine.rundir import (
     check_checkpoint_fits,
     check_is_run,
     check_resume_config,
+    keep_checkpoint_statistics,
     record_config,
     write_marker,
 )
@@ -367,18 +368,19 @@ def pretrain(
     exists = check_run_dir(run_dir, resume, overwrite)
     dataset, monitors = knn_monitor(cfg, dataset)  # holds out data.monitor_fraction, if on
     info = data_info_for(cfg, dataset)
+    ckpt, changes = None, {}
+    if resume:
+        ckpt = select_resume_checkpoint(run_dir)
+        if ckpt is not None:
+            info = keep_checkpoint_statistics(ckpt, info)
     cfg = resolved_config(cfg, info)
     module = PretrainModule(resolve_run(cfg), info)
-    ckpt, changes = None, {}
     if resume and not secondary:
-        ckpt = select_resume_checkpoint(run_dir)
         changes = check_resume_config(run_dir, cfg)
         if ckpt is None:
             log.warning("%s has no checkpoint yet; starting from step 0", run_dir)
         else:
             check_checkpoint_fits(ckpt, module.state_dict(), type(module.method))
-    elif resume:
-        ckpt = select_resume_checkpoint(run_dir)
 
     replace = exists and overwrite and not secondary
     commit = _CommitReplacement()

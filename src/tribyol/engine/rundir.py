@@ -7,6 +7,7 @@ first renamed aside and deleted only once the new run has started, so a failed s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import torch
 import yaml
 
 from tribyol.config import RunConfig, build_dataclass, read_yaml_file, to_dict
+from tribyol.data.pretrain import DataInfo
 from tribyol.errors import CheckpointError, ConfigError, RunDirExistsError
 from tribyol.methods import upgrade_state_keys
 from tribyol.resolve import full_method
@@ -177,6 +179,20 @@ def check_checkpoint_fits(path: Path, module_state: dict[str, Any], method: type
             f"{path} does not fit the network this config builds ({'; '.join(parts)}). "
             "Resume with the run's own config.yaml, or start a new run without --resume."
         )
+
+
+def keep_checkpoint_statistics(path: Path, info: DataInfo) -> DataInfo:
+    """``info`` with the normalisation the run started with, read from its checkpoint: a resumed
+    run keeps normalising as it began, even where this version would compute other statistics
+    (e.g. a grayscale folder before channel statistics were luma-weighted)."""
+    hp = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters")
+    saved = (hp or {}).get("data_info") or {}
+    mean, std = tuple(saved.get("mean") or ()), tuple(saved.get("std") or ())
+    if len(mean) != info.channels or len(std) != info.channels or (mean, std) == (info.mean, info.std):
+        return info
+    log.warning("resuming with the run's own normalisation, mean %s std %s (a new run would use "
+                "mean %s std %s)", mean, std, info.mean, info.std)
+    return dataclasses.replace(info, mean=mean, std=std)
 
 
 def record_config(run_dir: Path, cfg: RunConfig, changes: dict[str, tuple[Any, Any]]) -> None:
