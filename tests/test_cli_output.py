@@ -93,3 +93,16 @@ def test_pretrain_help_defaults_are_the_configs() -> None:
             checked += 1
     assert checked >= 12
     assert "(default 32)" in helps["batch_size"] and "(default: all)" in helps["limit"]
+
+
+def test_pretrain_help_names_every_registered_dataset_and_method() -> None:
+    """The --dataset and --method help lists are written out (the registries import torch);
+    this keeps them from drifting from the registries."""
+    from tribyol.cli import PRETRAIN_OPTIONS
+    from tribyol.data import DATASETS
+    from tribyol.methods import METHODS
+
+    listed = {name: set(re.findall(r"[a-z0-9-]+", PRETRAIN_OPTIONS[name].meaning or ""))
+              for name in ("dataset", "method")}
+    assert set(DATASETS) <= listed["dataset"], set(DATASETS) - listed["dataset"]
+    assert set(METHODS) <= listed["method"], set(METHODS) - listed["method"]

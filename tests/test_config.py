@@ -69,3 +69,11 @@ def test_a_saved_config_can_start_another_method(tmp_path: Path) -> None:
     assert method["name"] == "byol" and method["tau"] == 0.99 and "target_policy" not in method
     with pytest.raises(ConfigError, match="unknown config key 'method.target_policy'"):
         load_config(saved, [("method.name", "byol"), ("method.target_policy", "shared")])
+
+
+@pytest.mark.parametrize(("key", "value"), [("views.blur_sigma", [1.0, 0.5]),
+                                            ("views.crop_scale", [0.5, 0.2]),
+                                            ("views.crop_ratio", [2.0, 1.0])])
+def test_ranges_must_run_low_to_high(key: str, value: list[float]) -> None:
+    with pytest.raises(ConfigError, match=f"{key} must be \\[a, b\\] with 0 < a <= b"):
+        load_config(None, [(key, value)])

@@ -353,6 +353,17 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def dotted_items(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``: the inverse of ``set_dotted``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            out.update(dotted_items(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"optim.lr=0.1"`` -> ``("optim.lr", 0.1)`` with the value read as YAML."""
     if "=" not in text:
@@ -425,11 +436,13 @@ def validate_values(cfg: RunConfig) -> None:
     check_fields(cfg, lambda name: name)
     for section in ("data", "views", "model", "optim", "train"):
         check_fields(getattr(cfg, section), lambda name, section=section: f"{section}.{name}")
-    v = cfg.views
-    for name in ("crop_scale", "crop_ratio", "blur_sigma"):
-        require(len(getattr(v, name)) == 2, f"views.{name} must be two numbers [low, high]")
-    require(0 < v.crop_scale[0] <= v.crop_scale[1] <= 1, "views.crop_scale must be 0 < a <= b <= 1")
-    require(0 < v.crop_ratio[0] <= v.crop_ratio[1], "views.crop_ratio must be 0 < a <= b")
+    v = cfg.views  # [low, high] pairs (OmegaConf holds them to two numbers)
+    require(0 < v.crop_scale[0] <= v.crop_scale[1] <= 1,
+            f"views.crop_scale must be [a, b] with 0 < a <= b <= 1, got {list(v.crop_scale)}")
+    require(0 < v.crop_ratio[0] <= v.crop_ratio[1],
+            f"views.crop_ratio must be [a, b] with 0 < a <= b, got {list(v.crop_ratio)}")
+    require(0 < v.blur_sigma[0] <= v.blur_sigma[1],
+            f"views.blur_sigma must be [a, b] with 0 < a <= b, got {list(v.blur_sigma)}")
     for name in ("blur_p", "solarize_p"):
         require(v.third_view == "cycle" or len(getattr(v, name) or []) <= 2,
                 f"views.{name} with more than two entries sets each view itself, which needs "

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from tribyol.config import read_yaml_file, set_dotted, to_dict
+from tribyol.config import dotted_items, read_yaml_file, set_dotted, to_dict
 from tribyol.errors import ConfigError
 from tribyol.resolve import load_config
 from tribyol.store import read_results
@@ -277,18 +277,8 @@ def resolved_fingerprint(cell: Cell) -> str:
     tree = copy.deepcopy(cell.tree)
     tree.pop("name", None)
     tree.pop("run_dir", None)
-    return json.dumps(to_dict(load_config(None, list(_flat(tree).items()))), sort_keys=True,
+    return json.dumps(to_dict(load_config(None, list(dotted_items(tree).items()))), sort_keys=True,
                       default=str)
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 # -- data ----------------------------------------------------------------------------------------

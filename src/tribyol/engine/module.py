@@ -1,8 +1,5 @@
-"""The one training loop: a LightningModule that runs any registered method.
-
-``DataInfo`` and ``data_info_for`` (what the networks need to know of the data) live in
-``tribyol.data.pretrain``; they are imported here for the engine's callers.
-"""
+"""The one training loop: a LightningModule that runs any registered method on the views
+of a batch, with the EMA step, an online probe and collapse monitors."""
 
 from __future__ import annotations
 

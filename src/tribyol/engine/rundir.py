@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import yaml
 
-from tribyol.config import RunConfig, build_dataclass, read_yaml_file, to_dict
+from tribyol.config import RunConfig, build_dataclass, dotted_items, read_yaml_file, to_dict
 from tribyol.data.pretrain import DataInfo
 from tribyol.errors import CheckpointError, ConfigError, RunDirExistsError
 from tribyol.methods import upgrade_state_keys
@@ -114,18 +114,9 @@ class Replacement:
             log.info("the new run did not start; the old run is back in %s", self.run_dir)
 
 
-def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{dotted key: (old, new)}`` for every key whose value differs."""
-    a, b = flat(old), flat(new)
+    a, b = dotted_items(old), dotted_items(new)
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
