@@ -20,6 +20,7 @@ from torch import nn
 from tribyol.checkpoints import load_encoder
 from tribyol.config import ModelConfig, RunConfig, to_dict
 from tribyol.errors import ConfigError
+from tribyol.eval.cli import check_device
 from tribyol.eval.common import load_eval_data, load_source
 from tribyol.eval.features import extract_features
 from tribyol.eval.knn import knn_accuracy
@@ -118,8 +119,6 @@ def evaluate(
     checks): a bad value (``k=0``, ``temperature=0``, ``device="gpu"``, ...) raises
     ``tribyol.errors.ConfigError`` naming the option, before the encoder or any data is loaded.
     """
-    from tribyol.eval.cli import check_device
-
     if protocol not in ("linear", "knn"):
         raise ConfigError(f"protocol must be 'linear' or 'knn', got {protocol!r}")
     opts = EvalOptions(data_root=str(data_root), limit_train=limit_train, limit_test=limit_test,
