@@ -77,3 +77,11 @@ def test_a_saved_config_can_start_another_method(tmp_path: Path) -> None:
 def test_ranges_must_run_low_to_high(key: str, value: list[float]) -> None:
     with pytest.raises(ConfigError, match=f"{key} must be \\[a, b\\] with 0 < a <= b"):
         load_config(None, [(key, value)])
+
+
+def test_a_config_given_as_a_mapping_is_a_base_like_a_file() -> None:
+    """tribyol.pretrain(run.config, {"method.name": "byol"}) goes through here."""
+    base = to_dict(load_config(None, ["data.dataset=digits"]))
+    cfg = load_config(base, [("method.name", "byol"), ("train.epochs", 2)])
+    assert (cfg.method["name"], cfg.train.epochs, cfg.data.dataset) == ("byol", 2, "digits")
+    assert "target_policy" not in cfg.method

@@ -60,22 +60,8 @@ def _as_config(config: RunConfig | str | Path | Mapping[str, Any] | None,
                overrides: Mapping[str, Any] | Iterable[str]) -> RunConfig:
     items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
     if isinstance(config, RunConfig):
-        return load_config(None, [*_flat(to_dict(config)).items(), *items])
-    if isinstance(config, Mapping):
-        return load_config(None, [*_flat(dict(config)).items(), *items])
+        config = to_dict(config)
     return load_config(config, items)
-
-
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and key != "method":
-            out.update(_flat(value, f"{prefix}{key}."))
-        elif key == "method" and isinstance(value, Mapping):
-            out.update({f"{prefix}method.{k}": v for k, v in value.items()})
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def pretrain(

@@ -8,6 +8,7 @@ checking names against the dataset, backbone and method registries is ``tribyol.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -399,10 +400,15 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
 
 
 def config_tree(
-    path: str | Path | None = None, overrides: typing.Iterable[str | tuple[str, Any]] = ()
+    path: str | Path | Mapping[str, Any] | None = None,
+    overrides: typing.Iterable[str | tuple[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The raw config: the YAML file (if any) with the dotted overrides applied."""
-    tree: dict[str, Any] = read_yaml_file(path) if path is not None else {}
+    """The raw config: the YAML file (or a config given as a mapping, e.g. a ``RunConfig``'s
+    ``to_dict``), if any, with the dotted overrides applied."""
+    if isinstance(path, Mapping):
+        tree: dict[str, Any] = copy.deepcopy(dict(path))
+    else:
+        tree = read_yaml_file(path) if path is not None else {}
     if isinstance(tree.get("method"), str):  # `method: byol`, so that method.tau=... can follow
         tree["method"] = {"name": tree["method"]}
     for item in overrides:

@@ -36,9 +36,11 @@ __all__ = ["ResolvedRun", "apply_view_preset", "check_names", "drop_other_method
 
 
 def load_config(
-    path: str | Path | None = None, overrides: typing.Iterable[str | tuple[str, Any]] = ()
+    path: str | Path | Mapping[str, Any] | None = None,
+    overrides: typing.Iterable[str | tuple[str, Any]] = (),
 ) -> RunConfig:
-    """Defaults <- YAML file <- dotted overrides, then validated (including method options).
+    """Defaults <- YAML file (or a config as a mapping) <- dotted overrides, then validated
+    (including method options).
 
     Keys, types and value ranges are checked before anything imports torch (fast errors); the
     names that need the registries (dataset, backbone, method and its options) after.
@@ -48,7 +50,8 @@ def load_config(
     validate_values(build_dataclass(RunConfig, tree))
     apply_view_preset(tree)
     if path is not None:
-        drop_other_methods_options(tree, read_yaml_file(path), overrides)
+        base = dict(path) if isinstance(path, Mapping) else read_yaml_file(path)
+        drop_other_methods_options(tree, base, overrides)
     cfg = build_dataclass(RunConfig, tree)  # again, now with the preset under the user's views
     check_names(cfg)
     cfg.method = full_method(cfg.method)  # config.yaml records every option, by its current name

@@ -17,8 +17,8 @@ from tribyol.engine import pretrain
 from tribyol.eval.common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    labels_seen,
     load_source,
+    pretrain_labels,
 )
 from tribyol.report.tables import build_tables
 from tribyol.store import read_results
@@ -168,8 +168,8 @@ def test_few_label_finetune_of_an_encoder_that_saw_every_label_is_refused(superv
 
 
 def test_labels_seen_of_older_exports():
-    assert labels_seen({"method": "supervised", "dataset": "cifar10"}) == "cifar10 train labels"
-    assert labels_seen({"method": "supervised-imagenet", "dataset": "stl10"}) == (
+    assert pretrain_labels({"method": "supervised", "dataset": "cifar10"}) == "cifar10 train labels"
+    assert pretrain_labels({"method": "supervised-imagenet", "dataset": "stl10"}) == (
         "imagenet labels, stl10 train labels")
-    assert labels_seen({"method": "byol", "dataset": "stl10"}) is None  # unknown, not guessed
-    assert labels_seen({"method": "supervised", "labels_seen": "x"}) == "x"
+    assert pretrain_labels({"method": "byol", "dataset": "stl10"}) is None  # unknown, not guessed
+    assert pretrain_labels({"method": "supervised", "labels_seen": "x"}) == "x"

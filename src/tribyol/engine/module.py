@@ -31,7 +31,7 @@ def collapse_std(z: Tensor) -> Tensor:
     return F.normalize(z.float(), dim=1).std(dim=0).mean()
 
 
-def labels_seen(method: nn.Module, dataset: str) -> str:
+def labels_seen_by(method: nn.Module, dataset: str) -> str:
     """Which labels shaped the encoder: none (self-supervised; the online probe is detached)."""
     if not getattr(method, "needs_labels", False):
         return "none"
@@ -228,7 +228,7 @@ class PretrainModule(L.LightningModule):
         checkpoint["tribyol_run"] = {
             "world_size": self.trainer.world_size,
             "steps_per_epoch": steps_per_epoch(self.trainer),
-            "labels_seen": labels_seen(self.method, self.cfg.data.dataset),
+            "labels_seen": labels_seen_by(self.method, self.cfg.data.dataset),
         }
         add_checksum(checkpoint)
 

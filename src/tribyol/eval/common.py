@@ -115,7 +115,7 @@ def load_imagenet_source(source: str, random_init: bool = False, seed: int = 0,
     return Source(encoder, meta, f"imagenet-{name}{suffix}", path)
 
 
-def labels_seen(meta: dict[str, str]) -> str | None:
+def pretrain_labels(meta: dict[str, str]) -> str | None:
     """Which labels shaped the encoder: the metadata's ``labels_seen``; for exports older than
     that field, inferred for the supervised methods; None where unknown."""
     if "labels_seen" in meta:
@@ -147,7 +147,7 @@ def check_label_fraction(src: Source, fraction: float, datasets: Iterable[str | 
     them) already trained the encoder: the score would be filed as a few-label result."""
     if fraction >= 1:
         return
-    seen = labels_seen(src.meta)
+    seen = pretrain_labels(src.meta)
     hit = next((d for d in datasets if saw_labels_of(seen, d)), None)
     if hit is not None:
         raise ConfigError(
@@ -276,7 +276,7 @@ def base_record(src: Source, data: EvalData, protocol: str, seed: int) -> dict[s
         # the budget actually run
         "pretrain_steps": info.steps_done,
         "pretrain_epochs": info.epochs_done if info.epochs_done is not None else legacy_epochs,
-        "pretrain_labels": labels_seen(src.meta),
+        "pretrain_labels": pretrain_labels(src.meta),
         "protocol": protocol,
         "metric": "top1",
         "seed": seed,
