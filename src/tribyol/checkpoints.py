@@ -22,9 +22,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 from torch import nn
 
-from tribyol.config import RunConfig, build_dataclass
+from tribyol.config import RunConfig
 from tribyol.errors import CheckpointError
 from tribyol.nets import build_backbone, uses_small_stem
+from tribyol.structured import build_dataclass
 
 CHECKPOINT_NAME = "last.ckpt"
 PREVIOUS_NAME = "previous.ckpt"

@@ -1,8 +1,7 @@
-"""Typed run configuration: dataclasses, YAML files and dotted overrides, validated up front.
+"""Typed run configuration: the dataclasses, YAML files and dotted overrides.
 
-Every number the poster leaves open is a field here (or in a method's ``Options``) with its
-default documented beside it. Method-specific options live on the method class so that adding a
-method never touches this file. This module imports no other part of tribyol but its errors:
+Every number the poster leaves open is an option field here (or in a method's ``Options``) with
+its default, meaning and check. ``tribyol.structured`` builds these dataclasses from a tree;
 checking names against the dataset, backbone and method registries is ``tribyol.resolve``'s job.
 """
 
@@ -10,13 +9,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -25,16 +22,12 @@ from tribyol.fields import (
     Rule,
     at_least,
     check_fields,
-    did_you_mean,
     non_negative,
     one_of,
     option,
     positive,
     within,
 )
-
-T = TypeVar("T")
-
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true")
@@ -178,139 +171,6 @@ class RunConfig:
                               default_text="method_backbone_batch_budget_dataset")
 
 
-def build_dataclass(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
-    """The dataclass ``cls`` from a (nested) mapping, built by OmegaConf's structured configs.
-
-    OmegaConf checks and coerces the types ("0.1" -> 0.1, "true" -> True) and refuses unknown
-    keys; a failure becomes one ``ConfigError`` naming the dotted key, what it expects and the
-    closest valid key. A dataclass's own ``__post_init__`` checks raise as they are.
-    """
-    # Imported here: `tribyol --help` needs no config built, and OmegaConf adds ~40 ms to it.
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {values!r}")
-    if cls is RunConfig and "method" in values:
-        values = {**values, "method": _method_mapping(values["method"])}
-    values = _as_written(cls, values, where)
-    try:
-        built = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
-    except OmegaConfBaseException:
-        raise _explain(cls, values, where) from None
-    _require_finite(built, where)
-    return built  # type: ignore[return-value]
-
-
-def _as_written(cls: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """What OmegaConf would read otherwise: its ``${...}`` / ``???`` syntax is refused (a path
-    holding ``${HOME}`` is text to us), ``3.0`` or ``1e4`` for a whole number is that number,
-    and only true/false (or yes/no, on/off, 1/0 as text) is a switch."""
-    hints = typing.get_type_hints(cls)
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"{where or 'the config'}: {key!r} is not a key; keys are names, "
-                              "e.g. batch_size")
-        path, hint = f"{where}.{key}" if where else key, _unwrap_optional(hints.get(key))
-        if isinstance(value, str) and ("${" in value or value.strip() == "???"):
-            raise ConfigError(f"{path}: {value!r} is OmegaConf interpolation syntax, which tribyol "
-                              "does not expand; write the value itself")
-        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
-            value = _as_written(hint, value, path)
-        elif hint is int and isinstance(value, (float, str)) and not isinstance(value, bool):
-            value = _whole(value)
-        elif hint is bool and isinstance(value, (int, float)) and not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
-        out[key] = value
-    return out
-
-
-def _unwrap_optional(hint: Any) -> Any:
-    """``int | None`` -> ``int``; other hints as they are."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return args[0] if len(args) == 1 else hint
-    return hint
-
-
-def _whole(value: float | str) -> Any:
-    try:
-        number = float(value)
-    except ValueError:
-        return value  # OmegaConf refuses it, and _explain says why
-    return int(number) if math.isfinite(number) and number.is_integer() else value
-
-
-def _method_mapping(value: Any) -> dict[str, Any]:
-    # `--method byol` gives a name; `--set method.tau=0.99` alone keeps the default method's
-    # name, because OmegaConf merges the mapping into the default {"name": ...}.
-    if isinstance(value, str):
-        return {"name": value}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"method: expected a name or a mapping, got {value!r}")
-    if not isinstance(value.get("name", ""), str):
-        raise ConfigError(f"method.name: expected a method's name, got {value['name']!r}")
-    return dict(value)
-
-
-def _explain(cls: type, values: Mapping[str, Any], where: str) -> ConfigError:
-    """Find the key OmegaConf refused (its own message names neither the value nor a fix)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    fields = {f.name for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key, value in values.items():
-        path = f"{where}.{key}" if where else key
-        if key not in fields:
-            return ConfigError(f"unknown config key '{path}'.{did_you_mean(key, fields)}")
-        try:
-            OmegaConf.merge(OmegaConf.structured(cls), {key: value})
-        except OmegaConfBaseException:
-            hint = hints[key]
-            if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
-                return _explain(hint, value, path)
-            return ConfigError(f"{path}: expected {_expected(hint, value)}, got {value!r}")
-    return ConfigError(f"{where or cls.__name__}: invalid values {dict(values)!r}")
-
-
-def _expected(hint: Any, value: Any) -> str:
-    """``int`` -> "a number" (or "a whole number" for 1.5), ``tuple[float, float]`` -> ..."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        kinds = [_expected(arg, value) for arg in args if arg is not type(None)]
-        return " or ".join(kinds) + (" or null" if type(None) in args else "")
-    if origin is tuple and args and args[-1] is not Ellipsis:
-        return f"a list of {len(args)} numbers, e.g. [0.1, 1.0]"
-    if origin in (list, tuple):
-        return "a list, e.g. [0.1, 0.2]"
-    if dataclasses.is_dataclass(hint) or origin is dict:
-        return "a mapping"
-    if hint is bool:
-        return "true or false"
-    if hint is int and isinstance(value, (float, str)):
-        try:
-            float(value)
-            return "a whole number"
-        except ValueError:
-            return "a number"
-    if hint in (int, float):
-        return "a number"
-    return "text" if hint is str else getattr(hint, "__name__", str(hint))
-
-
-def _require_finite(built: Any, where: str) -> None:
-    """OmegaConf takes inf and nan as floats; no option of ours means either."""
-    for f in dataclasses.fields(built):
-        value, path = getattr(built, f.name), f"{where}.{f.name}" if where else f.name
-        if dataclasses.is_dataclass(value):
-            _require_finite(value, path)
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, float) and not math.isfinite(item):
-                raise ConfigError(f"{path}: expected a finite number, got {value!r}")
-
-
 def config_default(key: str) -> Any:
     """The default of a dotted key, e.g. ``train.batch_size`` -> 32 (``--help`` shows it)."""
     node: Any = RunConfig()
@@ -399,6 +259,18 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
+def _method_mapping(value: Any) -> dict[str, Any]:
+    # `--method byol` gives a name; `--set method.tau=0.99` alone keeps the default method's
+    # name, because OmegaConf merges the mapping into the default {"name": ...}.
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"method: expected a name or a mapping, got {value!r}")
+    if not isinstance(value.get("name", ""), str):
+        raise ConfigError(f"method.name: expected a method's name, got {value['name']!r}")
+    return dict(value)
+
+
 def config_tree(
     path: str | Path | Mapping[str, Any] | None = None,
     overrides: typing.Iterable[str | tuple[str, Any]] = (),
@@ -414,6 +286,8 @@ def config_tree(
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
         set_dotted(tree, key, value)
+    if "method" in tree:
+        tree["method"] = _method_mapping(tree["method"])
     return tree
 
 

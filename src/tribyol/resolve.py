@@ -19,7 +19,6 @@ from typing import Any
 from tribyol.config import (
     DataConfig,
     RunConfig,
-    build_dataclass,
     config_tree,
     parse_override,
     read_yaml_file,
@@ -28,6 +27,7 @@ from tribyol.config import (
     validate_values,
 )
 from tribyol.fields import did_you_mean
+from tribyol.structured import build_dataclass
 
 log = logging.getLogger(__name__)
 

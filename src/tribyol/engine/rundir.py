@@ -19,11 +19,12 @@ from typing import Any
 import torch
 import yaml
 
-from tribyol.config import RunConfig, build_dataclass, dotted_items, read_yaml_file, to_dict
+from tribyol.config import RunConfig, dotted_items, read_yaml_file, to_dict
 from tribyol.data.pretrain import DataInfo
 from tribyol.errors import CheckpointError, ConfigError, RunDirExistsError
 from tribyol.methods import upgrade_state_keys
 from tribyol.resolve import full_method
+from tribyol.structured import build_dataclass
 
 log = logging.getLogger(__name__)
 

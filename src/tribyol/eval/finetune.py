@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tribyol.config import ViewsConfig, build_dataclass
+from tribyol.config import ViewsConfig
 from tribyol.eval.features import adapt_channels, default_device, extract_features
 from tribyol.eval.options import FinetuneOptions
+from tribyol.structured import build_dataclass
 from tribyol.views import MultiViewAugment, eval_transform
 
 log = logging.getLogger(__name__)
