@@ -47,6 +47,9 @@ def test_bad_config_is_a_config_error_before_anything_runs(tmp_path: Path) -> No
     ({"device": "gpu"}, r"--device must be .*, got 'gpu'"),
     ({"limit_train": 0}, r"--limit-train must be .*, got 0"),
     ({"test_from_train": 1.5}, r"--test-from-train must be .*, got 1.5"),
+    ({"k": 5.5}, r"--k must be a whole number, got 5.5"),
+    ({"seed": -1}, r"--seed must be in \[0, 2\*\*32\), got -1"),
+    ({"dataset": "cifar11"}, r"unknown dataset 'cifar11'"),
 ])
 def test_evaluate_checks_its_options_before_loading_anything(tmp_path: Path, options, message) -> None:
     """The eval options' own checks, as ``tribyol eval`` runs them: the source does not exist,

@@ -276,3 +276,16 @@ def test_export_refuses_to_overwrite_unless_asked(tmp_path: Path, capsys) -> Non
     assert out.read_bytes() == before
     assert main(["export", str(tmp_path / "runs" / "e"), "--out", str(out), "--overwrite"]) == 0
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".enc")] == []  # no temp left
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--method", "pirl-jigsaw", "--set", "method.grid=100"],
+     "method 'pirl-jigsaw' cannot be built for this data: 16 px views cannot be cut into 100^2"),
+    (["--set", "model.hidden_dim=100000000000"], "not enough memory to build the networks"),
+], ids=["pirl-grid", "too-big"])
+def test_networks_that_cannot_be_built_are_one_error_line(tmp_path: Path, capsys, extra,
+                                                          expected) -> None:
+    runs = tmp_path / "runs"
+    assert main(["pretrain", *TINY, *extra, "--run-dir", str(runs)]) == 2
+    assert expected in error_line(capsys)
+    assert not runs.exists()  # nothing written

@@ -67,7 +67,7 @@ def test_a_saved_config_can_start_another_method(tmp_path: Path) -> None:
     saved.write_text(yaml.safe_dump(to_dict(load_config(None, ["method.tau=0.99"]))))
     method = load_config(saved, [("method.name", "byol")]).method
     assert method["name"] == "byol" and method["tau"] == 0.99 and "target_policy" not in method
-    with pytest.raises(ConfigError, match="unknown config key 'method.target_policy'"):
+    with pytest.raises(ConfigError, match="method.target_policy is an option of tribyol, not of byol"):
         load_config(saved, [("method.name", "byol"), ("method.target_policy", "shared")])
 
 
@@ -85,3 +85,55 @@ def test_a_config_given_as_a_mapping_is_a_base_like_a_file() -> None:
     cfg = load_config(base, [("method.name", "byol"), ("train.epochs", 2)])
     assert (cfg.method["name"], cfg.train.epochs, cfg.data.dataset) == ("byol", 2, "digits")
     assert "target_policy" not in cfg.method
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("views.crop_scale.0=0.5", "views.crop_scale: expected a list of 2 numbers"),
+    ("views.crop_scale={}", "views.crop_scale: expected a list of 2 numbers"),
+    ("views.solarize_p=[[1], 0.2]", "views.solarize_p: expected a list of numbers"),
+    ("views.solarize_p=[abc, 0.2]", "views.solarize_p: expected a list of numbers"),
+    ("views.solarize_p=['${views.flip_p}', 0.1]", "interpolation syntax"),
+    ("method.name=${oc.env:USER}", "method.name: .* is OmegaConf interpolation syntax"),
+    ("train.accumulate=18446744073709551616", "train.accumulate: 18446744073709551616 is too large"),
+    ("data.root=true", "data.root: expected text, got True"),
+    ("model.foo=1", "unknown config key 'model.foo'. Known: backbone, channels_last"),
+    ("train.devices=[true]", "train.devices must be auto"),
+    ("train.devices=[0, 0]", "train.devices must be auto"),
+    ("train.devices=foo,bar", "train.devices must be auto"),
+])
+def test_odd_values_are_one_config_error(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_numpy_scalars_are_plain_numbers() -> None:
+    np = pytest.importorskip("numpy")
+    cfg = load_config(None, [("optim.lr", np.float64(0.1)), ("train.batch_size", np.int64(8)),
+                             ("method.tau", np.float32(0.5)), ("data.download", np.bool_(False))])
+    assert (cfg.optim.lr, cfg.train.batch_size, cfg.method["tau"], cfg.data.download) == (
+        0.1, 8, 0.5, False)
+
+
+def test_an_option_of_another_method_names_its_owner() -> None:
+    with pytest.raises(ConfigError, match="method.num_views is an option of tribyol, not of byol"):
+        load_config(None, ["method.name=byol", "method.num_views=4"])
+    with pytest.raises(ConfigError, match="method.bank_size was removed: the bank now holds"):
+        load_config(None, ["method.name=pirl-jigsaw", "method.bank_size=4096"])
+
+
+def test_a_method_mapping_typed_on_the_command_line_is_checked(tmp_path: Path) -> None:
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(to_dict(load_config(None, []))))
+    with pytest.raises(ConfigError, match="method.num_views is an option of tribyol"):
+        load_config(saved, ["method={name: byol, num_views: 4}"])
+    unnamed = tmp_path / "unnamed.yaml"
+    unnamed.write_text("method: {num_views: 4}\n")  # the default method's option
+    assert load_config(unnamed, [("method.name", "byol")]).method["name"] == "byol"
+
+
+def test_overrides_may_be_one_string_or_a_mapping() -> None:
+    from tribyol.config import RunConfig
+
+    assert load_config(None, "optim.lr=0.1").optim.lr == 0.1
+    assert load_config(None, {"optim.lr": 0.2}).optim.lr == 0.2
+    assert load_config(RunConfig(), ["train.epochs=3"]).train.epochs == 3

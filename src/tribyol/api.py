@@ -20,7 +20,7 @@ from torch import nn
 from tribyol.checkpoints import load_encoder
 from tribyol.config import ModelConfig, RunConfig, to_dict
 from tribyol.errors import ConfigError
-from tribyol.eval.cli import check_device
+from tribyol.eval.cli import check_dataset, check_device
 from tribyol.eval.common import load_eval_data, load_source
 from tribyol.eval.features import extract_features
 from tribyol.eval.knn import knn_accuracy
@@ -37,6 +37,9 @@ class Run:
     """A finished (or stopped) pre-training run: its directory and what it recorded."""
 
     directory: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "directory", Path(self.directory))  # Run("runs/x") works too
 
     @property
     def record(self) -> dict[str, Any]:
@@ -58,7 +61,8 @@ class Run:
 
 def _as_config(config: RunConfig | str | Path | Mapping[str, Any] | None,
                overrides: Mapping[str, Any] | Iterable[str]) -> RunConfig:
-    items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
+    items = list(overrides.items()) if isinstance(overrides, Mapping) else (
+        [overrides] if isinstance(overrides, str) else list(overrides))
     if isinstance(config, RunConfig):
         config = to_dict(config)
     return load_config(config, items)
@@ -112,10 +116,12 @@ def evaluate(
     where = DatasetOptions(dataset=dataset, test_from_train=test_from_train)
     knn, linear = KnnOptions(k=k, temperature=temperature), LinearOptions()
     check_device(opts.device)
+    check_dataset(where.dataset, "dataset")
     src = load_source(source, seed=opts.seed)
     name = where.dataset or src.meta.get("dataset")
     if name is None:
         raise ConfigError(f"{source} does not say which dataset it was pre-trained on; pass dataset=")
+    check_dataset(name, "dataset")
     data = load_eval_data(name, opts.data_root, image_size=src.image_size, channels=src.in_channels,
                           test_from_train=where.test_from_train, limit_train=opts.limit_train,
                           limit_test=opts.limit_test, seed=opts.seed)

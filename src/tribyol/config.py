@@ -36,12 +36,13 @@ PROBABILITY = within(0, 1, "[]")
 
 
 def _devices_ok(value: Any) -> bool:
-    if isinstance(value, (list, tuple)):  # device ids, e.g. [0, 1]
-        return bool(value) and all(isinstance(i, int) and i >= 0 for i in value)
-    text = str(value).strip()
-    if "," in text or text == "auto":
-        return True
-    return text.lstrip("-").isdigit() and (int(text) >= 1 or int(text) == -1)
+    if isinstance(value, str) and "," in value:  # "0,1": ids, as Lightning reads them
+        value = [int(v) if v.strip().isdigit() else v for v in value.split(",")]
+    if isinstance(value, (list, tuple)):  # device ids, each once, e.g. [0, 1]
+        ids = [i for i in value if isinstance(i, int) and not isinstance(i, bool) and i >= 0]
+        return bool(value) and len(ids) == len(value) == len(set(ids))
+    text = str(value)
+    return text == "auto" or text.lstrip("-").isdigit() and (int(text) >= 1 or int(text) == -1)
 
 
 @dataclass

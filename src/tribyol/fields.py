@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import MISSING, Field, field, fields
@@ -123,6 +124,7 @@ def _about(f: Field) -> str:
 def check_fields(options: Any, name: Callable[[str], str] = flag_name) -> None:
     """Every option field's rule on its value; a bad one raises ``ConfigError`` naming it as
     ``name(field)`` (a flag, ``--k``, or a dotted key, ``train.batch_size``)."""
+    hints = typing.get_type_hints(type(options))
     for f in fields(options):
         rule = f.metadata.get("rule")
         value = getattr(options, f.name)
@@ -130,11 +132,15 @@ def check_fields(options: Any, name: Callable[[str], str] = flag_name) -> None:
             continue  # not an option field (e.g. a nested section)
         if value is None and _default_of(f) is None:
             continue  # None is this option's own default: "off", "all", "the preset's"
+        kind = _kind(hints.get(f.name))
+        if kind is not None and not _is(value, kind):
+            raise ConfigError(f"{name(f.name)} must be {_KIND_TEXT[kind]}, got {_show(value)}"
+                              f"{_about(f)}")
         if isinstance(value, (tuple, list)) and f.metadata.get("each", True):
             if not value and f.metadata.get("example"):
                 raise ConfigError(f"{name(f.name)} is empty; give {f.metadata['help']}, e.g. "
                                   f"{f.metadata['example']}")
-            bad = [v for v in value if rule is not None and not rule.ok(v)]
+            bad = [v for v in value if rule is not None and not _ok(rule, v)]
             if bad:
                 raise ConfigError(f"{name(f.name)} must all be {rule.text}, got "
                                   f"{', '.join(map(_show, bad))}{_about(f)}")
@@ -143,6 +149,23 @@ def check_fields(options: Any, name: Callable[[str], str] = flag_name) -> None:
             hint = did_you_mean(value, rule.choices, 0.6) if rule.choices and isinstance(value, str) else ""
             message += f".{hint}" if hint else ""
             raise ConfigError(message)
+
+
+_KIND_TEXT = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
+
+
+def _kind(hint: Any) -> type | None:
+    """The scalar type a field holds (``int | None`` -> int), or None for anything else."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else None
+    return hint if hint in _KIND_TEXT else None
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):
+        return isinstance(value, bool) and kind is bool
+    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
 
 
 def _ok(rule: Rule, value: Any) -> bool:

@@ -36,8 +36,8 @@ __all__ = ["ResolvedRun", "apply_view_preset", "check_names", "drop_other_method
 
 
 def load_config(
-    path: str | Path | Mapping[str, Any] | None = None,
-    overrides: typing.Iterable[str | tuple[str, Any]] = (),
+    path: str | Path | Mapping[str, Any] | RunConfig | None = None,
+    overrides: typing.Iterable[str | tuple[str, Any]] | Mapping[str, Any] | str = (),
 ) -> RunConfig:
     """Defaults <- YAML file (or a config as a mapping) <- dotted overrides, then validated
     (including method options).
@@ -45,7 +45,12 @@ def load_config(
     Keys, types and value ranges are checked before anything imports torch (fast errors); the
     names that need the registries (dataset, backbone, method and its options) after.
     """
-    overrides = list(overrides)
+    # One "key=value", or a {key: value} mapping, is taken as the list it stands for.
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    overrides = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
+    if isinstance(path, RunConfig):
+        path = to_dict(path)
     tree = config_tree(path, overrides)
     validate_values(build_dataclass(RunConfig, tree))
     apply_view_preset(tree)
@@ -66,15 +71,21 @@ def drop_other_methods_options(tree: dict[str, Any], file_tree: dict[str, Any],
     from tribyol.methods import METHODS
 
     file_method = file_tree.get("method")
-    file_name = file_method.get("name") if isinstance(file_method, dict) else file_method
+    if file_method is None:
+        return
+    default = RunConfig().method["name"]
+    file_name = file_method.get("name", default) if isinstance(file_method, dict) else file_method
     method = tree.get("method")
-    if not isinstance(method, dict) or file_name in (None, method.get("name")):
+    if not isinstance(method, dict) or file_name == method.get("name", default):
         return
     cls = METHODS.get(method.get("name"))
     if cls is None:
         return  # an unknown method: full_method names it
     known = {f.name for f in dataclasses.fields(cls.Options)} | set(cls.renamed_options)
-    given = {(parse_override(o) if isinstance(o, str) else o)[0] for o in overrides}
+    given = set()
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        given |= {f"method.{k}" for k in value} if key == "method" and isinstance(value, dict) else {key}
     dropped = [k for k in method if k != "name" and k not in known and f"method.{k}" not in given]
     for key in dropped:
         del method[key]

@@ -36,7 +36,11 @@ def build_dataclass(cls: type[T], values: Mapping[str, Any], where: str = "") ->
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {values!r}")
     values = _as_written(cls, values, where)
     try:
-        built = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
+        merged = OmegaConf.merge(OmegaConf.structured(cls), values)
+    except (OmegaConfBaseException, TypeError, ValueError):  # some refusals are plain TypeErrors
+        raise _explain(cls, values, where) from None
+    try:
+        built = OmegaConf.to_object(merged)
     except OmegaConfBaseException:
         raise _explain(cls, values, where) from None
     _require_finite(built, where)
@@ -44,9 +48,10 @@ def build_dataclass(cls: type[T], values: Mapping[str, Any], where: str = "") ->
 
 
 def _as_written(cls: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """What OmegaConf would read otherwise: its ``${...}`` / ``???`` syntax is refused (a path
-    holding ``${HOME}`` is text to us), ``3.0`` or ``1e4`` for a whole number is that number,
-    and only true/false (or yes/no, on/off, 1/0 as text) is a switch."""
+    """What OmegaConf would read otherwise, or not at all: its ``${...}`` / ``???`` syntax is
+    refused (a path holding ``${HOME}`` is text to us), numpy scalars are plain numbers, ``3.0``
+    or ``1e4`` for a whole number is that number, only true/false (or yes/no, on/off as text) is
+    a switch, a switch is no text, and a list field takes a list of plain values."""
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -54,17 +59,42 @@ def _as_written(cls: type, values: Mapping[str, Any], where: str) -> dict[str, A
             raise ConfigError(f"{where or 'the config'}: {key!r} is not a key; keys are names, "
                               "e.g. batch_size")
         path, hint = f"{where}.{key}" if where else key, _unwrap_optional(hints.get(key))
-        if isinstance(value, str) and ("${" in value or value.strip() == "???"):
-            raise ConfigError(f"{path}: {value!r} is OmegaConf interpolation syntax, which tribyol "
-                              "does not expand; write the value itself")
+        value = _plain(value, path)
+        origin = typing.get_origin(hint)
         if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
             value = _as_written(hint, value, path)
+        elif origin in (list, tuple) and value is not None:
+            if not isinstance(value, (list, tuple)) or any(
+                    isinstance(v, (list, tuple, Mapping)) for v in value):
+                raise ConfigError(f"{path}: expected {_expected(hint, value)}, got {value!r}")
         elif hint is int and isinstance(value, (float, str)) and not isinstance(value, bool):
             value = _whole(value)
         elif hint is bool and isinstance(value, (int, float)) and not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        elif hint is str and isinstance(value, bool):
+            raise ConfigError(f"{path}: expected text, got {value!r}")
         out[key] = value
     return out
+
+
+INT64 = 2**63
+
+
+def _plain(value: Any, path: str) -> Any:
+    """``value`` with numpy scalars as Python ones, checked for interpolation syntax and for
+    integers past int64, everywhere inside lists and mappings too."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, str) and ("${" in value or value.strip() == "???"):
+        raise ConfigError(f"{path}: {value!r} is OmegaConf interpolation syntax, which tribyol "
+                          "does not expand; write the value itself")
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
+        raise ConfigError(f"{path}: {value} is too large a number")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, path) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v, f"{path}.{k}") for k, v in value.items()}
+    return value
 
 
 def _unwrap_optional(hint: Any) -> Any:
@@ -93,10 +123,11 @@ def _explain(cls: type, values: Mapping[str, Any], where: str) -> ConfigError:
     for key, value in values.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            return ConfigError(f"unknown config key '{path}'.{did_you_mean(key, fields)}")
+            hint = did_you_mean(key, fields) or f" Known: {', '.join(sorted(fields))}"
+            return ConfigError(f"unknown config key '{path}'.{hint}")
         try:
             OmegaConf.merge(OmegaConf.structured(cls), {key: value})
-        except OmegaConfBaseException:
+        except (OmegaConfBaseException, TypeError, ValueError):
             hint = hints[key]
             if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
                 return _explain(hint, value, path)
@@ -113,7 +144,7 @@ def _expected(hint: Any, value: Any) -> str:
     if origin is tuple and args and args[-1] is not Ellipsis:
         return f"a list of {len(args)} numbers, e.g. [0.1, 1.0]"
     if origin in (list, tuple):
-        return "a list, e.g. [0.1, 0.2]"
+        return "a list of numbers, e.g. [0.1, 0.2]"
     if dataclasses.is_dataclass(hint) or origin is dict:
         return "a mapping"
     if hint is bool:

@@ -61,3 +61,19 @@ def test_cuda_asked_where_there_is_none(tmp_path, capsys, monkeypatch) -> None:
     err = capsys.readouterr().err
     assert err.startswith("error: --device cuda:0: CUDA is not available") and "--device cpu" in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda t: ["--store", str(t)], "must be a file (JSON lines), not a folder"),
+    (lambda t: ["--store", ""], "must be a file (JSON lines), not a folder or empty"),
+    (lambda t: ["--store", str(t / "afile" / "r.jsonl")], "cannot be made (a file is in the way?)"),
+    (lambda t: ["--cache-dir", str(t / "afile")], "--cache-dir"),
+    (lambda t: ["--cache-dir", ""], "--cache-dir '' must be a folder"),
+    (lambda t: ["--dataset-label", "  "], "--dataset-label is empty"),
+], ids=["store-folder", "store-empty", "store-under-file", "cache-file", "cache-empty", "label"])
+def test_where_results_go_is_checked_before_evaluating(tmp_path, capsys, make, expected) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    assert main(["eval", "knn", str(tmp_path / "no-such-run"), "--dataset", "digits",
+                 *make(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and expected in err and len(err.strip().splitlines()) == 1

@@ -340,6 +340,21 @@ def _true_nan_message(err: NonFiniteLossError, run_dir: Path) -> NonFiniteLossEr
     return NonFiniteLossError(str(err).replace("the last good checkpoint is kept", kept))
 
 
+def build_module(cfg: RunConfig, info: DataInfo) -> PretrainModule:
+    """The networks for this config and data; one that cannot be built is a ``ConfigError``."""
+    try:
+        return PretrainModule(resolve_run(cfg), info)
+    except ValueError as err:  # a method's options that do not fit the data, e.g. PIRL's grid
+        raise ConfigError(f"method '{cfg.method['name']}' cannot be built for this data: {err}; "
+                          "change the method's option or data.image_size") from None
+    except RuntimeError as err:
+        if "alloc" not in str(err).lower():
+            raise
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"not enough memory to build the networks ({first[:160]}); lower "
+                          "model.width, model.hidden_dim, data.image_size or method.num_views") from None
+
+
 def pretrain(
     cfg: RunConfig,
     resume: bool = False,
@@ -374,7 +389,7 @@ def pretrain(
         if ckpt is not None:
             info = keep_checkpoint_statistics(ckpt, info)
     cfg = resolved_config(cfg, info)
-    module = PretrainModule(resolve_run(cfg), info)
+    module = build_module(cfg, info)
     if resume and not secondary:
         changes = check_resume_config(run_dir, cfg)
         if ckpt is None:

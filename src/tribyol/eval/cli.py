@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tribyol.errors import ConfigError
@@ -100,6 +101,32 @@ def validate(args: argparse.Namespace) -> None:
     check_device(args.device)
     for target in getattr(args, "targets", None) or ():
         check_dataset(target, "--targets")
+    check_paths(args)
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Where results and features go must be writable, before an evaluation spends its time."""
+    label = getattr(args, "dataset_label", None)
+    _check(label is None or bool(label.strip()), "--dataset-label is empty; give a name, or drop "
+           "the flag to use the dataset's")
+    if not args.no_store:
+        store = Path(args.store)
+        _check(bool(args.store.strip()) and not store.is_dir(),
+               f"--store {args.store!r} must be a file (JSON lines), not a folder or empty")
+        _check(_creatable(store.parent), f"--store {args.store}: its folder {store.parent} cannot "
+               "be made (a file is in the way?); pick another path")
+    if not args.no_cache and args.cache_dir is not None:
+        folder = Path(args.cache_dir)
+        _check(bool(args.cache_dir.strip()) and not folder.is_file() and _creatable(folder),
+               f"--cache-dir {args.cache_dir!r} must be a folder (made if missing); pick another")
+
+
+def _creatable(folder: Path) -> bool:
+    """``folder`` exists as a folder, or could be made: no file on the way to it."""
+    for part in [folder, *folder.parents]:
+        if part.exists():
+            return part.is_dir()
+    return True
 
 
 def _sources_arg(p: argparse.ArgumentParser, many: bool) -> None:

@@ -31,6 +31,7 @@ MIN_TEST_IMAGES = 100  # smaller test sets are refused unless --force-small-test
 AUGMENTS = ("crop-flip", "byol", "none")
 
 
+SEED = within(0, 2**32, "[)", "in [0, 2**32)")  # NumPy's and so torch's seed range
 DEVICE_PATTERN = r"(cpu|mps|cuda)(?::(\d+))?"  # kind, index; an index for cuda only
 DEVICE = Rule(lambda v: (m := re.fullmatch(DEVICE_PATTERN, v)) is not None
               and (m[2] is None or m[1] == "cuda"), "cpu, cuda, cuda:N or mps")
@@ -69,7 +70,7 @@ class EvalOptions(Options):
                                      rule=at_least(1), metavar="N", default_text="all")
     limit_test: int | None = option(None, "a seeded, stratified subset of N test images",
                                     rule=at_least(1), metavar="N", default_text="all")
-    seed: int = option(0, "seeds splits, subsets and training")
+    seed: int = option(0, "seeds splits, subsets and training", rule=SEED)
     eval_batch_size: int = option(256, "images per feature-extraction batch", rule=at_least(1),
                                   metavar="N")
     device: str | None = option(None, "the device to run on", rule=DEVICE, metavar="DEVICE",
@@ -149,7 +150,7 @@ class FinetuneOptions(Options):
                           choices=AUGMENTS)
     crop_min: float = option(0.5, "crop-flip: lower bound of the random resized crop's area scale",
                              rule=within(0, 1, "(]"), metavar="FRACTION")
-    seed: int = option(0, "seeds the head, the batch order and the augmentation")
+    seed: int = option(0, "seeds the head, the batch order and the augmentation", rule=SEED)
     eval_batch_size: int = option(256, "images per test batch", rule=at_least(1), metavar="N")
 
 

@@ -124,6 +124,8 @@ class Method(nn.Module):
     needs_labels: ClassVar[bool] = False
     # Deprecated option name -> its new name; accepted with a warning (registry.canonical_method).
     renamed_options: ClassVar[dict[str, str]] = {}
+    # Options that went with no successor -> what to use instead (said when one is given).
+    removed_options: ClassVar[dict[str, str]] = {}
     # Old attribute prefix -> new one (e.g. "student." -> "online."): checkpoints written before
     # a rename still load (upgrade_state_keys).
     renamed_state_keys: ClassVar[dict[str, str]] = {}

@@ -84,6 +84,12 @@ class PIRLOptions:
 class PIRLBase(Method):
     """PIRL's objective; subclasses say how a view is transformed and embedded (``g``)."""
 
+    removed_options = {  # the queue and key network before PIRL followed its paper (issue 13)
+        "bank_size": "the bank now holds one row per training image; num_negatives sets the "
+                     "negatives per step",
+        "bank_momentum": "there is no key network any more; memory_momentum updates the bank rows",
+    }
+
     def __init__(self, ctx: MethodContext, options: PIRLOptions) -> None:
         super().__init__(ctx, options)
         self.head_f = nn.Linear(ctx.backbone.out_dim, ctx.proj_dim)  # PIRL: a linear projection

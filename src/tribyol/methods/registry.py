@@ -58,6 +58,16 @@ def resolve_options(method: Mapping[str, Any]) -> tuple[type, Any]:
             f"Known: {', '.join(sorted(METHODS))}"
         )
     cls = METHODS[name]
+    own = {f.name for f in dataclasses.fields(cls.Options)}
+    for key in values:
+        if key in cls.removed_options:
+            raise ConfigError(f"method '{name}': method.{key} was removed: "
+                              f"{cls.removed_options[key]}")
+        owners = [m for m, c in sorted(METHODS.items())
+                  if key in {f.name for f in dataclasses.fields(c.Options)}]
+        if key not in own and owners:
+            raise ConfigError(f"method '{name}': method.{key} is an option of {', '.join(owners)}, "
+                              f"not of {name}; drop it, or pick one of those methods")
     try:
         options = build_dataclass(cls.Options, values, where="method")
     except (TypeError, ValueError) as err:

@@ -26,6 +26,7 @@ from tribyol.methods.losses import normalized_mse
 from tribyol.methods.registry import register
 
 TARGET_POLICIES = ("shared", "independent-init", "alternating-ema")
+MAX_VIEWS = 64
 
 
 @register
@@ -50,6 +51,8 @@ class TriBYOL(MomentumMethod):
                 )
             if self.num_views < 3:
                 raise ValueError(f"num_views must be >= 3 for TriBYOL, got {self.num_views}")
+            if self.num_views > MAX_VIEWS:  # each view is a forward pass (and maybe a target)
+                raise ValueError(f"num_views must be <= {MAX_VIEWS}, got {self.num_views}")
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
