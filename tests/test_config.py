@@ -137,3 +137,16 @@ def test_overrides_may_be_one_string_or_a_mapping() -> None:
     assert load_config(None, "optim.lr=0.1").optim.lr == 0.1
     assert load_config(None, {"optim.lr": 0.2}).optim.lr == 0.2
     assert load_config(RunConfig(), ["train.epochs=3"]).train.epochs == 3
+
+
+def test_a_key_given_twice_in_a_file_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "dup.yaml"
+    file.write_text("optim:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match="line 3, column 3: the key 'lr' appears twice"):
+        load_config(file)
+
+
+@pytest.mark.parametrize("overrides", [["train.knn_every_epochs=1"], ["data.monitor_fraction=0.1"]])
+def test_the_knn_monitor_needs_both_of_its_settings(overrides: list[str]) -> None:
+    with pytest.raises(ConfigError, match="the online kNN monitor needs both"):
+        load_config(None, overrides)

@@ -241,13 +241,31 @@ def parse_override(text: str) -> tuple[str, Any]:
         ) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (it would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{key}' appears twice in one mapping",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_file(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``; a missing file or a syntax error is a ``ConfigError``."""
+    """A YAML mapping from ``path``; a missing file, a syntax error or a key given twice is a
+    ``ConfigError``."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass an existing YAML file")
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -324,6 +342,11 @@ def validate_values(cfg: RunConfig) -> None:
             f"views.crop_ratio must be [a, b] with 0 < a <= b, got {list(v.crop_ratio)}")
     require(0 < v.blur_sigma[0] <= v.blur_sigma[1],
             f"views.blur_sigma must be [a, b] with 0 < a <= b, got {list(v.blur_sigma)}")
+    monitor, every = cfg.data.monitor_fraction, cfg.train.knn_every_epochs
+    require((monitor > 0) == (every > 0),
+            f"the online kNN monitor needs both data.monitor_fraction > 0 (the labelled images "
+            f"it holds out) and train.knn_every_epochs > 0 (got {monitor} and {every}); set both, "
+            "or neither")
     for name in ("blur_p", "solarize_p"):
         require(v.third_view == "cycle" or len(getattr(v, name) or []) <= 2,
                 f"views.{name} with more than two entries sets each view itself, which needs "

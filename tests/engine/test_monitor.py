@@ -10,6 +10,7 @@ from tribyol.data import TensorImages
 from tribyol.engine import pretrain
 from tribyol.engine.module import DataInfo
 from tribyol.engine.monitor import METRIC, KNNMonitor, knn_monitor
+from tribyol.errors import ConfigError
 from tribyol.nets import build_backbone
 
 
@@ -70,8 +71,10 @@ def test_held_out_images_leave_the_training_set(tiny):
     ids = set(train.images[:, 0, 0, 0].tolist())
     assert not ids & set(monitor.queries.images[:, 0, 0, 0].tolist())
     assert set(monitor.bank.images[:, 0, 0, 0].tolist()) <= ids
-    # off unless both settings are given
-    assert knn_monitor(tiny(("data.monitor_fraction", 0.25)), train)[1] == []
+    # off by default; half of it set is a config error (tests/test_config.py)
+    assert knn_monitor(tiny(), train)[1] == []
+    with pytest.raises(ConfigError, match="the online kNN monitor needs both"):
+        tiny(("data.monitor_fraction", 0.25))
 
 
 def test_monitor_restores_training_mode_and_logs():

@@ -77,10 +77,7 @@ def knn_monitor(
 ) -> tuple[Any, list[L.Callback]]:
     """``(training set without the held-out images, [KNNMonitor])``, or ``(dataset, [])`` if off."""
     fraction, every = cfg.data.monitor_fraction, cfg.train.knn_every_epochs
-    if fraction <= 0 or every <= 0:
-        if fraction > 0 or every > 0:
-            log.warning("kNN monitor off: it needs both data.monitor_fraction > 0 and "
-                        "train.knn_every_epochs > 0 (got %s and %s)", fraction, every)
+    if fraction <= 0 or every <= 0:  # off (the config refuses one without the other)
         return dataset, []
     if not isinstance(dataset, TensorImages):
         log.warning("kNN monitor off: it needs an in-memory dataset, not %s", type(dataset).__name__)
