@@ -51,12 +51,12 @@ def load_config(
     overrides = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
     if isinstance(path, RunConfig):
         path = to_dict(path)
-    tree = config_tree(path, overrides)
+    base = path if isinstance(path, Mapping) or path is None else read_yaml_file(path)
+    tree = config_tree(base, overrides)
     validate_values(build_dataclass(RunConfig, tree))
     apply_view_preset(tree)
-    if path is not None:
-        base = dict(path) if isinstance(path, Mapping) else read_yaml_file(path)
-        drop_other_methods_options(tree, base, overrides)
+    if base is not None:
+        drop_other_methods_options(tree, dict(base), overrides)
     cfg = build_dataclass(RunConfig, tree)  # again, now with the preset under the user's views
     check_names(cfg)
     cfg.method = full_method(cfg.method)  # config.yaml records every option, by its current name

@@ -35,6 +35,7 @@ from tribyol.engine.rundir import (
     check_is_run,
     check_resume_config,
     keep_checkpoint_statistics,
+    map_checkpoint,
     record_config,
     write_marker,
 )
@@ -383,11 +384,12 @@ def pretrain(
     exists = check_run_dir(run_dir, resume, overwrite)
     dataset, monitors = knn_monitor(cfg, dataset)  # holds out data.monitor_fraction, if on
     info = data_info_for(cfg, dataset)
-    ckpt, changes = None, {}
+    ckpt, mapped, changes = None, None, {}
     if resume:
         ckpt = select_resume_checkpoint(run_dir)
         if ckpt is not None:
-            info = keep_checkpoint_statistics(ckpt, info)
+            mapped = map_checkpoint(ckpt)
+            info = keep_checkpoint_statistics(mapped, info)
     cfg = resolved_config(cfg, info)
     module = build_module(cfg, info)
     if resume and not secondary:
@@ -395,7 +397,7 @@ def pretrain(
         if ckpt is None:
             log.warning("%s has no checkpoint yet; starting from step 0", run_dir)
         else:
-            check_checkpoint_fits(ckpt, module.state_dict(), type(module.method))
+            check_checkpoint_fits(ckpt, mapped, module.state_dict(), type(module.method))
 
     replace = exists and overwrite and not secondary
     commit = _CommitReplacement()

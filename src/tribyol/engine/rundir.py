@@ -154,14 +154,18 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> dict[str, tuple[Any, A
     return changes
 
 
-def check_checkpoint_fits(path: Path, module_state: dict[str, Any], method: type | None = None) -> None:
-    """The module about to resume has the same weights (names and shapes) as the checkpoint.
+def map_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint read a moment ago and verified (``select_resume_checkpoint``), mapped
+    (``mmap``): its hyper-parameters and tensor shapes without reading the data a second time."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
-    The file was read and verified a moment ago (``select_resume_checkpoint``); this maps it
-    (``mmap``) to read the tensors' shapes without reading their data a second time. Weights
-    that ``method`` has renamed since are compared under their new names (they load so).
-    """
-    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+
+def check_checkpoint_fits(path: Path, mapped: dict[str, Any], module_state: dict[str, Any],
+                          method: type | None = None) -> None:
+    """The module about to resume has the same weights (names and shapes) as the checkpoint
+    (``mapped``, from ``map_checkpoint(path)``). Weights that ``method`` has renamed since are
+    compared under their new names (they load so)."""
+    saved = mapped["state_dict"]
     if method is not None:
         saved = upgrade_state_keys(method, saved, prefix="method.")
     missing = sorted(k for k in module_state if k not in saved)
@@ -178,11 +182,11 @@ def check_checkpoint_fits(path: Path, module_state: dict[str, Any], method: type
         )
 
 
-def keep_checkpoint_statistics(path: Path, info: DataInfo) -> DataInfo:
-    """``info`` with the normalisation the run started with, read from its checkpoint: a resumed
-    run keeps normalising as it began, even where this version would compute other statistics
-    (e.g. a grayscale folder before channel statistics were luma-weighted)."""
-    hp = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters")
+def keep_checkpoint_statistics(mapped: dict[str, Any], info: DataInfo) -> DataInfo:
+    """``info`` with the normalisation the run started with, read from its checkpoint
+    (``mapped``): a resumed run keeps normalising as it began, even where this version would
+    compute other statistics (e.g. a grayscale folder before they were luma-weighted)."""
+    hp = mapped.get("hyper_parameters")
     saved = (hp or {}).get("data_info") or {}
     mean, std = tuple(saved.get("mean") or ()), tuple(saved.get("std") or ())
     if len(mean) != info.channels or len(std) != info.channels or (mean, std) == (info.mean, info.std):
