@@ -22,9 +22,7 @@ decoders is checked on every tile decoded.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,18 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput as tp  # noqa: E402
+from record import write_result  # noqa: E402
 
 from tribyol.data import FolderImages, load_split  # noqa: E402
 from tribyol.data import ucmerced as ucm  # noqa: E402
 from tribyol.data.images import decode_all  # noqa: E402
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
                       "share_of_step": t / (t + step), "step_over_data": step / t}
     n = len(train_paths)
     result = {
-        "commit": git_commit(),
-        "command": "python " + " ".join([Path(__file__).as_posix(), *(argv or sys.argv[1:])]),
         "machine": tp.machine_info(args.device),
         "precision": tp.resolve_precision(cfg),
         "config": {"method": args.method, "backbone": args.backbone, "batch": args.batch,
@@ -142,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "paths": rows,
         "pixel_mismatches": mismatches,
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    write_result(result, args.out, argv)
     return 0
 
 

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from record import write_result  # noqa: E402
 
 
 def child(method: str, backbone: str, batch: int, precision: str) -> dict[str, Any]:
@@ -132,15 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{method:8s} {backbone:9s} b{batch:<4d} peak {result['peak_mb']:7.0f} MB, "
                       f"step adds {result['step_mb']:7.0f} MB ({result['precision']}, "
                       f"{child_cpu:.0f} CPU-s)", file=sys.stderr)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE).stdout.strip()
-    out = {"commit": commit,
-           "command": "python benchmarks/memory.py " + " ".join(argv or sys.argv[1:]),
-           "cpu_s_spent": spent, "rows": rows}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    write_result({"cpu_s_spent": spent, "rows": rows}, args.out, argv)
     return 0
 
 
