@@ -7,6 +7,7 @@ files, which pin the images even if the sampling code changes later.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -57,29 +58,49 @@ def label_subset(
     """
     labels = torch.as_tensor(labels).long().cpu()
     if index_file is not None and Path(index_file).exists():
-        saved = json.loads(Path(index_file).read_text())
-        if saved["num_items"] != len(labels) or saved["fraction"] != fraction:
-            raise ValueError(
-                f"{index_file} was made for {saved['num_items']} images at fraction "
-                f"{saved['fraction']}, not {len(labels)} at {fraction}; delete it or pass "
-                "another --splits-dir"
-            )
-        return torch.tensor(saved["indices"], dtype=torch.long)
+        try:
+            saved = json.loads(Path(index_file).read_text())
+            indices = torch.tensor(saved["indices"], dtype=torch.long)
+            made_for = (saved["num_items"], saved["fraction"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"{index_file} is not a label-subset file ({err}); delete it or "
+                              "pass another --splits-dir") from None
+        if made_for != (len(labels), fraction):
+            raise ConfigError(
+                f"{index_file} was made for {made_for[0]} images at fraction {made_for[1]}, not "
+                f"{len(labels)} at {fraction}; delete it or pass another --splits-dir")
+        # Only images of this training pool may be fine-tuned on: one outside it may be a
+        # test image of another carve.
+        outside = int(((indices < 0) | (indices >= len(labels))).sum()) if len(indices) else 0
+        if not outside and len(indices):
+            outside = int((labels[indices] < 0).sum())
+        if outside:
+            raise ConfigError(
+                f"{index_file}: {outside} of its {len(indices)} images are outside this training "
+                "pool (made for another test carve or limit; they may be test images here); "
+                "delete it or pass another --splits-dir")
+        return indices
     indices = stratified_sample(labels, fraction, seed) if fraction < 1 else (labels >= 0).nonzero().flatten()
     if index_file is not None:
         path = Path(index_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {"num_items": len(labels), "fraction": fraction, "seed": seed,
                   "indices": indices.tolist()}
-        path.write_text(json.dumps(record))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)  # atomic: a parallel fine-tune reads a whole file or none
     return indices
 
 
-def subset_file(splits_dir: str | Path, data: Any, fraction: float, seed: int, pool: int) -> Path:
-    """Index file name: dataset, how test was carved, pool size, fraction and seed."""
+def subset_file(splits_dir: str | Path, data: Any, fraction: float, seed: int,
+                pool: Tensor) -> Path:
+    """Index file name: dataset, how test was carved, the pool (its size and a hash of its
+    indices, so two carves or limits never share a file), fraction and seed."""
     carve = "test" if data.test_split == "test" else "carved"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in data.name)
-    return Path(splits_dir) / f"{safe}_{carve}_pool{pool}_frac{fraction:g}_seed{seed}.json"
+    digest = hashlib.sha256(torch.as_tensor(pool).long().cpu().numpy().tobytes()).hexdigest()[:8]
+    return (Path(splits_dir)
+            / f"{safe}_{carve}_pool{len(pool)}-{digest}_frac{fraction:g}_seed{seed}.json")
 
 
 def labelled_subset(data: Any, fraction: float, seed: int,
@@ -95,7 +116,7 @@ def labelled_subset(data: Any, fraction: float, seed: int,
     labels = torch.full((len(data.train),), -1, dtype=torch.long)
     pool = data.train_indices
     labels[pool] = torch.as_tensor(data.train.labels).long().cpu()[pool]
-    path = subset_file(splits_dir, data, fraction, seed, len(pool))
+    path = subset_file(splits_dir, data, fraction, seed, pool)
     return label_subset(labels, fraction, seed, path), path
 
 
