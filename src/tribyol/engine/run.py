@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from tribyol.checkpoints import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint, read_checkpoint
@@ -240,16 +241,16 @@ def show_progress_bar(cfg: RunConfig) -> bool:
     return cfg.train.progress_bar and sys.stderr.isatty()
 
 
+class AttemptCSVLogger(CSVLogger):
+    """One CSV folder per attempt (Lightning's would wipe an existing one on resume), counted
+    when the first row is written, so a replaced run's old attempts do not count. At module
+    level: ddp_spawn pickles the trainer's loggers."""
+
+    def _get_next_version(self) -> str:  # type: ignore[override]
+        return f"attempt{len(list(Path(self.root_dir).glob('attempt*')))}"
+
+
 def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    class AttemptCSVLogger(CSVLogger):
-        """One CSV folder per attempt (Lightning's would wipe an existing one on resume), counted
-        when the first row is written, so a replaced run's old attempts do not count."""
-
-        def _get_next_version(self) -> str:  # type: ignore[override]
-            return f"attempt{len(list(Path(self.root_dir).glob('attempt*')))}"
-
     t = cfg.train
     loggers = [AttemptCSVLogger(str(run_dir), name="logs")]
     try:
