@@ -1,5 +1,6 @@
 import copy
 import csv
+import json
 from types import SimpleNamespace
 
 import lightning as L
@@ -92,3 +93,13 @@ def test_monitor_restores_training_mode_and_logs():
     monitor.on_train_epoch_end(SimpleNamespace(current_epoch=1), module)
     assert encoder.training
     assert logged[METRIC] == 100.0  # queries are the bank itself: the nearest is each one
+
+
+def test_a_run_is_named_by_the_steps_left_after_the_monitor_holds_images_out(tiny):
+    """64 digits, a quarter held out: 48 images, 3 batches of 16 an epoch, 6 in 2 epochs, so
+    max_steps 7 never ends the run and it is named e2, not s7 (as with the 64 images counted)."""
+    cfg = tiny(("data.monitor_fraction", 0.25), ("train.knn_every_epochs", 1),
+               ("train.epochs", 2), ("train.max_steps", 7), ("train.batch_size", 16))
+    run_dir = pretrain(cfg)
+    assert run_dir.name.split("_")[3] == "e2"
+    assert json.loads((run_dir / "run.json").read_text())["steps_done"] == 6

@@ -376,6 +376,8 @@ def pretrain(
     check_hardware(cfg)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     dataset = load_pretrain_data(cfg)
+    # The monitor's held-out images leave first: the run is named by the steps it will take.
+    dataset, monitors = knn_monitor(cfg, dataset)  # holds out data.monitor_fraction, if on
     if len(dataset) < cfg.train.batch_size:
         raise ConfigError(
             f"{len(dataset)} training images are fewer than one batch of {cfg.train.batch_size}; "
@@ -383,7 +385,6 @@ def pretrain(
         )
     run_dir = Path(cfg.run_dir) / run_name(cfg, len(dataset))
     exists = check_run_dir(run_dir, resume, overwrite)
-    dataset, monitors = knn_monitor(cfg, dataset)  # holds out data.monitor_fraction, if on
     info = data_info_for(cfg, dataset)
     ckpt, mapped, changes = None, None, {}
     if resume:
