@@ -34,6 +34,9 @@ def test_eval_commands_append_records(run_dir, tmp_path, capsys):
     records = [json.loads(line) for line in store.read_text().splitlines()]
     assert [r["protocol"] for r in records] == ["linear", "knn", "finetune", "finetune"]
     assert [r["method"] for r in records] == ["tribyol", "tribyol", "tribyol", "scratch"]
+    # the untrained encoder claims no pre-training budget; the trained one its own
+    assert (records[3]["pretrain_steps"], records[3]["pretrain_epochs"]) == (0, 0.0)
+    assert records[0]["pretrain_steps"] > 0 and records[0]["pretrain_epochs"] > 0
     first = records[0]
     assert first["dataset"] == "digits" and first["pretrain_batch_size"] == 16
     assert first["backbone"] == "convnet" and first["test_split"] == "test"

@@ -273,9 +273,11 @@ def base_record(src: Source, data: EvalData, protocol: str, seed: int) -> dict[s
         "pretrain_batch_size": info.batch_size,
         "pretrain_accumulate": info.accumulate,
         "pretrain_world_size": info.world_size,
-        # the budget actually run
-        "pretrain_steps": info.steps_done,
-        "pretrain_epochs": info.epochs_done if info.epochs_done is not None else legacy_epochs,
+        # the budget actually run: none for a random-init encoder (its batch stays, to place
+        # it beside the encoders whose architecture it copies)
+        "pretrain_steps": 0 if method == "random-init" else info.steps_done,
+        "pretrain_epochs": 0.0 if method == "random-init" else (
+            info.epochs_done if info.epochs_done is not None else legacy_epochs),
         "pretrain_labels": pretrain_labels(src.meta),
         "protocol": protocol,
         "metric": "top1",
