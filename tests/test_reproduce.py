@@ -305,3 +305,22 @@ def test_a_tiny_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
     state = repro.state(cell)
     assert state["done"] and set(state["steps"]) == {"pretrain", "linear", "knn"}
     assert state["units"] == pytest.approx(4 * step_units(cell))  # 64 images / 16 = 4 steps
+
+
+def test_a_pretraining_subset_must_lie_outside_the_evaluated_carve(tmp_path) -> None:
+    """The subset is drawn outside a carve; scoring on another carve (fraction or seed) would
+    put pre-training images in the test set, so the grid is refused; and a subset folder made
+    for another carve is not reused."""
+    from tribyol.reproduce import expand_grid, prepare_data
+
+    spec = {"base": {}, "data": {"root": str(tmp_path / "data"),
+                                 "pretrain_subset": {"per_class": 2, "test_fraction": 0.2, "seed": 0}},
+            "eval": {"test_from_train": 0.2}}
+    expand_grid(spec)  # the same carve: accepted
+    for eval_spec in ({"test_from_train": 0.3}, {"test_from_train": 0.2, "seed": 1}, {}):
+        with pytest.raises(ConfigError, match="pre-training would see test images"):
+            expand_grid({**spec, "eval": eval_spec})
+    old = tmp_path / "data-pretrain2" / "train"  # a subset folder from before, unrecorded
+    old.mkdir(parents=True)
+    with pytest.raises(ConfigError, match="was made for another pre-training subset"):
+        prepare_data(spec, log=lambda _: None)

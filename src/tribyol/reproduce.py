@@ -168,6 +168,22 @@ def equal_compute_factor(spec: dict[str, Any]) -> float | None:
     raise ConfigError(f"equal_compute must be true, false or a factor > 0, got {value!r}")
 
 
+def check_subset_outside_test(spec: dict[str, Any], eval_spec: dict[str, Any]) -> None:
+    """The pre-training subset is drawn outside the test split the evaluation carves: both
+    carves must be the same one (fraction and seed), or pre-training would see test images."""
+    subset = (spec.get("data") or {}).get("pretrain_subset")
+    if not subset:
+        return
+    carve = (float(subset.get("test_fraction", 0.2)), int(subset.get("seed", 0)))
+    scored = eval_spec.get("test_from_train")
+    scored = (None if scored is None else float(scored), int(eval_spec.get("seed", 0)))
+    if scored != carve:
+        raise ConfigError(
+            f"grid: data.pretrain_subset is drawn outside a test split of fraction {carve[0]:g} "
+            f"(seed {carve[1]}), but eval scores on test_from_train {scored[0]} (seed "
+            f"{scored[1]}); pre-training would see test images. Make them the same")
+
+
 def load_grid(path: str | Path, seeds: Sequence[int] | None = None) -> Grid:
     """Read and expand a grid file: arms x axes x seeds, equal-compute and random-init rows."""
     spec = read_yaml_file(path)
@@ -185,6 +201,7 @@ def expand_grid(spec: dict[str, Any], seeds: Sequence[int] | None = None, name: 
     eval_spec = spec.get("eval") or {}
     if not isinstance(eval_spec, dict):
         raise ConfigError("grid: eval must be a mapping of eval flags")
+    check_subset_outside_test(spec, eval_spec)
     seeds = list(seeds if seeds is not None else spec.get("seeds", [0]))
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ConfigError(f"grid: seeds must be whole numbers >= 0, got {seeds!r}")
@@ -311,11 +328,22 @@ def prepare_data(spec: dict[str, Any], log: Callable[[str], None] = print) -> No
         with tarfile.open(Path(archive).expanduser()) as tar:
             tar.extractall(root, filter="data")
     subset = data.get("pretrain_subset")
-    if subset and pre is not None and not (pre / "train").is_dir():
-        from tribyol.eval.splits import pretrain_subset
+    if subset and pre is not None:
+        from tribyol.eval.splits import SUBSET_MANIFEST, pretrain_subset
 
-        written = pretrain_subset(root, pre, int(subset["per_class"]),
-                                  float(subset.get("test_fraction", 0.2)), int(subset.get("seed", 0)))
+        wanted = {"per_class": int(subset["per_class"]),
+                  "test_fraction": float(subset.get("test_fraction", 0.2)),
+                  "seed": int(subset.get("seed", 0))}
+        if (pre / "train").is_dir():
+            manifest = pre / SUBSET_MANIFEST
+            made = json.loads(manifest.read_text()) if manifest.is_file() else None
+            if made != wanted:
+                raise ConfigError(
+                    f"{pre} was made for another pre-training subset ({made or 'unrecorded'}, "
+                    f"not {wanted}), so it may hold test images of this grid's carve; move it "
+                    "away (it holds only links) and run again")
+            return
+        written = pretrain_subset(root, pre, **wanted)
         log(f"pre-training subset: {len(written)} images outside the carved test split -> {pre}")
 
 

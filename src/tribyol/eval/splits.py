@@ -120,6 +120,9 @@ def labelled_subset(data: Any, fraction: float, seed: int,
     return label_subset(labels, fraction, seed, path), path
 
 
+SUBSET_MANIFEST = "subset.json"
+
+
 def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float = 0.2,
                     seed: int = 0) -> list[Path]:
     """Link up to ``per_class`` images per class of ``root/train`` into ``sub/train``, taken only
@@ -135,7 +138,8 @@ def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float 
         raise FileExistsError(f"{sub} already exists; remove it or pick another subset folder")
     tmp = sub.with_name(sub.name + ".partial")
     if tmp.exists():
-        foreign = [p for p in tmp.rglob("*") if not (p.is_symlink() or p.is_dir())]
+        foreign = [p for p in tmp.rglob("*")
+                   if not (p.is_symlink() or p.is_dir() or p.name == SUBSET_MANIFEST)]
         if foreign or tmp.is_symlink():
             raise FileExistsError(f"{tmp} holds files this function did not write ({foreign[:3]}); "
                                   "move it away")
@@ -153,5 +157,8 @@ def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float 
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.symlink_to(Path(path).resolve())
         written.append(sub / dest.relative_to(tmp))
+    # What it was drawn for, so a later use with another carve is refused, not trusted.
+    (tmp / SUBSET_MANIFEST).write_text(json.dumps(
+        {"per_class": per_class, "test_fraction": float(test_fraction), "seed": int(seed)}))
     os.replace(tmp, sub)
     return written
