@@ -324,3 +324,14 @@ def test_a_pretraining_subset_must_lie_outside_the_evaluated_carve(tmp_path) -> 
     old.mkdir(parents=True)
     with pytest.raises(ConfigError, match="was made for another pre-training subset"):
         prepare_data(spec, log=lambda _: None)
+
+
+def test_equal_compute_refuses_a_step_cap() -> None:
+    from tribyol.reproduce import expand_grid
+
+    spec = {"base": {"method": {"name": "byol"}, "train": {"epochs": 2, "max_steps": 5}},
+            "equal_compute": True}
+    with pytest.raises(ConfigError, match="equal_compute with train.max_steps"):
+        expand_grid(spec)
+    spec["base"]["train"].pop("max_steps")
+    assert any("equal compute" in cell.row for cell in expand_grid(spec).cells)

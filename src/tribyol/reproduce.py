@@ -232,6 +232,10 @@ def expand_grid(spec: dict[str, Any], seeds: Sequence[int] | None = None, name: 
                     cells.append(Cell(_cell_id(row, cell_tree, spec, seed), row, cell_over,
                                       seed, cell_tree))
                     if factor and method == "byol":
+                        if int((cell_tree.get("train") or {}).get("max_steps", -1)) > 0:
+                            raise ConfigError(
+                                "equal_compute with train.max_steps: the step cap would stop "
+                                "BYOL and its equal-compute row at the same step; drop one")
                         epochs = (cell_tree.get("train") or {}).get("epochs", 80)
                         more = epochs * factor
                         if abs(more - round(more)) > 1e-9:
