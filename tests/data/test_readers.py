@@ -552,3 +552,23 @@ def test_folder_skips_hidden_and_empty_class_folders_and_hidden_files(
     (tmp_path / "only_hidden" / ".git").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="no class folders"):
         load_split("folder", tmp_path / "only_hidden", "train", image_size=8)
+
+
+def test_split_tools_refuse_bad_arguments_before_touching_a_file(tmp_path: Path, capsys) -> None:
+    """`python -m tribyol.data split` and `ucmerced-split`: one error line, exit 2, and a
+    user's file named as the output is never written over."""
+    from tribyol.data import splits, ucmerced
+
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for argv, message in [([str(tmp_path / "src"), str(tmp_path / "out"), "--test-fraction", "1.5"],
+                           "--test-fraction must be in (0, 1)"),
+                          ([str(notes), str(tmp_path / "out")], "is not a folder of class folders"),
+                          ([str(tmp_path / "src"), str(notes)], "is a file; pick a new folder")]:
+        with pytest.raises(SystemExit) as info:
+            splits.main(argv)
+        assert info.value.code == 2 and message in capsys.readouterr().err
+    assert ucmerced.main([str(tmp_path / "src"), str(notes)]) == 2
+    assert "already exists" in capsys.readouterr().err and notes.read_text() == "mine"
+    assert not (tmp_path / "out").exists()

@@ -150,9 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    # Checked before any file is read or hashed.
+    if not 0 < args.test_fraction < 1:
+        parser.error(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    if not args.src.is_dir():
+        parser.error(f"SRC {args.src} is not a folder of class folders")
+    if args.dest.exists() and not args.dest.is_dir():
+        parser.error(f"DEST {args.dest} is a file; pick a new folder")
     try:
         m = split_folder(args.src, args.dest, args.test_fraction, args.seed)
-    except (FileExistsError, FileNotFoundError) as err:
+    except (FileExistsError, FileNotFoundError, NotADirectoryError) as err:
         parser.error(str(err))
     print(f"{m['num_train']} train / {m['num_test']} test images (seed {m['seed']}, "
           f"{len(m['duplicates'])} groups of identical files kept together) -> {args.dest}; "

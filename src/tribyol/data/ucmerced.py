@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,12 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(main.__doc__)
         return 0 if argv else 2
+    if len(argv) > 2:
+        print(f"error: ucmerced-split takes DIR [OUT.json], got {len(argv)} arguments",
+              file=sys.stderr)
+        return 2
+    out = Path(argv[1]) if len(argv) > 1 else None
+    if out is not None and (out.exists() or out.is_symlink()):
+        # Never written over: it may be a file of the user's.
+        print(f"error: {out} already exists; pick a new OUT.json", file=sys.stderr)
+        return 2
     text = json.dumps(split_manifest(argv[0]), indent=1) + "\n"
-    if len(argv) > 1:
-        Path(argv[1]).parent.mkdir(parents=True, exist_ok=True)
-        Path(argv[1]).write_text(text)
-    else:
+    if out is None:
         sys.stdout.write(text)
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
     return 0
 
 
