@@ -77,3 +77,13 @@ def test_resume_keeps_the_normalisation_the_run_started_with(tiny, tmp_path, cap
     assert resumed["global_step"] == 2 * ckpt["global_step"]
     assert tuple(resumed["hyper_parameters"]["data_info"]["mean"]) == (0.5,)
     assert "resuming with the run's own normalisation, mean (0.5,)" in caplog.text
+
+
+def test_a_run_from_before_third_view_says_its_augmentation_changes(tiny, caplog) -> None:
+    run_dir = pretrain(tiny(("name", "old3")))
+    config = run_dir / CONFIG_NAME
+    saved = yaml.safe_load(config.read_text())
+    del saved["views"]["third_view"]  # as config.yaml was written before the option existed
+    config.write_text(yaml.safe_dump(saved))
+    pretrain(tiny(("name", "old3"), ("train.epochs", 2)), resume=True)
+    assert "resuming with views.third_view changed: 'cycle' -> 'byol-pairs'" in caplog.text

@@ -130,7 +130,13 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> dict[str, tuple[Any, A
     if not saved_path.exists():
         return {}
     try:
-        saved_cfg = build_dataclass(RunConfig, read_yaml_file(saved_path))
+        saved_tree = read_yaml_file(saved_path)
+        views = saved_tree.get("views")
+        if isinstance(views, dict) and "third_view" not in views:
+            # Written before views.third_view existed: such a run augmented its views past
+            # BYOL's pair the "cycle" way, so a resume that changes it says so.
+            saved_tree["views"] = {**views, "third_view": "cycle"}
+        saved_cfg = build_dataclass(RunConfig, saved_tree)
         saved_cfg.method = full_method(saved_cfg.method)  # an older run's defaults and names
         saved = to_dict(saved_cfg)
     except ConfigError as err:
