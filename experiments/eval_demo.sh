@@ -81,7 +81,11 @@ if [ -d "$SHARED/MNIST/raw" ] && [ ! -d "$DATA/MNIST/raw" ]; then
   mkdir -p "$DATA/MNIST/raw"
   for f in "$SHARED"/MNIST/raw/*.gz; do gunzip -c "$f" > "$DATA/MNIST/raw/$(basename "${f%.gz}")"; done
 fi
-for f in "$SHARED"/USPS/usps*.bz2; do [ -e "$f" ] && ln -sf "$(realpath "$f")" "$DATA/"; done
+mkdir -p "$DATA"
+# Link USPS in where nothing of that name is yet: never replace a file already in $DATA.
+for f in "$SHARED"/USPS/usps*.bz2; do
+  [ -e "$f" ] && [ ! -e "$DATA/$(basename "$f")" ] && ln -s "$(realpath "$f")" "$DATA/"
+done
 
 # One table per source; only the datasets on disk are evaluated, the rest say what is missing.
 $T eval transfer "$RUNS/fm_tribyol_b32" "$RUNS/c10_tribyol_b32" --data-root "$DATA" --limit-train 10000 \
