@@ -12,7 +12,6 @@ every start would compile every module, which measures source size, not start-up
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -22,6 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from record import write_result  # noqa: E402
+
 COMMANDS = {
     "help": ["--help"],
     "config error": ["pretrain", "--set", "train.batchsize=8"],
@@ -62,9 +64,7 @@ def main() -> None:
                       f"this checkout {a * 1000:.0f} ms (x{a / b:.2f}; medians of {args.runs})")
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"before": args.before, "runs": args.runs, **results}, indent=2))
+    write_result({"before": args.before, "runs": args.runs, **results}, args.out)
 
 
 if __name__ == "__main__":
