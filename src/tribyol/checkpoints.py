@@ -55,7 +55,7 @@ def tensor_checksum(checkpoint: dict[str, Any]) -> str:
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{path}|{t.dtype}|{tuple(t.shape)}|".encode())
         if t.numel():
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer, no copy
     return digest.hexdigest()
 
 
