@@ -8,13 +8,15 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import torch
 from torch import Tensor, nn
 
 from tribyol.config import ModelConfig, ViewsConfig
-from tribyol.data.pretrain import DataInfo
+
+if TYPE_CHECKING:  # a hint only: methods need not load the data readers
+    from tribyol.data.pretrain import DataInfo
 
 
 @dataclass
