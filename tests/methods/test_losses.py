@@ -153,3 +153,18 @@ def test_each_loss_is_defined_once_and_used_from_losses():
     assert simsiam.negative_cosine is losses.negative_cosine
     assert simclr.nt_xent is losses.nt_xent
     assert pirl.info_nce is losses.info_nce
+
+
+def test_labelled_cross_entropy_is_the_mean_over_labelled_images_only() -> None:
+    from tribyol.methods.losses import labelled_cross_entropy
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, -5.0]], requires_grad=True)
+    labels = torch.tensor([0, 0, -1])  # the third image is unlabelled
+    loss, acc = labelled_cross_entropy(logits, labels)
+    # -log softmax: image 0 -> log(1 + e^-2), image 1 -> log(1 + e^1); mean of the two
+    expected = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(1))) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert acc.item() == pytest.approx(0.5)  # image 0 right, image 1 wrong
+    none, zero = labelled_cross_entropy(logits, torch.full((3,), -1))
+    none.backward()  # no labelled image: 0, and still a graph
+    assert none.item() == 0.0 and zero.item() == 0.0

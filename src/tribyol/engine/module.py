@@ -20,6 +20,7 @@ from tribyol.engine.optim import build_optimizer, lr_lambda
 from tribyol.errors import NonFiniteLossError
 from tribyol.methods import MethodContext
 from tribyol.methods.base import MomentumMethod
+from tribyol.methods.losses import labelled_cross_entropy
 from tribyol.nets import build_backbone
 from tribyol.nets.sync_bn import convert_to_global_bn
 from tribyol.resolve import ResolvedRun, resolve_run
@@ -136,15 +137,10 @@ class PretrainModule(L.LightningModule):
         """The online linear probe's loss on detached features (labelled images only)."""
         if self.probe is None or out.features is None:
             return None
-        known = labels >= 0
-        logits = self.probe(out.features.float())
-        # Masked mean instead of boolean indexing: no host sync (known.any()) every step.
-        per_sample = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
-        weight = known.float()
+        loss, acc = labelled_cross_entropy(self.probe(out.features.float()), labels)
         if logging:
-            hits = (logits.argmax(1) == labels).float()
-            self.log("train/probe_acc", (hits * weight).sum() / weight.sum().clamp(min=1.0))
-        return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
+            self.log("train/probe_acc", acc)
+        return loss
 
     def _log_step(self, out: Any) -> None:
         self.log("train/loss", out.loss.detach(), prog_bar=True)

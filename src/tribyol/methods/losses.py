@@ -84,3 +84,14 @@ def info_nce(
         neg = neg.masked_fill(exclude, float("-inf"))
     logits = torch.cat([pos, neg], dim=1) / temperature
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+def labelled_cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Cross-entropy and top-1 over the labelled images only (label -1: unlabelled), as a
+    masked mean: boolean indexing would need a host sync (``known.any()``) every step. With no
+    labelled image both are 0 and the loss keeps its graph (every rank runs the same backward)."""
+    known = (labels >= 0).float()
+    count = known.sum().clamp(min=1.0)
+    per_sample = F.cross_entropy(logits.float(), labels.clamp(min=0), reduction="none")
+    hits = (logits.argmax(1) == labels).float()
+    return (per_sample * known).sum() / count, (hits * known).sum() / count

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tribyol.config import ViewsConfig
 from tribyol.errors import CheckpointError, ConfigError
 from tribyol.methods.base import Method, MethodContext, StepOutput
+from tribyol.methods.losses import labelled_cross_entropy
 from tribyol.methods.registry import register
 
 log = logging.getLogger(__name__)
@@ -162,12 +162,8 @@ class Supervised(Method):
             raise ValueError(f"method '{self.name}' needs labels")
         y = self.backbone(views[0])
         logits = self.classifier(y)
-        known = labels >= 0  # -1 marks unlabelled images (e.g. STL-10's unlabeled split)
-        if known.any():
-            loss = F.cross_entropy(logits[known].float(), labels[known])
-            acc = (logits[known].argmax(1) == labels[known]).float().mean()
-        else:  # keep a graph so every rank runs the same backward
-            loss, acc = logits.sum() * 0.0, logits.new_zeros(())
+        # -1 marks unlabelled images (e.g. STL-10's unlabeled split)
+        loss, acc = labelled_cross_entropy(logits, labels)
         return StepOutput(loss=loss, features=y.detach(), projections=y.detach(),
                           logs={"acc": acc.detach()})
 
