@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tribyol.checkpoints import CHECKSUM_KEY, EncoderInfo, load_checkpoint, read_checkpoint
+from tribyol.checkpoints import (
+    CHECKSUM_KEY,
+    EncoderInfo,
+    load_checkpoint,
+    read_checkpoint,
+    tensor_checksum,
+)
 from tribyol.cli import main
 from tribyol.engine import pretrain
 from tribyol.errors import CheckpointError
@@ -44,7 +50,14 @@ def run(tiny) -> tuple[Path, object]:
 def test_every_checkpoint_carries_a_checksum_that_verifies(run) -> None:
     run_dir, _ = run
     ckpt = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    assert len(ckpt[CHECKSUM_KEY]["sha256"]) == 64
+    assert ckpt[CHECKSUM_KEY]["sha256"] == tensor_checksum(ckpt)
+    # one weight changed after saving: the stored checksum no longer matches, and reading refuses
+    first = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point() and v.numel())
+    ckpt["state_dict"][first] = ckpt["state_dict"][first] + 1.0
+    changed = run_dir.parent / "changed.ckpt"
+    torch.save(ckpt, changed)
+    with pytest.raises(CheckpointError, match="fails its checksum"):
+        read_checkpoint(changed)
 
 
 def test_zeroed_tensor_data_is_refused_by_eval_and_export(run, tmp_path, capsys) -> None:

@@ -68,7 +68,7 @@ def test_canonical_method_copies_and_keeps_the_key_order():
 
 
 @pytest.mark.parametrize("method", [{"name": "byol", "views": 4}, {"name": "no-such", "views": 4},
-                                    {"name": ["tribyol"]}, {"tau": 0.9}])
+                                    {"name": ["tribyol"], "views": 4}])
 def test_canonical_method_leaves_other_methods_alone(method):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
