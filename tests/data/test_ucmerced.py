@@ -270,3 +270,20 @@ def test_data_commands_report_a_missing_folder_in_one_line(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert err.startswith("error: ucmerced not found") and "Traceback" not in err
     assert not (tmp_path / "out.json").exists()
+
+
+def test_synthetic_tiles_decode_the_same_on_every_path(tmp_path: Path) -> None:
+    """What the real-tile test checks, on CI too (no tarball there): a 256x256 tile takes the
+    decoder's fast path, a 242x256 one is resized; both paths give PIL's pixels."""
+    paths = []
+    for i, size in enumerate([(256, 256), (242, 256), (256, 256)]):
+        path = tmp_path / "a" / f"t{i}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(jpeg_bytes(i, size))
+        paths.append(path)
+    tv = decode_all(paths, 256, "torchvision")
+    pil = decode_all(paths, 256, "pil")
+    assert tv.shape == (3, 3, 256, 256) and torch.equal(tv, pil)
+    lazy, _ = FolderImages(tmp_path, image_size=256)[[0, 1, 2]]
+    assert torch.equal(tv, lazy)
+    assert not torch.equal(tv[0], tv[2])
