@@ -42,22 +42,42 @@ def test_bad_config_is_a_config_error_before_anything_runs(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"k": 0}, r"--k must be .*, got 0"),
-    ({"temperature": 0}, r"--temperature must be .*, got 0"),
-    ({"device": "gpu"}, r"--device must be .*, got 'gpu'"),
-    ({"limit_train": 0}, r"--limit-train must be .*, got 0"),
-    ({"test_from_train": 1.5}, r"--test-from-train must be .*, got 1.5"),
-    ({"k": 5.5}, r"--k must be a whole number, got 5.5"),
-    ({"seed": -1}, r"--seed must be in \[0, 2\*\*32\), got -1"),
+    ({"k": 0}, r"^k must be .*, got 0"),
+    ({"temperature": 0}, r"^temperature must be .*, got 0"),
+    ({"device": "gpu"}, r"^device must be .*, got 'gpu'"),
+    ({"limit_train": 0}, r"^limit_train must be .*, got 0"),
+    ({"test_from_train": 1.5}, r"^test_from_train must be .*, got 1.5"),
+    ({"k": 5.5}, r"^k must be a whole number, got 5.5"),
+    ({"seed": -1}, r"^seed must be in \[0, 2\*\*32\), got -1"),
     ({"dataset": "cifar11"}, r"unknown dataset 'cifar11'"),
 ])
 def test_evaluate_checks_its_options_before_loading_anything(tmp_path: Path, options, message) -> None:
     """The eval options' own checks, as ``tribyol eval`` runs them: the source does not exist,
-    so an answer other than this ConfigError means something was loaded first."""
+    so an answer other than this ConfigError means something was loaded first. The error
+    names the argument (``k``), not the CLI's flag (``--k``)."""
     from tribyol.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         tribyol.evaluate(tmp_path / "no-such-run", "knn", **options)
+
+
+def test_api_errors_name_arguments_and_config_keys_not_flags(tmp_path: Path) -> None:
+    from tribyol.errors import ConfigError, DatasetNotFoundError
+    from tribyol.fields import flag_name
+
+    runs = tmp_path / "runs"
+    with pytest.raises(DatasetNotFoundError) as err:
+        tribyol.pretrain(None, {"data.dataset": "mnist", "data.root": str(tmp_path / "empty"),
+                                "train.accelerator": "cpu", "run_dir": str(runs)})
+    message = str(err.value)
+    assert "point data.root at" in message and "pass data.download=True" in message
+    assert "--" not in message
+    # outside the API the same checks name the flags, as the CLI shows them
+    from tribyol.eval.options import KnnOptions
+
+    with pytest.raises(ConfigError, match=r"^--k must be"):
+        KnnOptions(k=0)
+    assert flag_name("limit_train") == "--limit-train"
 
 
 def test_evaluate_refuses_a_device_this_machine_lacks(tmp_path: Path) -> None:
@@ -67,8 +87,9 @@ def test_evaluate_refuses_a_device_this_machine_lacks(tmp_path: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(ConfigError, match="CUDA is not available"):
+    with pytest.raises(ConfigError, match="^device='cuda': CUDA is not available") as err:
         tribyol.evaluate(tmp_path / "no-such-run", "linear", device="cuda")
+    assert str(err.value).endswith("use device='cpu'")
 
 
 def test_evaluate_defaults_are_the_eval_options() -> None:
@@ -80,7 +101,8 @@ def test_evaluate_defaults_are_the_eval_options() -> None:
     for name, owner in [("k", KnnOptions), ("temperature", KnnOptions), ("seed", EvalOptions),
                         ("data_root", EvalOptions), ("limit_train", EvalOptions),
                         ("limit_test", EvalOptions), ("device", EvalOptions),
-                        ("dataset", DatasetOptions), ("test_from_train", DatasetOptions)]:
+                        ("dataset", DatasetOptions), ("test_from_train", DatasetOptions),
+                        ("download", EvalOptions)]:
         assert params[name].default == getattr(owner, name), name
 
 

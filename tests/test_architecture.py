@@ -38,7 +38,7 @@ def test_the_contract_would_catch_an_upward_import(tmp_path: Path) -> None:
 # Modules that import parts of tribyol inside functions, and why (docs/architecture.md): a new
 # one is a deliberate change to this table, not an accident.
 IN_FUNCTION_IMPORTS = {
-    "cli.py": "each command's machinery (engine, export, demo) when it runs: fast --help",
+    "cli.py": "each command's machinery (engine, export, demo, data check) when it runs: fast --help",
     "eval/cli.py": "the eval protocols (torch) when a command runs: fast --help",
     "report/cli.py": "tables, plots and cached features when the command runs: fast --help",
     "reproduce.py": "data, splits, tables and plots only when a grid runs: fast --help",
@@ -59,4 +59,4 @@ def test_imports_inside_functions_stay_where_they_have_a_reason() -> None:
                         name = path.relative_to(ROOT / "src" / "tribyol").as_posix()
                         found[name] = found.get(name, 0) + 1
     assert set(found) <= set(IN_FUNCTION_IMPORTS), sorted(set(found) - set(IN_FUNCTION_IMPORTS))
-    assert sum(found.values()) <= 36, found
+    assert sum(found.values()) <= 38, found

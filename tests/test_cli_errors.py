@@ -5,6 +5,7 @@ Every case here is listed, with its exact message, in docs/reliability.md.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -32,7 +33,17 @@ BAD_CONFIG = [
      ["method 'tribyol'", "unknown config key 'method.tua'", "Did you mean 'tau'?"]),
     (["--method", "simclr", "--set", "method.temprature=0.2"],
      ["unknown config key 'method.temprature'", "Did you mean 'temperature'?"]),
-    (["--batch-size", "0"], ["train.batch_size must be >= 1, got 0"]),
+    (["--batch-size", "0"], ["train.batch_size must be >= 2", "got 0"]),
+    # one image per device: BatchNorm cannot normalise it (it was a ValueError traceback)
+    (["--set", "train.batch_size=1"],
+     ["train.batch_size must be >= 2 (BatchNorm needs two or more images per device), got 1"]),
+    # 100000 px views: 3.8 TB a batch (it tried to allocate them)
+    (["--set", "data.image_size=100000"], ["data.image_size must be in [8, 8192], got 100000"]),
+    (["--set", "data.resize=100000"], ["data.resize must be in [8, 8192], got 100000"]),
+    (["--dataset", "cifar10", "--set", "data.image_size=8192", "--batch-size", "100000"],
+     ["one batch of views takes 80.5 TB (train.batch_size 100000 x 3 channel(s) x 8192 x 8192",
+      "lower data.image_size or train.batch_size"]),
+    (["--config", "/dev/null"], ["config file /dev/null is not a regular file"]),
     (["--set", "method.tau=1.5"], ["tau and tau_final must be in [0, 1], got 1.5"]),
     (["--set", "method.tau=-0.1"], ["tau and tau_final must be in [0, 1], got -0.1"]),
     (["--method", "tribyoll"], ["unknown method 'tribyoll'", "Did you mean 'tribyol'?", "Known:"]),
@@ -92,6 +103,28 @@ def test_missing_dataset_root_names_the_path_and_the_fix(tmp_path: Path, capsys)
                  "--run-dir", str(runs)]) == 2
     line = error_line(capsys)
     assert "MNIST not found: looked in" in line and "--download" in line
+
+
+def test_empty_config_file_and_a_file_as_data_root_say_what_is_wrong(tmp_path: Path,
+                                                                     capsys) -> None:
+    runs = tmp_path / "runs"
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    assert main(["pretrain", "--config", str(empty), "--run-dir", str(runs)]) == 2
+    line = error_line(capsys)
+    assert f"config file {empty} is empty (no keys)" in line and "does not exist" not in line
+    assert main(["pretrain", *TINY, "--dataset", "mnist", "--data-root", str(empty),
+                 "--run-dir", str(runs)]) == 2
+    line = error_line(capsys)
+    assert f"--data-root {empty} is a file, not a folder" in line and "not found" not in line
+    assert not runs.exists()
+
+
+def test_a_last_batch_of_one_image_is_dropped_not_a_crash(tmp_path: Path, capsys) -> None:
+    # 33 images at batch 16: two full batches, and one image BatchNorm could not normalise.
+    runs = tmp_path / "runs"
+    assert main(["pretrain", *TINY, "--limit", "33", "--run-dir", str(runs), "--name", "r"]) == 0
+    assert json.loads((runs / "r" / "run.json").read_text())["steps_done"] == 2
 
 
 def test_batch_larger_than_the_data_fails_before_training(tmp_path: Path, capsys) -> None:

@@ -4,6 +4,7 @@ before torch or Lightning is imported."""
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import subprocess
@@ -106,3 +107,58 @@ def test_pretrain_help_names_every_registered_dataset_and_method() -> None:
               for name in ("dataset", "method")}
     assert set(DATASETS) <= listed["dataset"], set(DATASETS) - listed["dataset"]
     assert set(METHODS) <= listed["method"], set(METHODS) - listed["method"]
+
+
+def _step_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("step ")]
+
+
+def test_a_run_shorter_than_log_every_steps_still_logs_its_last_step(tmp_path: Path,
+                                                                      capsys) -> None:
+    # 3 steps, logging every 10: it used to print no progress line and write no metrics.csv.
+    assert main(["pretrain", *TINY, "--set", "train.log_every_steps=10", "--max-steps", "3",
+                 "--run-dir", str(tmp_path), "--name", "r"]) == 0
+    steps = _step_lines(capsys.readouterr().err)
+    assert [line.split()[1] for line in steps] == ["3/3"]
+    (metrics,) = (tmp_path / "r" / "logs").glob("*/metrics.csv")
+    rows = [r for r in csv.DictReader(metrics.open()) if r.get("train/loss")]
+    assert [int(r["step"]) for r in rows] == [2]  # Lightning counts from 0: the third step
+
+
+def test_the_step_line_shows_the_epochs_max_steps_lets_the_run_reach(tmp_path: Path,
+                                                                      capsys) -> None:
+    # 4 steps an epoch; --max-steps 6 ends an 80-epoch run in its second epoch.
+    assert main(["pretrain", *TINY, "--epochs", "80", "--max-steps", "6",
+                 "--run-dir", str(tmp_path), "--name", "r"]) == 0
+    steps = _step_lines(capsys.readouterr().err)
+    assert [line.split("  ")[:2] for line in steps] == [
+        ["step 2/6", "epoch 1/2"], ["step 4/6", "epoch 1/2"], ["step 6/6", "epoch 2/2"]]
+
+
+def test_run_directory_is_printed_by_rank_zero_only(tmp_path: Path, capsys, monkeypatch) -> None:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    import tribyol.engine
+
+    monkeypatch.setattr(tribyol.engine, "pretrain", lambda cfg, **kwargs: tmp_path / "r")
+    args = ["pretrain", "--dataset", "digits", "--run-dir", str(tmp_path), "--name", "r"]
+    monkeypatch.setattr(rank_zero_only, "rank", 1)  # what Lightning sets in a DDP child
+    assert main(args) == 0
+    assert "run directory" not in capsys.readouterr().out
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    assert main(args) == 0
+    assert capsys.readouterr().out == f"run directory: {tmp_path / 'r'}\n"
+
+
+def test_top_level_help_describes_the_tool_and_the_demo_time_agrees_everywhere(capsys) -> None:
+    from tribyol.cli import DEMO_DURATION
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "self-supervised" in text.lower() and "small batches" in text
+    assert "``" not in text and "other modules register" not in text  # not the module docstring
+    assert f"demo an offline demo, {DEMO_DURATION}" in text
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert f"runs a short offline demo on real data ({DEMO_DURATION} once installed)" in readme
+    assert "~1 min" not in readme and "3-minute" not in readme

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +12,16 @@ import pytest
 import torch
 import torchvision
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tribyol.checkpoints import BACKBONE_PREFIX, CHECKPOINT_NAME, load_checkpoint, load_encoder
+from tribyol.checkpoints import (
+    BACKBONE_PREFIX,
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    load_encoder,
+    tensor_checksum,
+)
 from tribyol.cli import main
 from tribyol.config import RunConfig, to_dict
 from tribyol.errors import CheckpointError
@@ -174,18 +183,105 @@ def test_export_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (tmp_path / "z.safetensors").exists()
 
 
-def test_readme_snippet_loads_a_grayscale_export(tiny, tmp_path: Path, monkeypatch) -> None:
-    """The README's torchvision snippet, run as written, on a 1-channel ResNet-18 export."""
-    import re
+def convnet_run(tiny, tmp_path: Path, nan: bool = False) -> Path:
+    """A run directory holding a scrambled 1-channel ConvNet (width 8), NaN in one weight."""
+    cfg: RunConfig = tiny()
+    encoder = build_backbone("convnet", in_channels=1, image_size=16, width=8)
+    scramble(encoder, seed=3)
+    state = {BACKBONE_PREFIX + k: v.clone() for k, v in encoder.state_dict().items()}
+    if nan:
+        next(v for v in state.values() if v.is_floating_point())[0] = float("nan")
+    info = {"channels": 1, "image_size": 16, "num_classes": 10, "num_train_images": 64,
+            "mean": (0.3,), "std": (0.35,)}
+    return write_run(tmp_path / ("nan_run" if nan else "run"), state,
+                     {"config": to_dict(cfg), "data_info": info})
 
-    from tribyol.engine import pretrain
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("Loading an exported encoder into torchvision"):]
-    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    run = pretrain(tiny(("train.max_steps", 1), ("model.backbone", "resnet18")))
-    monkeypatch.chdir(tmp_path)
-    assert main(["export", str(run), "--out", "backbone.safetensors"]) == 0
-    namespace: dict[str, Any] = {}
-    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
-    assert namespace["net"].conv1.in_channels == 1
+def rewrite(path: Path, out: Path, **changes: Any) -> Path:
+    """``path``'s export with metadata fields changed, or ``weights=`` replaced."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    state = changes.pop("weights", None) or load_file(str(path))
+    meta.update({k: str(v) for k, v in changes.items()})
+    save_file(state, str(out), metadata=meta)
+    return out
+
+
+def eval_error(source: Path, capsys: pytest.CaptureFixture) -> str:
+    """The one stderr line of ``eval knn SOURCE`` (refused before any data is read)."""
+    code = main(["eval", "knn", str(source), "--dataset", "digits", "--no-store", "--no-cache",
+                 "--device", "cpu", "--k", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+def test_zeroed_bytes_in_an_export_are_refused(tiny, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "enc.safetensors"
+    meta = export(convnet_run(tiny, tmp_path), out)
+    assert len(meta["tensor_sha256"]) == 64
+    raw = bytearray(out.read_bytes())
+    start = 8 + struct.unpack("<Q", raw[:8])[0]  # tensor data after the JSON header
+    middle = (start + len(raw)) // 2
+    assert any(raw[middle: middle + 4096])
+    raw[middle: middle + 4096] = bytes(len(raw[middle: middle + 4096]))
+    out.write_bytes(bytes(raw))
+    load_file(str(out))  # safetensors itself does not notice
+    with pytest.raises(CheckpointError, match="fails its checksum"):
+        load_encoder(out)
+    assert "fails its checksum" in eval_error(out, capsys)
+
+
+def test_non_finite_weights_are_refused(tiny, tmp_path: Path, capsys) -> None:
+    run = convnet_run(tiny, tmp_path, nan=True)
+    assert main(["export", str(run), "--out", str(tmp_path / "nan.safetensors")]) == 2
+    assert "NaN or Inf" in capsys.readouterr().err
+    assert not (tmp_path / "nan.safetensors").exists()
+    assert "NaN or Inf" in eval_error(run, capsys)  # the run itself, as a source
+    # an export written with NaN weights (by an older version, or by hand), checksum and all
+    good = tmp_path / "good.safetensors"
+    export(convnet_run(tiny, tmp_path), good)
+    weights = load_file(str(good))
+    next(v for v in weights.values() if v.is_floating_point())[0] = float("inf")
+    bad = rewrite(good, tmp_path / "inf.safetensors", weights=weights,
+                  tensor_sha256=tensor_checksum(weights))
+    line = eval_error(bad, capsys)
+    assert "NaN or Inf" in line and "inf.safetensors" in line
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("mean", "nan", "mean='nan' (finite numbers"),
+    ("std", "0", "std='0' (positive finite numbers"),
+    ("std", "0.3,0.3", "std='0.3,0.3'"),  # two values for a 1-channel encoder
+    ("image_size", "-5", "image_size='-5' (a positive integer)"),
+    ("in_channels", "inf", "in_channels='inf' (a positive integer)"),
+    ("small_stem", "maybe", "small_stem='maybe' (true or false)"),
+    ("backbone", "vit", "backbone='vit' (one of convnet"),
+])
+def test_bad_metadata_is_one_error_line(tiny, tmp_path: Path, capsys, field, value,
+                                        expected) -> None:
+    good = tmp_path / "good.safetensors"
+    export(convnet_run(tiny, tmp_path), good)
+    bad = rewrite(good, tmp_path / "bad.safetensors", **{field: value})
+    line = eval_error(bad, capsys)
+    assert "metadata has bad values" in line and expected in line, line
+
+
+def test_export_is_readable_by_others_under_umask_022(tiny, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        export(convnet_run(tiny, tmp_path), tmp_path / "enc.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "enc.safetensors").stat().st_mode) == 0o644  # not 0600
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_export_name_too_long_is_one_error_line(tiny, tmp_path: Path, capsys) -> None:
+    out = tmp_path / ("e" * 300 + ".safetensors")
+    assert main(["export", str(convnet_run(tiny, tmp_path)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: --out: the name") and "312 bytes" in line, err

@@ -317,7 +317,8 @@ def test_a_pretraining_subset_must_lie_outside_the_evaluated_carve(tmp_path) -> 
                                  "pretrain_subset": {"per_class": 2, "test_fraction": 0.2, "seed": 0}},
             "eval": {"test_from_train": 0.2}}
     expand_grid(spec)  # the same carve: accepted
-    for eval_spec in ({"test_from_train": 0.3}, {"test_from_train": 0.2, "seed": 1}, {}):
+    expand_grid({**spec, "eval": {"test_from_train": 0.2, "seed": 1}})  # --seed moves no carve
+    for eval_spec in ({"test_from_train": 0.3}, {"test_from_train": 0.2, "split_seed": 1}, {}):
         with pytest.raises(ConfigError, match="pre-training would see test images"):
             expand_grid({**spec, "eval": eval_spec})
     old = tmp_path / "data-pretrain2" / "train"  # a subset folder from before, unrecorded
@@ -335,3 +336,118 @@ def test_equal_compute_refuses_a_step_cap() -> None:
         expand_grid(spec)
     spec["base"]["train"].pop("max_steps")
     assert any("equal compute" in cell.row for cell in expand_grid(spec).cells)
+
+
+def test_tables_print_the_paired_difference_of_each_row_from_the_reference(tmp_path: Path) -> None:
+    """Issue 20: rows run with the same seeds and carve are compared seed by seed, and the
+    tables say the mean difference with its 95 % t-interval beside each row's mean ± std."""
+    grid = expand_grid(tiny(axes={"method": ["tribyol", "byol"]}, seeds=[0, 1, 2]))
+    repro = Reproduction(grid, tmp_path, runner=FakeRunner(), echo=lambda m: None)
+    assert repro.run(grid.cells) == []
+    lines = []
+    for line in repro.store.read_text().splitlines():  # BYOL: TriBYOL's score + 1, 2, 3
+        record = json.loads(line)
+        if record["method"] == "byol":
+            record["value"] += 1 + int(record["run_id"][-1])
+        lines.append(json.dumps(record))
+    repro.store.write_text("\n".join(lines) + "\n")
+    text = tables_markdown(grid_records(repro, grid.cells), grid)
+    assert "| TriBYOL | 51.00±1.00 (n=3) / – |" in text and "| BYOL | 53.00±2.00 (n=3) / – |" in text
+    # differences 1, 2, 3: mean 2, se 1/sqrt(3), t(0.975, 2) = 4.3027; p = 1 - t/sqrt(2 + t^2)
+    assert "| Row − TriBYOL | Digits b16 |" in text
+    assert "| BYOL | +2.00 [-0.48, +4.48] p 0.07 (n 3) |" in text
+
+
+def test_a_grid_name_must_be_one_plain_folder_name() -> None:
+    # results go to results/grids/<name>: "../../escape" wrote outside it
+    for name in ("../../escape", "a/b", "..", "/abs", "  "):
+        with pytest.raises(ConfigError, match="must be one plain folder name"):
+            expand_grid(tiny(name=name))
+    assert expand_grid(tiny(name="my-grid")).name == "my-grid"
+    assert expand_grid(tiny(), name="from_file").name == "from_file"
+
+
+def test_random_init_and_export_must_be_booleans() -> None:
+    with pytest.raises(ConfigError, match=r"random_init must be true or false, got 'maybe'"):
+        expand_grid(tiny(random_init="maybe"))
+    with pytest.raises(ConfigError, match=r"eval.export must be true or false, got 1"):
+        expand_grid({**tiny(), "eval": {**TINY_EVAL, "export": 1}})
+    assert any(c.random_init_of for c in expand_grid(tiny(random_init=True)).cells)
+
+
+class InterruptedRunner(FakeRunner):
+    """Ctrl+C during the first pretrain: ``raise_in_parent`` as the parent's wait sees it
+    (jobs 1), else the child's exit code 130 only (a worker thread, jobs > 1)."""
+
+    def __init__(self, raise_in_parent: bool) -> None:
+        super().__init__()
+        self.raise_in_parent = raise_in_parent
+
+    def __call__(self, argv: list[str], log_file: Path, env: dict) -> int:
+        if argv[0] == "pretrain" and not any(a[0] == "pretrain" for a in self.calls):
+            self.calls.append(list(argv))
+            if self.raise_in_parent:
+                raise KeyboardInterrupt
+            return 130
+        return super().__call__(argv, log_file, env)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_reports_the_cells_as_stopped_not_failed(tmp_path: Path, jobs: int) -> None:
+    grid = expand_grid(tiny(axes={"method": ["tribyol", "byol", "simsiam"]}, seeds=[0]))
+    messages: list[str] = []
+    repro = Reproduction(grid, tmp_path, runner=InterruptedRunner(jobs == 1), jobs=jobs,
+                         echo=messages.append)
+    raised: BaseException | None = None
+    try:
+        repro.run(grid.cells)
+    except BaseException as err:  # noqa: BLE001 (KeyboardInterrupt was what escaped)
+        raised = err
+    assert not any("FAILED" in m for m in messages), messages
+    assert not any(repro.state(c).get("failed") for c in grid.cells)
+    assert type(raised).__name__ == "GridStopped", repr(raised)
+    (stopped,) = raised.cells  # the cell whose pretrain got Ctrl+C (threads: either)
+    assert stopped in {c.id for c in grid.cells}
+    if jobs == 1:  # no cell starts after Ctrl+C
+        assert [a[0] for a in repro.runner.calls] == ["pretrain"]
+
+
+def test_ctrl_c_in_reproduce_is_one_line_and_exit_130(tmp_path: Path, capsys, monkeypatch) -> None:
+    import tribyol.reproduce as reproduce
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(tiny(axes={"method": ["tribyol", "byol"]}, seeds=[0])))
+    monkeypatch.setattr(reproduce, "subprocess_runner", InterruptedRunner(True))
+    assert main(["reproduce", str(path), "--out", str(tmp_path / "out")]) == 130
+    out, err = capsys.readouterr()
+    assert "FAILED" not in out + err and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("stopped by Ctrl+C (SIGINT): 1 running cell(s) stopped "
+                           "(tribyol_digits_b16_s0)") and "run the same command again" in line
+
+
+def test_the_subprocess_runner_waits_for_an_interrupted_child(tmp_path: Path, monkeypatch) -> None:
+    import tribyol.reproduce as reproduce
+
+    class Child:
+        """Ctrl+C arrives during the first wait; the child then exits 130 on its own."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.waits, self.killed = 0, False
+
+        def wait(self) -> int:
+            self.waits += 1
+            if self.waits == 1:
+                raise KeyboardInterrupt
+            return 130
+
+        def kill(self) -> None:
+            self.killed = True
+
+    children: list[Child] = []
+    monkeypatch.setattr(reproduce.subprocess, "Popen",
+                        lambda *a, **k: children.append(Child()) or children[-1])
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.subprocess_runner(["pretrain"], tmp_path / "log.txt")
+    (child,) = children
+    assert child.waits == 2 and not child.killed  # waited while it saved its checkpoint

@@ -21,15 +21,26 @@ from tribyol.checkpoints import load_encoder
 from tribyol.config import ModelConfig, RunConfig, to_dict
 from tribyol.errors import ConfigError
 from tribyol.eval.cli import check_dataset, check_device
-from tribyol.eval.common import load_eval_data, load_source
+from tribyol.eval.common import check_carve_unseen, load_eval_data, load_source
 from tribyol.eval.features import extract_features
 from tribyol.eval.knn import knn_accuracy
 from tribyol.eval.linear import linear_probe
 from tribyol.eval.options import DatasetOptions, EvalOptions, KnnOptions, LinearOptions
+from tribyol.fields import api_wording
 from tribyol.methods import Method, MethodContext, resolve_options
 from tribyol.resolve import load_config
 
 __all__ = ["Run", "build_method", "evaluate", "load_encoder", "pretrain"]
+
+# Errors raised through these functions name their arguments and config keys, not the CLI's
+# flags (tribyol.fields.api_wording); a flag missing here becomes its argument's name.
+PRETRAIN_NAMES = {"--data-root": "data.root", "--download": "data.download=True",
+                  "--resume": "resume=True", "--overwrite": "overwrite=True", "--name": "name",
+                  "--run-dir": "run_dir", "--accelerator": "train.accelerator",
+                  "--devices": "train.devices", "--strategy": "train.strategy",
+                  "--batch-size": "train.batch_size", "--limit": "data.limit",
+                  "--weights": "method.weights"}
+EVALUATE_NAMES = {"--download": "download=True"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ def _as_config(config: RunConfig | str | Path | Mapping[str, Any] | None,
     return load_config(config, items)
 
 
+@api_wording(PRETRAIN_NAMES)
 def pretrain(
     config: RunConfig | str | Path | Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | Iterable[str] = (),
@@ -87,6 +99,7 @@ def pretrain(
     return Run(run_pretraining(cfg, resume=resume, overwrite=overwrite))
 
 
+@api_wording(EVALUATE_NAMES)
 def evaluate(
     source: str | Path,
     protocol: str = "linear",
@@ -97,9 +110,11 @@ def evaluate(
     limit_train: int | None = EvalOptions.limit_train,
     limit_test: int | None = EvalOptions.limit_test,
     seed: int = EvalOptions.seed,
+    split_seed: int = EvalOptions.split_seed,
     k: int = KnnOptions.k,
     temperature: float = KnnOptions.temperature,
     device: str | None = EvalOptions.device,
+    download: bool = EvalOptions.download,
 ) -> float:
     """Top-1 (%) of the ``source`` encoder on ``dataset``'s test split (default: the dataset it
     was pre-trained on): ``protocol`` "linear" (L2 penalty picked on a validation split) or
@@ -112,7 +127,7 @@ def evaluate(
     if protocol not in ("linear", "knn"):
         raise ConfigError(f"protocol must be 'linear' or 'knn', got {protocol!r}")
     opts = EvalOptions(data_root=str(data_root), limit_train=limit_train, limit_test=limit_test,
-                       seed=seed, device=device)
+                       seed=seed, split_seed=split_seed, device=device)
     where = DatasetOptions(dataset=dataset, test_from_train=test_from_train)
     knn, linear = KnnOptions(k=k, temperature=temperature), LinearOptions()
     check_device(opts.device)
@@ -124,7 +139,9 @@ def evaluate(
     check_dataset(name, "dataset")
     data = load_eval_data(name, opts.data_root, image_size=src.image_size, channels=src.in_channels,
                           test_from_train=where.test_from_train, limit_train=opts.limit_train,
-                          limit_test=opts.limit_test, seed=opts.seed)
+                          limit_test=opts.limit_test, seed=opts.seed, split_seed=opts.split_seed,
+                          download=download)
+    check_carve_unseen(src, data, name)
     common = dict(image_size=src.image_size, mean=src.mean, std=src.std,
                   batch_size=opts.eval_batch_size, device=opts.device, in_channels=src.in_channels)
     train_x, train_y = extract_features(src.encoder, data.train, indices=data.train_indices, **common)
@@ -136,6 +153,7 @@ def evaluate(
                         max_iter=linear.max_iter, num_classes=data.num_classes).top1
 
 
+@api_wording()
 def build_method(
     name: str,
     backbone: nn.Module,

@@ -1,15 +1,19 @@
 """Checkpoint files and encoders: names, finding, safe reading, checksums, encoder metadata.
 
 Checkpoints are only ever read with ``torch.load(weights_only=True)``. Each checkpoint that
-tribyol writes carries a SHA-256 of all its tensors (``CHECKSUM_KEY``), so damage inside the
-tensor data, which a zip archive does not detect, is caught when the file is read.
+tribyol writes carries a SHA-256 of all its tensors (``CHECKSUM_KEY``), and so does each export
+(``EXPORT_CHECKSUM`` in its metadata), so damage inside the tensor data, which neither a zip
+archive nor safetensors detects, is caught when the file is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
+import json
+import math
+import os
+import tempfile
 import types
 import typing
 from collections.abc import Mapping
@@ -19,12 +23,14 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from tribyol.config import RunConfig
-from tribyol.errors import CheckpointError
-from tribyol.nets import build_backbone, uses_small_stem
+from tribyol.channels import channel_stats
+from tribyol.config import RunConfig, to_dict
+from tribyol.errors import CheckpointError, torch_load_reason
+from tribyol.methods.supervised import imagenet_stem
+from tribyol.nets import BACKBONES, build_backbone, uses_small_stem
 from tribyol.structured import build_dataclass
 
 CHECKPOINT_NAME = "last.ckpt"
@@ -32,6 +38,7 @@ PREVIOUS_NAME = "previous.ckpt"
 CHECKSUM_KEY = "tribyol_checksum"
 BACKBONE_PREFIX = "method.backbone."
 ENCODER_FORMAT = "tribyol-encoder-v1"
+EXPORT_CHECKSUM = "tensor_sha256"  # an export's metadata key: ``tensor_checksum`` of its weights
 # Metadata an encoder cannot be rebuilt without.
 REQUIRED_METADATA = ("backbone", "in_channels", "image_size", "small_stem", "mean", "std")
 
@@ -64,6 +71,41 @@ def add_checksum(checkpoint: dict[str, Any]) -> None:
     checkpoint[CHECKSUM_KEY] = {"sha256": tensor_checksum(checkpoint)}
 
 
+def storage_nbytes(checkpoint: dict[str, Any]) -> int:
+    """Bytes of tensor data ``torch.save`` writes for ``checkpoint`` (each storage once): its
+    file size, less a small pickle and zip overhead."""
+    storages: dict[tuple[int, str], int] = {}
+    for _, t in _tensors(checkpoint):
+        s = t.untyped_storage()
+        storages[(s.data_ptr(), str(s.device))] = s.nbytes()
+    return sum(storages.values())
+
+
+def last_good_checkpoint(folder: Path) -> tuple[Path, int] | None:
+    """The newest checkpoint in ``folder`` that opens (``last.ckpt``, else ``previous.ckpt``)
+    and its step, or ``None``. Its tensors are mapped, not read: quick at any size, for an
+    error message (``read_checkpoint`` is what verifies a file)."""
+    for name in (CHECKPOINT_NAME, PREVIOUS_NAME):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # unreadable: the next one, if any
+            continue
+        if isinstance(ckpt, dict) and "state_dict" in ckpt:
+            return path, int(ckpt.get("global_step", 0))
+    return None
+
+
+def describe_kept(folder: Path) -> str:
+    """``the last good checkpoint is <path> (step N)``, or that there is none yet."""
+    found = last_good_checkpoint(folder)
+    if found is None:
+        return "no checkpoint had been written yet"
+    return f"the last good checkpoint is {found[0]} (step {found[1]})"
+
+
 def find_checkpoint(source: str | Path) -> Path:
     """A run directory -> its ``last.ckpt``; a file -> itself."""
     source = Path(source)
@@ -82,19 +124,6 @@ def find_checkpoint(source: str | Path) -> Path:
     return source
 
 
-def _torch_reason(err: Exception) -> str:
-    """torch's own reason, whole, on one line (its weights-only refusal spans many lines)."""
-    text = " ".join(line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines()
-                    if line.strip())
-    if "WeightsUnpickler error" not in text:
-        return text
-    reason = text[text.index("WeightsUnpickler error"):].split(" Check the documentation")[0]
-    if "Unsupported global" in reason:
-        reason += (" Loading this file without weights_only could result in arbitrary code "
-                   "execution; tribyol never does that")
-    return reason
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and verify one checkpoint file; ``CheckpointError`` says what is wrong with it."""
     path = Path(path)
@@ -103,7 +132,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as err:
         raise CheckpointError(
             f"cannot read checkpoint {path}: it is truncated, corrupt or holds objects other "
-            f"than tensors and plain data ({type(err).__name__}: {_torch_reason(err)})."
+            f"than tensors and plain data ({type(err).__name__}: {torch_load_reason(err)})."
         ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a tribyol/Lightning checkpoint (no state_dict)")
@@ -174,6 +203,15 @@ class EncoderInfo:
     epochs_planned: int | None = None
     epochs_done: float | None = None
     labels_seen: str | None = None
+    # Which images pre-training read, so evaluation can refuse a test set carved from them:
+    # the resolved data.root, its subset manifest (JSON: the carve a pre-training subset was
+    # drawn outside), and data.limit with the seed that drew it (train.seed).
+    pretrain_root: str | None = None
+    pretrain_subset: str | None = None
+    pretrain_limit: int | None = None
+    pretrain_seed: int | None = None
+    stem: str | None = None  # "random 3x3": supervised-imagenet without ImageNet's 7x7 stem
+    settings: str | None = None  # run_settings as JSON: what tells configurations apart
 
     def to_metadata(self) -> dict[str, str]:
         meta = {"format": ENCODER_FORMAT}
@@ -201,12 +239,21 @@ class EncoderInfo:
             )
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
-        try:
-            for f in dataclasses.fields(cls):
-                if f.name in meta:
-                    values[f.name] = _parse(meta[f.name], hints[f.name])
-        except ValueError as err:
-            raise CheckpointError(f"{where}'s metadata has a bad value ({err})") from None
+        problems = []
+        for f in dataclasses.fields(cls):
+            if f.name not in meta:
+                continue
+            try:
+                values[f.name] = _parse(meta[f.name], hints[f.name])
+            except (ValueError, OverflowError):
+                problems.append(f"{f.name}={meta[f.name]!r} ({_RULES.get(f.name, 'unreadable')})")
+        problems += [f"{name}={meta[name]!r} ({_RULES[name]})" for name, value in values.items()
+                     if name in _CHECKS and not _CHECKS[name](value, values)]
+        if problems:
+            raise CheckpointError(
+                f"{where}'s metadata has bad values: {'; '.join(problems)}; the file is damaged "
+                "or was edited: export it again with `tribyol export`"
+            )
         return cls(**values)
 
     def build_encoder(self) -> nn.Module:
@@ -220,10 +267,142 @@ def _parse(text: str, hint: Any) -> Any:
     optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
     kind = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
     if kind is bool:
+        if text not in ("true", "false"):
+            raise ValueError(text)
         return text == "true"
     if typing.get_origin(kind) is tuple:
         return tuple(float(v) for v in text.split(","))
-    return kind(float(text)) if kind is int else kind(text)
+    if kind is int:
+        number = float(text)
+        if not number.is_integer():  # int() would cut 2.5 to 2, and fail on nan
+            raise ValueError(text)
+        return int(number)
+    return kind(text)
+
+
+def _count(least: int) -> Any:
+    return lambda v, _: v >= least
+
+
+def _stats_fit(values: tuple[float, ...], info: dict[str, Any]) -> bool:
+    try:
+        channel_stats(values, int(info.get("in_channels", len(values))))
+    except ValueError:
+        return False
+    return True
+
+
+# What each metadata field must be: an encoder built from a bad value fails far from the
+# cause, or worse scores at chance (a NaN mean, a zero std) without a word.
+_CHECKS: dict[str, Any] = {
+    "backbone": lambda v, _: v in BACKBONES,
+    "in_channels": _count(1),
+    "image_size": _count(1),
+    "width": _count(1),
+    "mean": lambda v, info: all(math.isfinite(x) for x in v) and _stats_fit(v, info),
+    "std": lambda v, info: all(math.isfinite(x) and x > 0 for x in v) and _stats_fit(v, info),
+    "batch_size": _count(1),
+    "accumulate": _count(1),
+    "world_size": _count(1),
+    "steps_done": _count(0),
+    "epochs_planned": _count(0),
+    "epochs_done": lambda v, _: math.isfinite(v) and v >= 0,
+}
+_RULES = {
+    "backbone": f"one of {', '.join(BACKBONES)}",
+    "in_channels": "a positive integer",
+    "image_size": "a positive integer",
+    "small_stem": "true or false",
+    "width": "a positive integer",
+    "mean": "finite numbers: one, or one per channel",
+    "std": "positive finite numbers: one, or one per channel",
+    "batch_size": "a positive integer",
+    "accumulate": "a positive integer",
+    "world_size": "a positive integer",
+    "steps_done": "an integer >= 0",
+    "epochs_planned": "an integer >= 0",
+    "epochs_done": "a finite number >= 0",
+}
+
+
+def check_finite(state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse weights with NaN or Inf: such an encoder scores at chance without an error."""
+    bad = [name for name, t in state.items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        listed = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(
+            f"{where}: weights {listed} hold NaN or Inf values; the run diverged or the file is "
+            "damaged: use an earlier checkpoint of the run"
+        )
+
+
+def file_mode() -> int:
+    """The mode a plain ``open`` gives a new file under this process's umask (0644 under 022):
+    ``mkstemp`` and safetensors make 0600, which would lock others out of shared results."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read the umask by setting it, and put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temp_name(path: Path) -> str:
+    """A hidden temporary name prefix beside ``path``, short enough for any legal name."""
+    stem = os.fsencode(path.name)[:100].decode(errors="ignore")
+    return f".{stem}."
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor],
+                      metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` to ``path`` atomically: a temporary file in the same folder, fsync,
+    the umask's mode, rename; a failed write leaves no half file behind."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=temp_name(path), suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, file_mode())
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def run_settings(cfg: RunConfig, info: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes a pre-training configuration, its seed aside: the resolved method options,
+    the encoder (backbone, width, stem, BatchNorm), the input normalisation, the optimizer
+    (lr, ...), the views, the precision and a fingerprint of the data (no paths: the same
+    images elsewhere are the same data). Left out: devices, logging and paths, and the budget,
+    which records carry in their own fields (batch, accumulation, epochs). Reports keep apart
+    records whose settings differ, and the records' ``config_id`` hashes them."""
+    tree = to_dict(cfg)
+    m, d = cfg.model, cfg.data
+    small = uses_small_stem(int(info["image_size"]), m.small_stem)
+    method = dict(tree["method"])
+    if method.get("weights"):  # supervised-imagenet's file: the same file anywhere is the same
+        method["weights"] = Path(str(method["weights"])).name
+    return {
+        "method": method,
+        "model": {"backbone": m.backbone, "width": m.width, "small_stem": small,
+                  "stem": imagenet_stem(cfg.method.get("name"), m.backbone, small),
+                  "hidden_dim": m.hidden_dim, "proj_dim": m.proj_dim, "sync_bn": m.sync_bn},
+        "norm": {"mean": [float(v) for v in info["mean"]], "std": [float(v) for v in info["std"]]},
+        "optim": tree["optim"],
+        "views": tree["views"],
+        "train": {"precision": cfg.train.precision},
+        "data": {"dataset": d.dataset, "images": info.get("num_train_images"),
+                 "classes": info.get("num_classes"), "channels": info.get("channels"),
+                 "size": info.get("image_size"), "limit": d.limit, "resize": d.resize,
+                 "monitor_fraction": d.monitor_fraction},
+    }
 
 
 def encoder_info(ckpt: dict[str, Any]) -> EncoderInfo:
@@ -240,6 +419,9 @@ def encoder_info(ckpt: dict[str, Any]) -> EncoderInfo:
     run = ckpt.get("tribyol_run") or {}
     steps = int(ckpt.get("global_step", 0))
     per_epoch = int(run.get("steps_per_epoch", 0))
+    source = info.get("source") or {}  # absent in checkpoints from before it was recorded
+    subset = source.get("subset")
+    settings = run_settings(cfg, info)
     return EncoderInfo(
         backbone=m.backbone,
         in_channels=int(info["channels"]),
@@ -257,6 +439,12 @@ def encoder_info(ckpt: dict[str, Any]) -> EncoderInfo:
         epochs_planned=t.epochs,
         epochs_done=steps / per_epoch if per_epoch > 0 else None,
         labels_seen=str(run["labels_seen"]) if "labels_seen" in run else None,
+        pretrain_root=source.get("root"),
+        pretrain_subset=json.dumps(subset, sort_keys=True) if subset else None,
+        pretrain_limit=cfg.data.limit,
+        pretrain_seed=cfg.train.seed,
+        stem=settings["model"]["stem"],
+        settings=json.dumps(settings, sort_keys=True, default=str),
     )
 
 
@@ -281,6 +469,12 @@ def read_export(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
     if meta.get("format") != ENCODER_FORMAT:
         raise CheckpointError(f"{path} is not a tribyol encoder export (no tribyol metadata)")
     EncoderInfo.from_metadata(meta, str(path))  # checked here, before anyone builds from it
+    saved = meta.get(EXPORT_CHECKSUM)  # exports before the checksum have none to compare
+    if saved is not None and saved != tensor_checksum(state):
+        raise CheckpointError(
+            f"{path} fails its checksum: its tensor data changed after it was exported (disk or "
+            "copy damage); export it again with `tribyol export RUN --out FILE`"
+        )
     return meta, state
 
 
@@ -292,6 +486,7 @@ def load_encoder(source: str | Path) -> tuple[nn.Module, dict[str, str]]:
     else:
         ckpt = load_checkpoint(find_checkpoint(source))
         meta, state = encoder_metadata(ckpt), encoder_state(ckpt)
+    check_finite(state, str(source))
     try:
         encoder = EncoderInfo.from_metadata(meta, str(source)).build_encoder()
         encoder.load_state_dict(state)

@@ -7,23 +7,38 @@ exposes ``add_commands(subparsers)`` and is listed in ``COMMAND_MODULES``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import shlex
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from tribyol.config import config_default, config_field
-from tribyol.errors import USER_ERRORS, RunStopped
+from tribyol.errors import DISK_ERRNOS, USER_ERRORS, RunStopped
 from tribyol.fields import default_text
 from tribyol.resolve import load_config
+from tribyol.runs import format_runs, list_runs, resume_config
 
 # Modules that add their own sub-commands; a missing one is skipped.
 COMMAND_MODULES = ("tribyol.eval.cli", "tribyol.report.cli", "tribyol.reproduce")
+# The demo's wall time, as README.md states it too (a test holds them equal): `time tribyol
+# demo` took 107 s on an idle 2-core machine with Fashion-MNIST installed.
+DEMO_DURATION = "about 2 minutes on 2 CPU cores"
+# What `tribyol --help` says first (the module docstring is for developers).
+DESCRIPTION = (
+    "Self-supervised image representation learning that stays accurate with small batches: "
+    "TriBYOL (ICASSP 2022) and its baselines. Pre-train an encoder, evaluate it (linear probe, "
+    "kNN, fine-tuning, transfer), export it, and run whole grids of experiments into "
+    f"poster-shaped tables. New here? `tribyol demo` runs offline, {DEMO_DURATION}."
+)
+
 
 @dataclass(frozen=True)
 class PretrainFlag:
@@ -127,19 +142,33 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 def resume_command(argv: Sequence[str]) -> str:
     """The command that continues this run: the same arguments, ``--resume`` for ``--overwrite``."""
+    if any(a.startswith("--resume=") or a == "--resume" and not b.startswith("-")
+           for a, b in zip(argv, [*argv[1:], "-"], strict=True)):
+        return shlex.join(["tribyol", *argv])  # --resume RUN_DIR: already the command
     args = [a for a in argv if a not in ("--overwrite", "--resume")]
     return shlex.join(["tribyol", *args, "--resume"])
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     # The config is checked before torch and Lightning are imported: its errors come at once.
-    cfg = load_config(args.config, overrides_from_args(args, PRETRAIN_FLAGS))
+    overrides = overrides_from_args(args, PRETRAIN_FLAGS)
+    # --resume RUN_DIR: the run's own config.yaml, with only the flags given here on top.
+    saved = resume_config(args.resume, args.config, overrides) if isinstance(args.resume, str) else None
+    cfg = load_config(saved or args.config, overrides)
     from tribyol.engine import pretrain
 
-    run_dir = pretrain(cfg, resume=args.resume, overwrite=args.overwrite,
+    run_dir = pretrain(cfg, resume=saved.parent if saved else args.resume, overwrite=args.overwrite,
                        resume_command=resume_command(args.argv))
-    print(f"run directory: {run_dir}")
+    if _global_rank() == 0:  # under DDP every process gets here; the path is said once
+        print(f"run directory: {run_dir}")
     return 0
+
+
+def _global_rank() -> int:
+    """This process's rank in a DDP run (0 outside one), as Lightning set it."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -157,8 +186,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    print(format_runs(list_runs(args.root)))
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from tribyol.data.check import run_check
+
+    return run_check(args.root, args.jobs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tribyol", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tribyol", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"tribyol {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     add_pretrain_flags(p)
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true",
-                       help="continue the run in its directory (a changed network is refused)")
+    group.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                       help="continue the run in its directory (a changed network is refused); "
+                            "with RUN_DIR, that run with its saved config.yaml, flags given on top")
     group.add_argument("--overwrite", action="store_true",
                        help="replace an existing run (only a tribyol run; deleted once the new one starts)")
     p.set_defaults(func=cmd_pretrain)
@@ -184,10 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (default: refuse)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("demo", help="a 3-minute offline demo: TriBYOL vs BYOL vs random init")
+    p = sub.add_parser("demo", help=f"an offline demo, {DEMO_DURATION}: TriBYOL vs BYOL vs random init")
     p.add_argument("--run-dir", default="runs/demo", help="where the demo writes its runs")
     p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("runs", help="list runs: status, steps done/planned, method, dataset, last checkpoint")
+    p.add_argument("root", nargs="?", default="runs", metavar="RUNS_ROOT", help="default: runs")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("data", help="dataset tools").add_subparsers(dest="tool", required=True)
+    p = p.add_parser("check", help="decode every image of a folder dataset (exit 2 if one is bad)")
+    p.add_argument("root", metavar="ROOT", help="ROOT/<class>/<images>, or ROOT/train/..., ROOT/test/...")
+    p.add_argument("--jobs", type=int, default=None, help="decoding threads (default: cores, at most 8)")
+    p.set_defaults(func=cmd_data_check)
 
     for name in COMMAND_MODULES:
         try:
@@ -227,6 +278,31 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside a run's own handling (before training starts): it unwinds the program as
+    Ctrl+C does, so that what was being set up is undone (a replaced run put back, temporary
+    files removed), where the default action would kill the process half-way."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises ``_Terminated`` meanwhile (where nobody else handles it already);
+    a run's ``StopOnSignal`` takes over during training and hands it back after."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -239,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda record: "litlogger" not in record.getMessage())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
-        return args.func(args)
+        with _sigterm_unwinds():
+            return args.func(args)
     except RunStopped as err:
         # Not a failure of the run's own: a checkpoint is saved, and the exit code says why.
         print(str(err), file=sys.stderr)
@@ -248,6 +325,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Errors the user can fix get one line naming the problem and the remedy, no traceback.
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in DISK_ERRNOS:
+            raise
+        # A full or read-only disk (a run names its last good checkpoint itself, above).
+        where = f"cannot write {err.filename}" if err.filename else "cannot write to the disk"
+        print(f"error: {where}: {err.strerror}; free some space, or pick another folder",
+              file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, _Terminated) as err:
+        # Ctrl+C or SIGTERM outside training (a run stops itself with a checkpoint, above):
+        # one line and 128 + the signal, as a shell reports it; nothing is left half-written.
+        signum = signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM
+        when = " before training started; no step was trained" if args.command == "pretrain" else ""
+        print(f"interrupted by {signum.name}{when}", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true")
 SEED_LIMIT = 2**32  # NumPy's seeds, and so Lightning's, must be in [0, 2**32)
 PROBABILITY = within(0, 1, "[]")
+# Views past 8192 px are a typo, not a tile: one float32 batch of 32 RGB views of 8192 px
+# already takes 26 GB (100000 px: 3.8 TB).
+MAX_IMAGE_SIZE = 8192
+IMAGE_SIZE = within(8, MAX_IMAGE_SIZE, "[]")
 
 
 def _devices_ok(value: Any) -> bool:
@@ -50,12 +54,12 @@ class DataConfig:
     dataset: str = option("fashionmnist", "a dataset of the registry, or folder (your ImageFolder)")
     root: str = option("data", "folder with the dataset's files (or where they go, with download)")
     download: bool = option(False, "fetch the dataset (needs internet); nothing is fetched unless asked")
-    image_size: int | None = option(None, "the views' size", rule=at_least(8),
+    image_size: int | None = option(None, "the views' size", rule=IMAGE_SIZE,
                                     default_text="the preset's; folders: their images' own (median, <= 224)")
     # Folder images are decoded to resize x resize centre crops (shorter side scaled first),
     # and views crop from those.
     resize: int | None = option(None, "folders: the decoded size views are cropped from",
-                                rule=at_least(8), default_text="image_size * 8/7, ImageNet's 256 for 224")
+                                rule=IMAGE_SIZE, default_text="image_size * 8/7, ImageNet's 256 for 224")
     channels: int = option(3, "folders: 3 (RGB) or 1 (grayscale); config.yaml records the loaded value",
                            rule=one_of((1, 3)))
     limit: int | None = option(None, "a seeded, stratified subset of N training images",
@@ -133,7 +137,9 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     epochs: int = option(80, "passes over the data (the poster: 80)", rule=at_least(1))
-    batch_size: int = option(32, "images per device per step", rule=at_least(1))
+    # BatchNorm in training mode cannot normalise one sample (the heads' BatchNorm1d raises).
+    batch_size: int = option(32, "images per device per step", rule=Rule(
+        lambda v: v >= 2, ">= 2 (BatchNorm needs two or more images per device)"))
     max_steps: int = option(-1, "stop after this many optimizer steps (-1: off); names the run sN",
                             rule=Rule(lambda v: v == -1 or v >= 1, "-1 (off) or >= 1"))
     accumulate: int = option(1, "gradient accumulation (not the same as a larger batch: "
@@ -262,10 +268,14 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file {path} is a folder; pass a YAML file")
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file {path} does not exist; pass an existing YAML file")
+    if not path.is_file():  # /dev/null, a pipe, a socket: reads as empty, or never ends
+        raise ConfigError(f"config file {path} is not a regular file (a device, pipe or "
+                          "socket); pass a YAML file")
     try:
-        loaded = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+        text = path.read_text()
+        loaded = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -273,6 +283,9 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}; fix that line") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from None
+    if loaded is None:  # nothing but blanks and comments: a wrong or unsaved file, not "defaults"
+        raise ConfigError(f"config file {path} is empty (no keys); write its keys in it "
+                          "(configs/ has examples), or pass no config file for the defaults")
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return loaded
@@ -321,6 +334,10 @@ def check_run_name(name: str | None) -> None:
             f"name {name!r} must be one plain folder name (no '/', not '.' or '..'); "
             "use --run-dir for the parent folder"
         )
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > 255:  # the longest folder name a filesystem takes
+        raise ConfigError(f"name is {size} bytes long; a folder name can be at most 255, so "
+                          "choose a shorter --name")
 
 
 def require(ok: bool, message: str) -> None:

@@ -8,35 +8,58 @@ encoders is ``tribyol.checkpoints``'s job.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
-
-from safetensors.torch import save_file
 
 from tribyol.checkpoints import (
     BACKBONE_PREFIX,
+    EXPORT_CHECKSUM,
+    EncoderInfo,
+    check_finite,
     encoder_metadata,
     encoder_state,
     find_checkpoint,
     load_checkpoint,
     load_encoder,
+    tensor_checksum,
+    write_safetensors,
 )
-from tribyol.errors import CheckpointError
+from tribyol.errors import CheckpointError, ConfigError
 
 # What callers of this module used before ``tribyol.checkpoints`` existed.
 __all__ = ["BACKBONE_PREFIX", "CheckpointError", "encoder_metadata", "encoder_state",
            "export_encoder", "find_checkpoint", "load_checkpoint", "load_encoder"]
 
 
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the filesystem of ``folder`` takes (255 on most)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long to look up
+        return False
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
+    parent = out.parent if str(out.parent) else Path(".")
+    existing = next((p for p in (parent, *parent.parents) if _exists(p)), Path("."))
+    too_long = [part for part in out.parts if len(os.fsencode(part)) > _name_max(existing)]
+    if too_long:
+        raise ConfigError(
+            f"--out: the name {too_long[0][:40]}... is {len(os.fsencode(too_long[0]))} bytes, "
+            f"more than the {_name_max(existing)} a file name may have here; pick a shorter one"
+        )
     if out.is_dir():
         raise FileExistsError(
             f"--out {out} is a directory; pass a file path such as {out}/encoder.safetensors"
         )
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or another --out")
-    parent = out.parent if str(out.parent) else Path(".")
-    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {out}: {existing} is not a writable folder; pick another --out")
 
@@ -52,15 +75,15 @@ def export_encoder(source: str | Path, out: str | Path, overwrite: bool = False)
     ckpt = load_checkpoint(find_checkpoint(source))
     state = {k: v.contiguous() for k, v in encoder_state(ckpt).items()}
     meta = encoder_metadata(ckpt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
+    EncoderInfo.from_metadata(meta, str(source))  # what eval will refuse, refused now
+    check_finite(state, str(source))
+    # Read back by ``read_export``: damage to the tensor data fails the comparison.
+    meta[EXPORT_CHECKSUM] = tensor_checksum(state)
     try:
-        save_file(state, tmp, metadata=meta)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_safetensors(out, state, meta)
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write {out}: {err.strerror or err}; pick another --out"
+        ) from None
     return out

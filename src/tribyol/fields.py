@@ -9,11 +9,13 @@ Importable without torch, like everything the CLI needs before a command runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import difflib
 import math
 import types
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, Field, field, fields
 from typing import Any
 
@@ -86,7 +88,48 @@ def option(default: Any = MISSING, help: str = "", *, rule: Rule | None = None,
 
 
 def flag_name(name: str) -> str:
+    """The flag of option ``name`` (``limit_train`` -> ``--limit-train``)."""
     return "--" + name.replace("_", "-")
+
+
+# How errors name the user's options: the CLI's flags (None), or, inside ``api_wording``, the
+# Python API's arguments and config keys. A context variable: per thread, set only inside.
+_API_NAMES: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "tribyol_api_names", default=None)
+
+
+@contextlib.contextmanager
+def api_wording(names: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Errors raised inside name options as ``tribyol.api`` spells them: ``names`` maps a flag
+    to the API's name (``{"--data-root": "data.root"}``); another ``--limit-train`` becomes
+    ``limit_train``, the argument of the same name."""
+    token = _API_NAMES.set(dict(names or {}))
+    try:
+        yield
+    finally:
+        _API_NAMES.reset(token)
+
+
+def option_name(flag: str) -> str:
+    """``flag`` as the user spelled the option: the flag itself on the command line, the
+    API's argument or config key inside ``api_wording``."""
+    names = _API_NAMES.get()
+    if names is None:
+        return flag
+    return names.get(flag, flag.lstrip("-").replace("-", "_"))
+
+
+def option_value(flag: str, value: Any) -> str:
+    """An option set to ``value`` as the user would write it: ``--device cpu`` on the command
+    line, ``device='cpu'`` inside ``api_wording``."""
+    if _API_NAMES.get() is None:
+        return f"{flag} {value}"
+    return f"{option_name(flag)}={value!r}"
+
+
+def error_name(name: str) -> str:
+    """Option ``name`` in an error: ``--limit-train`` (CLI) or ``limit_train`` (the API)."""
+    return option_name(flag_name(name))
 
 
 def _show(value: Any) -> str:
@@ -121,9 +164,10 @@ def _about(f: Field) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
-def check_fields(options: Any, name: Callable[[str], str] = flag_name) -> None:
+def check_fields(options: Any, name: Callable[[str], str] = error_name) -> None:
     """Every option field's rule on its value; a bad one raises ``ConfigError`` naming it as
-    ``name(field)`` (a flag, ``--k``, or a dotted key, ``train.batch_size``)."""
+    ``name(field)`` (a flag, ``--k``, or through the API ``k``; or a dotted key,
+    ``train.batch_size``)."""
     hints = typing.get_type_hints(type(options))
     for f in fields(options):
         rule = f.metadata.get("rule")

@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -170,18 +171,31 @@ def equal_compute_factor(spec: dict[str, Any]) -> float | None:
 
 def check_subset_outside_test(spec: dict[str, Any], eval_spec: dict[str, Any]) -> None:
     """The pre-training subset is drawn outside the test split the evaluation carves: both
-    carves must be the same one (fraction and seed), or pre-training would see test images."""
+    carves must be the same one (fraction and split seed), or pre-training would see test
+    images (``tribyol eval`` refuses such a carve too, naming the count)."""
     subset = (spec.get("data") or {}).get("pretrain_subset")
     if not subset:
         return
     carve = (float(subset.get("test_fraction", 0.2)), int(subset.get("seed", 0)))
     scored = eval_spec.get("test_from_train")
-    scored = (None if scored is None else float(scored), int(eval_spec.get("seed", 0)))
+    scored = (None if scored is None else float(scored), int(eval_spec.get("split_seed", 0)))
     if scored != carve:
         raise ConfigError(
             f"grid: data.pretrain_subset is drawn outside a test split of fraction {carve[0]:g} "
-            f"(seed {carve[1]}), but eval scores on test_from_train {scored[0]} (seed "
+            f"(seed {carve[1]}), but eval scores on test_from_train {scored[0]} (split_seed "
             f"{scored[1]}); pre-training would see test images. Make them the same")
+
+
+def grid_name(value: Any, fallback: str) -> str:
+    """The grid's ``name``: one plain folder name, since results go to results/grids/<name>."""
+    if value is None or value == "":
+        return fallback
+    name = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if (name is None or not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0")
+            or Path(name).is_absolute()):
+        raise ConfigError(f"grid: name {value!r} must be one plain folder name (no '/', not '.' "
+                          "or '..'): results go to results/grids/<name>; or pass --out")
+    return name
 
 
 def load_grid(path: str | Path, seeds: Sequence[int] | None = None) -> Grid:
@@ -202,6 +216,10 @@ def expand_grid(spec: dict[str, Any], seeds: Sequence[int] | None = None, name: 
     if not isinstance(eval_spec, dict):
         raise ConfigError("grid: eval must be a mapping of eval flags")
     check_subset_outside_test(spec, eval_spec)
+    name = grid_name(spec.get("name"), name)
+    for key, value in (("random_init", spec.get("random_init")), ("eval.export", eval_spec.get("export"))):
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"grid: {key} must be true or false, got {value!r}")
     seeds = list(seeds if seeds is not None else spec.get("seeds", [0]))
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ConfigError(f"grid: seeds must be whole numbers >= 0, got {seeds!r}")
@@ -262,7 +280,7 @@ def expand_grid(spec: dict[str, Any], seeds: Sequence[int] | None = None, name: 
     if duplicates:
         raise ConfigError(f"grid: two cells share the id {duplicates[0]}; give the arms "
                           "distinct labels")
-    return Grid(str(spec.get("name") or name), spec, cells)
+    return Grid(name, spec, cells)
 
 
 def select(cells: list[Cell], only: str | None) -> list[Cell]:
@@ -474,13 +492,42 @@ def subprocess_runner(argv: list[str], log_file: Path, env: dict[str, str] | Non
     with open(log_file, "a") as log:
         log.write(f"$ tribyol {' '.join(argv)}\n")
         log.flush()
-        proc = subprocess.run([sys.executable, "-m", "tribyol.cli", *argv], stdout=log,
-                              stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    return proc.returncode
+        proc = subprocess.Popen([sys.executable, "-m", "tribyol.cli", *argv], stdout=log,
+                                stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            # Ctrl+C reached the child too (one process group): it is saving a checkpoint, so
+            # wait for it instead of killing it. A second Ctrl+C ends it at once.
+            try:
+                proc.wait()
+            except KeyboardInterrupt:
+                proc.kill()
+                proc.wait()
+            raise
 
 
 class CellFailed(RuntimeError):
     pass
+
+
+# A child's exit after Ctrl+C: 130 from tribyol (128 + SIGINT), -SIGINT if it died of the signal.
+INTERRUPTED_CODES = (128 + signal.SIGINT, -signal.SIGINT)
+
+
+class CellStopped(Exception):
+    """Ctrl+C stopped a cell's command (a pre-training saved its checkpoint); not a failure."""
+
+
+class GridStopped(Exception):
+    """Ctrl+C stopped the grid: ``cells`` were running, no further cell was started."""
+
+    def __init__(self, cells: list[str]) -> None:
+        self.cells = cells
+        running = (f"{len(cells)} running cell(s) stopped ({', '.join(cells)}), pre-trainings "
+                   "with a checkpoint" if cells else "no cell was running")
+        super().__init__(f"stopped by Ctrl+C (SIGINT): {running}; run the same command again "
+                         "to resume (finished steps are skipped)")
 
 
 def flags(options: dict[str, Any], skip: Sequence[str] = ()) -> list[str]:
@@ -507,6 +554,7 @@ class Reproduction:
                  jobs: int = 1, echo: Callable[[str], None] = print) -> None:
         self.grid, self.out, self.runner, self.jobs, self.echo = grid, Path(out), runner, jobs, echo
         self.lock = threading.Lock()
+        self.stopping = threading.Event()  # set on Ctrl+C: no cell starts after it
 
     # paths
     def run_dir(self, cell: Cell) -> Path:
@@ -571,7 +619,7 @@ class Reproduction:
         root, _pre = data_paths(self.grid.spec)
         if root is not None:
             common.setdefault("data_root", str(root))
-        common.setdefault("seed", 0)  # the eval split's seed: the same for every cell
+        common.setdefault("seed", 0)  # the evaluation's seed: the same for every cell
         store = ["--store", str(self.store), "--cache-dir", str(self.out / "cache")]
         source = str(self.run_dir(self.by_id(cell.random_init_of)) if cell.random_init_of
                      else self.run_dir(cell))
@@ -633,6 +681,8 @@ class Reproduction:
             start = time.perf_counter()
             code = self.runner(argv, log_file, env)
             seconds = time.perf_counter() - start
+            if code != 0 and (code in INTERRUPTED_CODES or self.stopping.is_set()):
+                raise CellStopped(cell.id)  # resumes on the next run; nothing failed
             if code != 0:
                 state["failed"] = f"{name} exited {code} (log: {log_file})"
                 self.save_state(cell, state)
@@ -686,7 +736,8 @@ class Reproduction:
         return "\n".join(lines), wall
 
     def run(self, cells: list[Cell]) -> list[str]:
-        """Run the cells not done yet; returns the ids that failed."""
+        """Run the cells not done yet; returns the ids that failed. Ctrl+C raises
+        ``GridStopped`` once the running cells have stopped (none is reported as failed)."""
         todo = [c for c in cells if not self.is_done(c)]
         # Runs first, then cells that reuse a run (same config, random init).
         todo.sort(key=lambda c: bool(c.same_as or c.random_init_of))
@@ -696,13 +747,23 @@ class Reproduction:
         finished = len(cells) - len(todo)
         started = time.perf_counter()
         done_now = 0
+        stopped: list[str] = []
 
         def one(cell: Cell) -> None:
             nonlocal finished, done_now
+            if self.stopping.is_set():
+                return
             model = CostModel(self.grid.spec, self.measured())
             t0 = time.perf_counter()
             try:
                 self.run_cell(cell, model)
+            except (CellStopped, KeyboardInterrupt) as err:
+                with self.lock:
+                    stopped.append(cell.id)
+                    self.stopping.set()
+                if isinstance(err, KeyboardInterrupt):
+                    raise
+                return
             except CellFailed as err:
                 with self.lock:
                     failed.append(cell.id)
@@ -718,15 +779,27 @@ class Reproduction:
                           f"{duration(time.perf_counter() - t0)}; elapsed "
                           f"{duration(time.perf_counter() - started)}, ETA {duration(rest)}")
 
-        for wave in (first_wave, second_wave):
-            wave = [c for c in wave if not c.same_as or c.same_as not in failed]
-            wave = [c for c in wave if not c.random_init_of or c.random_init_of not in failed]
-            if self.jobs <= 1:
-                for cell in wave:
-                    one(cell)
-            else:
-                with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
+        try:
+            for wave in (first_wave, second_wave):
+                wave = [c for c in wave if not c.same_as or c.same_as not in failed]
+                wave = [c for c in wave if not c.random_init_of or c.random_init_of not in failed]
+                if self.jobs <= 1:
+                    for cell in wave:
+                        one(cell)
+                    continue
+                pool = concurrent.futures.ThreadPoolExecutor(self.jobs)
+                try:
                     list(pool.map(one, wave))
+                except KeyboardInterrupt:
+                    # The running cells' children got Ctrl+C too: wait while they stop.
+                    self.stopping.set()
+                    raise
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+        except KeyboardInterrupt:
+            self.stopping.set()
+        if self.stopping.is_set():
+            raise GridStopped(stopped)
         return failed
 
 
@@ -762,7 +835,8 @@ def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
              "Cells: ours as mean ± std over seeds (n = the number of seeds) / the poster's "
              f"number for the method (– none). {CARVED} = test set carved out of train. "
              f"`{EQUAL_COMPUTE_LABEL}` = BYOL trained {TRIBYOL_COST:g}x the epochs (TriBYOL's "
-             "cost with 3 views and separate passes).", ""]
+             "cost with 3 views and separate passes). Under each table: every row's mean "
+             "paired difference from the reference row over the seeds both ran.", ""]
     if grid.spec.get("description"):
         parts += [str(grid.spec["description"]).strip(), ""]
     for table in build_tables(records):
@@ -784,6 +858,10 @@ def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
                 row.append(f"{ours.text()}{n} / {'–' if theirs is None else f'{theirs:.2f}'}")
             lines.append(f"| {row_name(method)} | " + " | ".join(row) + f" | {table.sizes_text(method)} |")
         parts += lines + [""]
+        # seeds are paired across rows (same seed, same carve): the difference, not two stds,
+        # says whether two rows differ
+        for extra in (table.separation_text(), table.paired_markdown([table.columns[i] for i in keep])):
+            parts += [extra, ""] if extra else []
     return "\n".join(parts) + "\n"
 
 
@@ -833,7 +911,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         x.same_as == c.id or x.random_init_of == c.id for x in cells)]
     order = {c.id: i for i, c in enumerate(grid.cells)}
     cells.sort(key=lambda c: order[c.id])
-    repro = Reproduction(grid, out, jobs=args.jobs)
+    repro = Reproduction(grid, out, runner=subprocess_runner, jobs=args.jobs)
     plan, _wall = repro.plan(cells)
     print(plan, flush=True)
     if args.dry_run:
@@ -845,7 +923,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "grid.yaml").write_text(yaml.safe_dump(grid.spec, sort_keys=False))
     prepare_data(grid.spec)
-    failed = repro.run(cells)
+    try:
+        failed = repro.run(cells)
+    except GridStopped as err:
+        print(str(err), file=sys.stderr)
+        return 128 + signal.SIGINT  # as a shell reports a command ended by Ctrl+C
     report_log = out / "logs" / "report.log"
     if repro.store.exists():
         code = repro.runner(["report", "--store", str(repro.store), "--out", str(out / "report"),

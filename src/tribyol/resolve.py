@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ def load_config(
         drop_other_methods_options(tree, dict(base), overrides)
     cfg = build_dataclass(RunConfig, tree)  # again, now with the preset under the user's views
     check_names(cfg)
+    check_view_memory(cfg)
     cfg.method = full_method(cfg.method)  # config.yaml records every option, by its current name
     return cfg
 
@@ -131,6 +133,34 @@ def check_names(cfg: RunConfig) -> None:
         f"unknown backbone '{m.backbone}'.{did_you_mean(m.backbone, BACKBONES)} "
         f"Known: {', '.join(sorted(BACKBONES))}",
     )
+
+
+def physical_memory() -> int | None:
+    """This machine's RAM in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_view_memory(cfg: RunConfig, memory: int | None = None) -> None:
+    """One batch of one view (float32) must fit in this machine's memory: a typo such as
+    ``data.image_size=100000`` would otherwise try to allocate terabytes mid-step."""
+    from tribyol.data import DATASETS
+
+    spec = DATASETS[cfg.data.dataset]
+    size = cfg.data.image_size or spec.image_size
+    channels = cfg.data.channels if cfg.data.dataset == "folder" else spec.channels
+    need = cfg.train.batch_size * channels * size * size * 4
+    memory = physical_memory() if memory is None else memory
+    require(memory is None or need <= memory,
+            f"one batch of views takes {_bytes(need)} (train.batch_size {cfg.train.batch_size} "
+            f"x {channels} channel(s) x {size} x {size} px x 4 bytes), more than this machine's "
+            f"{_bytes(memory or 0)} of memory; lower data.image_size or train.batch_size")
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 1e12:.1f} TB" if n >= 1e12 else f"{n / 1e9:.1f} GB"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ not parse (a killed writer) are skipped with a warning rather than failing the r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
@@ -41,7 +42,21 @@ FIELDS = (
     "test_split",  # "test", or how the test images were carved from train
     "time",  # UTC, ISO 8601
     "source",
+    # Records before these lack them (tribyol.report.tables recovers what it can):
+    "pretrain_seed",  # train.seed of the run (paired comparisons match seeds)
+    "pretrain_stem",  # "random 3x3": supervised-imagenet whose ImageNet stem was not loaded
+    "config_id",  # config_id(pretrain_settings, pretrain_seed): unique per configuration
+    "pretrain_settings",  # checkpoints.run_settings: what tells configurations apart
 )
+
+
+def config_id(settings: dict[str, Any] | None, seed: int | None) -> str | None:
+    """A short hash of a run's settings and seed: records of one configuration share it, and
+    two runs of the same name from different configurations (grids, stores) never do."""
+    if settings is None:
+        return None
+    text = json.dumps({"settings": settings, "seed": seed}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def labelled_datasets(labels_seen: str | None) -> set[str]:

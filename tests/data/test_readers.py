@@ -103,6 +103,42 @@ def test_mnist_family_reads_raw_idx(tmp_path: Path, name: str, cls: str) -> None
     check_images(load_split(name, tmp_path, "pretrain"), train[:, None], [3, 1, 4, 1, 5])
 
 
+@pytest.mark.parametrize(("name", "cls"), [
+    ("mnist", "MNIST"), ("fashionmnist", "FashionMNIST"), ("kmnist", "KMNIST"),
+])
+def test_mnist_family_reads_the_published_gz_files_without_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, cls: str
+) -> None:
+    # A copy of the archives as published (shared/data/MNIST/raw holds only the four .gz
+    # files): read as they are, with no --download and nothing written next to them.
+    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    raw = tmp_path / cls / "raw"
+    train, test = pattern(5, 28, 28, seed=3), pattern(3, 28, 28, seed=4)
+    write_mnist_split(raw, "train", train, np.array([3, 1, 4, 1, 5], np.uint8), gz=True)
+    write_mnist_split(raw, "t10k", test, np.array([9, 2, 6], np.uint8), gz=True)
+    before = sorted(p.name for p in raw.iterdir())
+
+    got = load_split(name, tmp_path, "train")
+    check_images(got, train[:, None], [3, 1, 4, 1, 5])
+    assert_marker_upright(got.images)
+    assert len(got.classes) == 10
+    check_images(load_split(name, tmp_path, "test"), test[:, None], [9, 2, 6])
+    assert sorted(p.name for p in raw.iterdir()) == before
+    # a broken .gz is named as unreadable, not as missing
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.raises(DatasetNotFoundError, match="are there but cannot be read"):
+        load_split(name, tmp_path, "test")
+
+
+def test_a_file_given_as_the_data_root_is_named_as_a_file(tmp_path: Path) -> None:
+    root = tmp_path / "config.yaml"
+    root.write_text("not a folder\n")
+    for name in ("mnist", "cifar10", "folder"):
+        with pytest.raises(DatasetNotFoundError, match="is a file, not a folder") as err:
+            load_split(name, root, "train")
+        assert "does not exist" not in str(err.value) and "not found" not in str(err.value)
+
+
 def test_read_idx_gz_and_plain_agree(tmp_path: Path) -> None:
     data = pattern(2, 5, 7)
     write_idx(tmp_path / "a-idx3-ubyte", data)

@@ -3,6 +3,7 @@ the last good checkpoint."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -153,3 +154,25 @@ def test_nonfinite_through_cli_exits_2(tmp_path, capsys) -> None:
                  "--set", "train.log_every_steps=1", "--max-steps", "4"])
     assert code == 2
     assert "NaN/Inf" in capsys.readouterr().err
+
+
+# -- continuing a finished run ------------------------------------------------------------------
+def test_finished_run_continues_exactly_with_a_larger_max_steps(tiny) -> None:
+    """A run that finished at max_steps, resumed with a larger one, trains the same batches as
+    a run given the larger budget from the start (constant schedules: bitwise the same weights).
+    Its last checkpoint used to be taken at the epoch's end, which Lightning counts as done:
+    the continuation trained the next epoch's batches instead."""
+    base = [("data.limit", 128), ("train.epochs", 4), ("train.deterministic", True),
+            ("optim.schedule", "constant")]
+    for short, long in ((3, 5), (8, 12)):  # mid-epoch, and at an epoch's end
+        full = pretrain(tiny(*base, ("train.max_steps", long), ("name", f"full{long}")))
+        cont = pretrain(tiny(*base, ("train.max_steps", short), ("name", f"cont{long}")))
+        assert json.loads((cont / "run.json").read_text())["status"] == "finished"
+        pretrain(tiny(*base, ("train.max_steps", long), ("name", f"cont{long}")), resume=True)
+        a = load_checkpoint(full / "checkpoints" / "last.ckpt")
+        b = load_checkpoint(cont / "checkpoints" / "last.ckpt")
+        assert b["global_step"] == long
+        for key, value in a["state_dict"].items():
+            torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+        record = json.loads((cont / "run.json").read_text())
+        assert (record["status"], record["steps_done"], record["max_steps"]) == ("finished", long, long)

@@ -103,11 +103,103 @@ def test_overwrite_that_fails_to_start_restores_the_old_run(tiny, monkeypatch) -
 def test_overwrite_replaces_a_run_once_the_new_one_starts(tiny) -> None:
     cfg = tiny(("train.max_steps", 2), ("name", "r"))
     run_dir = pretrain(cfg)
-    (run_dir / "logs" / "attempt0" / "marker.txt").write_text("old")
+    (run_dir / "config.attempt0.yaml").write_text("{}")  # a file of the old run's, not the new
     pretrain(tiny(("train.max_steps", 3), ("name", "r")), overwrite=True)
     assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
-    assert not (run_dir / "logs" / "attempt0" / "marker.txt").exists()
+    assert not (run_dir / "config.attempt0.yaml").exists()
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["r"]  # the old one is gone
+
+
+def test_overwrite_whose_first_step_turns_nan_keeps_the_old_run(tmp_path: Path, capsys) -> None:
+    """lr=1e38: the first update leaves huge (finite) weights, the next loss is NaN. The
+    default log_every_steps (10) would check it only at the end, after the old run was gone."""
+    runs = tmp_path / "runs"
+    args = ["pretrain", *TINY, "--max-steps", "3", "--run-dir", str(runs), "--name", "good"]
+    assert main(args) == 0
+    old = {p: p.read_bytes() for p in (runs / "good").rglob("*") if p.is_file()}
+    assert main([*args, "--overwrite", "--set", "optim.lr=1e38"]) == 2
+    line = error_line(capsys)
+    assert "NaN/Inf" in line and f"the run it was to replace is back in {runs / 'good'}" in line
+    assert {p: p.read_bytes() for p in (runs / "good").rglob("*") if p.is_file()} == old
+    assert [p.name for p in runs.iterdir()] == ["good"]  # nothing left aside
+
+
+def test_overwrite_with_only_corrupt_images_keeps_the_old_run(tmp_path: Path, capsys) -> None:
+    runs, bad = tmp_path / "runs", tmp_path / "allbad"
+    for label in ("a", "b"):
+        (bad / label).mkdir(parents=True)
+        for i in range(16):
+            (bad / label / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    args = ["pretrain", *TINY, "--max-steps", "2", "--run-dir", str(runs), "--name", "good"]
+    assert main(args) == 0
+    before = (runs / "good" / "checkpoints" / "last.ckpt").read_bytes()
+    assert main([*args, "--overwrite", "--dataset", "folder", "--data-root", str(bad),
+                 "--set", "data.limit=null", "--set", "data.image_size=16"]) == 2
+    assert "can be decoded" in error_line(capsys)
+    assert (runs / "good" / "checkpoints" / "last.ckpt").read_bytes() == before
+    assert [p.name for p in runs.iterdir()] == ["good"]
+
+
+def test_overwrite_refuses_a_lightning_layout_without_the_marker(tmp_path: Path, capsys) -> None:
+    """config.yaml + checkpoints/ is what Lightning and Hydra write too: not taken for a run."""
+    run = tmp_path / "runs" / "theirs"
+    files = {run / "config.yaml": b"model: big\n",
+             run / "checkpoints" / "epoch=99-step=100000.ckpt": b"weeks of training"}
+    for file, data in files.items():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(data)
+    assert main(["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(tmp_path / "runs"),
+                 "--name", "theirs", "--overwrite"]) == 2
+    line = error_line(capsys)
+    assert "is not a tribyol run directory" in line and "epoch=99-step=100000.ckpt" in line
+    assert still_there(files) and sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
+
+
+@pytest.mark.parametrize("added", ["checkpoints/best_by_hand.ckpt", "logs/my_notes.txt",
+                                   "logs/attempt0/plot.png", "tb/notes", "logs/attempt0/mine/"])
+def test_overwrite_refuses_a_run_with_files_added_inside(tiny, added: str) -> None:
+    cfg = tiny(("train.max_steps", 1), ("name", "r"))
+    run_dir = pretrain(cfg)
+    path = run_dir / added.rstrip("/")
+    if added.endswith("/"):
+        path.mkdir()
+        (path / "data.csv").write_text("1,2")
+    else:
+        path.write_text("mine")
+    with pytest.raises(RunDirExistsError, match=f"did not write \\({added}\\)"):
+        pretrain(cfg, overwrite=True)
+    assert path.exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
+    pretrain(tiny(("train.max_steps", 2), ("name", "r")), resume=True)  # resuming deletes nothing
+    assert path.exists()
+
+
+def test_overwrite_refuses_a_link_inside_a_run(tiny, tmp_path: Path) -> None:
+    cfg = tiny(("train.max_steps", 1), ("name", "r"))
+    run_dir = pretrain(cfg)
+    mine = tmp_path / "mine.ckpt"
+    mine.write_text("mine")
+    (run_dir / "checkpoints" / "last.ckpt").unlink()
+    (run_dir / "checkpoints" / "last.ckpt").symlink_to(mine)  # a run's name, not a run's file
+    with pytest.raises(RunDirExistsError, match="checkpoints/last.ckpt"):
+        pretrain(cfg, overwrite=True)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_symlink() and mine.read_text() == "mine"
+
+
+def test_a_name_too_long_for_a_folder_is_one_error_line(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    assert main(["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(runs),
+                 "--name", "é" * 128]) == 2  # 256 bytes
+    assert "at most 255" in error_line(capsys)
+    assert not runs.exists()
+
+
+def test_a_run_with_a_name_of_250_characters_can_be_replaced(tiny) -> None:
+    """Its aside name (.<name>.replaced-<pid>) would be too long; a hashed one is used."""
+    cfg = tiny(("train.max_steps", 1), ("name", "n" * 250))
+    run_dir = pretrain(cfg)
+    pretrain(tiny(("train.max_steps", 2), ("name", "n" * 250)), overwrite=True)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 2
+    assert [p.name for p in run_dir.parent.iterdir()] == [run_dir.name]
 
 
 def test_resume_with_another_method_is_refused_before_anything_is_written(tmp_path, capsys) -> None:

@@ -63,3 +63,67 @@ def test_signal_stops_with_checkpoint_message_and_exit_code(tmp_path: Path, sign
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 32
+
+
+def test_second_ctrl_c_interrupts_at_once_keeping_the_last_checkpoint(tmp_path: Path) -> None:
+    """Ctrl+C twice: the second one ends the run at once, without the checkpoint of this step.
+    Lightning turned it into exit 1 and "failed"; it is exit 130, "interrupted", and the line
+    names the checkpoint a resume continues from."""
+    progress = tmp_path / "progress"
+    cmd = [sys.executable, "-m", "tribyol.cli", *ARGS, "--run-dir", str(tmp_path / "runs"),
+           "--name", "r"]  # a checkpoint every 4 steps
+    proc = subprocess.Popen(cmd, env=child_env(TRIBYOL_TEST_PROGRESS=str(progress),
+                                               TRIBYOL_TEST_PAUSE_AT="5"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(Path(f"{progress}.paused"), proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # the first is recorded; the run would stop after this step
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    run = tmp_path / "runs" / "r"
+    last = run / "checkpoints" / "last.ckpt"
+    lines = [line for line in err.splitlines() if line.startswith("interrupted")]
+    assert lines == [
+        "interrupted by a second SIGINT at step 5, without a checkpoint of that step; the last "
+        f"good checkpoint is {last} (step 4); resume with: {shlex.join(['tribyol', *cmd[3:], '--resume'])}"
+    ], err
+    assert load_checkpoint(last)["global_step"] == 4
+    record = json.loads((run / "run.json").read_text())
+    assert (record["status"], record["checkpoint_step"]) == ("interrupted", 4)
+    assert json.loads((run / "throughput.json").read_text())["status"] == "interrupted"
+    assert not list(run.rglob("*.tmp"))
+    assert "run directory:" not in out
+
+
+# The folder scan (or a download) before training, interrupted: the scan sends the signal to
+# its own process, then waits for it to act.
+SIGNAL_DURING_SCAN = """
+import os, sys, time
+import tribyol.engine.run as run
+
+def scan(cfg):
+    os.kill(os.getpid(), int(sys.argv[1]))
+    time.sleep(60)
+    raise AssertionError("the signal did not stop the scan")
+
+run.load_pretrain_data = scan
+from tribyol.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_before_training_is_one_line_and_exit_code(tmp_path: Path, signum, code) -> None:
+    """Ctrl+C during the folder scan printed a traceback (and SIGTERM killed the process
+    wherever it was): now one line, 128 + the signal, and no run directory."""
+    done = subprocess.run([sys.executable, "-c", SIGNAL_DURING_SCAN, str(int(signum)), *ARGS,
+                           "--run-dir", str(tmp_path / "runs"), "--name", "r"],
+                          env=child_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    name = signal.Signals(signum).name
+    assert done.stderr.strip().splitlines()[-1] == \
+        f"interrupted by {name} before training started; no step was trained"
+    assert not (tmp_path / "runs").exists()

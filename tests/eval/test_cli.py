@@ -41,6 +41,9 @@ def test_eval_commands_append_records(run_dir, tmp_path, capsys):
     assert first["dataset"] == "digits" and first["pretrain_batch_size"] == 16
     assert first["backbone"] == "convnet" and first["test_split"] == "test"
     assert records[2]["label_fraction"] == 0.1
+    # the seeds each record was made with: the test set's, and fine-tuning's (--seed's default)
+    assert [r["params"]["split_seed"] for r in records] == [0, 0, 0, 0]
+    assert records[2]["params"]["finetune_seed"] == records[2]["params"]["options"]["finetune_seed"] == 0
     # digits are near linearly separable even on weak features: a wrong pipeline (labels
     # shuffled against features, train/test mixed up, a broken probe) lands far below these
     assert first["value"] >= 90.0 and records[1]["value"] >= 80.0, [r["value"] for r in records]
@@ -112,10 +115,19 @@ def test_transfer_to_a_folder_carves_its_test_set(run_dir, tmp_path, capsys):
 
 def test_test_carved_from_train(run_dir, tmp_path, capsys):
     store = tmp_path / "r.jsonl"
-    assert main(["eval", "knn", str(run_dir), "--dataset", "digits", "--test-from-train", "0.2",
-                 "--store", str(store), "--no-cache", "--device", "cpu"]) == 0
+    args = ["eval", "knn", str(run_dir), "--dataset", "digits", "--test-from-train", "0.2",
+            "--store", str(store), "--no-cache", "--device", "cpu"]
+    # run_dir pre-trained on 200 digits train images (data.limit, train.seed 0): a limit and a
+    # carve of one seed are nested stratified draws, so every one of them is in the carve
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --test-from-train 0.2 --split-seed 0: 200 of the 287 carved "
+                          "test images of digits") and "drop --test-from-train" in err
+    assert "\n" not in err and not store.exists()
+    assert main([*args, "--random-init"]) == 0  # untrained weights saw no image
     record = json.loads(store.read_text())
-    assert record["test_split"].startswith("carved 0.2") and record["params"]["num_test"] == 287
+    assert record["test_split"] == "carved 0.2 of train (split seed 0)"
+    assert record["params"]["num_test"] == 287 and record["params"]["split_seed"] == 0
 
 
 def test_transfer_keeps_a_folder_targets_own_test_split(run_dir, tmp_path, capsys):

@@ -64,3 +64,41 @@ def test_cache_hits_and_keys_on_weights(tmp_path):
     # disabled cache writes nothing
     off = FeatureCache(tmp_path / "off", enabled=False)
     assert off.features(enc, ds, **common)[2] is None and not (tmp_path / "off").exists()
+
+
+def test_cache_keys_on_the_images_themselves(tmp_path):
+    """Same name, split and count, other pixels or labels (a re-split, a swap): not a hit."""
+    enc = MeanEncoder()
+    cache = FeatureCache(tmp_path)
+    common = dict(name="toy", split="test", image_size=8, mean=(0.0,), std=(1.0,), device="cpu")
+    ds = images()
+    f1, y1, path = cache.features(enc, ds, **common)
+    flipped = TensorImages(ds.images.flip(0).contiguous(), ds.labels)
+    f2, _, path2 = cache.features(enc, flipped, **common)
+    assert path2 != path and torch.equal(f2, f1.flip(0))
+    relabelled = TensorImages(ds.images, (ds.labels + 1) % 3)
+    _, y3, path3 = cache.features(enc, relabelled, **common)
+    assert path3 not in (path, path2) and torch.equal(y3, (y1 + 1) % 3)
+
+
+def test_cache_files_take_the_umask_mode(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        _, _, path = FeatureCache(tmp_path).features(
+            MeanEncoder(), images(), name="toy", split="train", image_size=8, mean=(0.0,),
+            std=(1.0,), device="cpu")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # safetensors alone writes 0600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary left
+
+
+def test_extraction_leaves_out_unlabelled_items():
+    ds = TensorImages(images().images, torch.tensor([0, -1, 1, 2, -1, 0, 1, 2, 0, 1]))
+    feats, labels = extract_features(MeanEncoder(), ds, 8, (0.0,), (1.0,), batch_size=3,
+                                     device="cpu")
+    assert labels.tolist() == [0, 1, 2, 0, 1, 2, 0, 1] and len(feats) == 8
+    assert torch.allclose(feats[:2, 0], torch.tensor([0.0, 40 / 255]))  # item 1 (20) left out

@@ -53,3 +53,48 @@ def test_concat_trains_in_train_mode():
     m(views(3)).loss.backward()
     assert all(p.grad is not None for p in m.backbone.parameters())
     assert all(p.grad is None for p in m.targets[0].parameters())
+
+
+def _freeze_batchnorm(m: torch.nn.Module) -> torch.nn.Module:
+    """Train mode, but every BatchNorm on its running statistics."""
+    m.train()
+    for module in m.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    return m
+
+
+@pytest.mark.parametrize(("name", "n", "options"), [
+    ("byol", 2, {}), ("tribyol", 3, {}), ("tribyol", 3, {"target_policy": "independent-init"}),
+    ("tribyol", 3, {"symmetric": False}), ("tribyol", 4, {"num_views": 4})])
+def test_train_mode_concat_differs_from_separate_passes_only_by_batchnorm(name, n, options):
+    """In train mode BatchNorm normalises one batch of all views (concat) or each view alone:
+    the losses differ. With BatchNorm alone frozen, the rest in train mode, they are equal, so
+    BatchNorm's batch is the only thing concat_views changes."""
+    vs = views(n)
+    separate = make(name, concat_views=False, **options)
+    joined = make(name, concat_views=True, **options)
+    assert separate.training and joined.training
+    a, b = separate(vs).loss.detach(), joined(vs).loss.detach()
+    assert abs(a - b) > 1e-4, (a, b)
+    separate = _freeze_batchnorm(make(name, concat_views=False, **options))
+    joined = _freeze_batchnorm(make(name, concat_views=True, **options))
+    torch.testing.assert_close(separate(vs).loss.detach(), joined(vs).loss.detach())
+
+
+@pytest.mark.parametrize("concat", [False, True])
+def test_train_mode_batchnorm_batch_is_every_view_with_concat(concat):
+    """What ConcatViewsOptions documents: one pass normalises the N * B samples of all views
+    together; separate passes normalise B at a time (online encoder and projector, target)."""
+    m = make("tribyol", concat_views=concat)
+    batches: dict[str, list[int]] = {"online": [], "target": []}
+    for side, nets in (("online", (m.backbone, m.projector)), ("target", (m.targets[0],))):
+        for net in nets:
+            for module in net.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.register_forward_hook(
+                        lambda _m, inputs, _o, side=side: batches[side].append(len(inputs[0])))
+    m(views(3))  # b = 6 per view
+    assert batches["online"] and batches["target"]
+    expected = 18 if concat else 6
+    assert set(batches["online"]) == set(batches["target"]) == {expected}, batches

@@ -34,12 +34,14 @@ def test_loss_equals_byol_when_every_view_is_the_same(name, options):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("name", "options"), MOMENTUM)
-def test_loss_within_a_quarter_of_byol_on_distinct_views(name, options):
+@pytest.mark.parametrize(("name", "options"), [*MOMENTUM, ("tribyol", {"num_views": 4})])
+def test_loss_within_a_tenth_of_byol_on_distinct_views(name, options):
     """On distinct views the terms differ, but each method averages BYOL-scale terms, so the
-    loss stays within 25 % of BYOL's on the same first two views (measured: within 10 %)."""
-    vs = views(3, b=32)
+    loss stays within 10 % of BYOL's on the same first two views. Measured over six view seeds:
+    0.97 to 1.05. A term miscounted by one in four (x 3/4 or 4/3, e.g. a 3-view mean over four
+    terms) lands outside; the old 25 % band let x 3/4 (0.79) pass."""
+    vs = views(4, b=32)
     byol = make("byol")([vs[0], vs[1]]).loss.item()
     m = make(name, **options)
     got = m(vs[: m.num_views]).loss.item()
-    assert 0.75 * byol < got < 1.25 * byol, (got, byol)
+    assert 0.9 * byol < got < 1.1 * byol, (got, byol)

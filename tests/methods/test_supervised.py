@@ -185,3 +185,56 @@ def test_the_context_names_the_backbone_it_needs_weights_for(tmp_path, monkeypat
         cls(MethodContext(net, image_size=224, backbone_name="resnet50"), opts)
     with pytest.raises(FileNotFoundError, match="ImageNet weights for resnet18 not found"):
         cls(MethodContext(net, image_size=224), opts)  # no name: guessed from the layout
+
+
+def test_a_random_stem_supervised_imagenet_run_says_so_in_its_record(tmp_path, capsys):
+    """Issue 20: at <= 64 px conv1/bn1 are random and the max-pool is gone; the method, the
+    export, the store record and the report's row label all name it ``stem: random 3x3``."""
+    from safetensors import safe_open
+
+    from tribyol.methods.supervised import RANDOM_STEM
+    from tribyol.report.tables import build_tables
+    from tribyol.store import read_results
+
+    path, _ = imagenet_file(tmp_path)
+    assert make("supervised-imagenet", "resnet18", channels=1, image_size=32,
+                weights=str(path)).stem == RANDOM_STEM
+    assert make("supervised-imagenet", "resnet18", channels=3, image_size=224,
+                weights=str(path)).stem is None  # ImageNet's own stem: nothing to say
+    runs, store, out = tmp_path / "runs", tmp_path / "r.jsonl", tmp_path / "enc.safetensors"
+    assert main(["pretrain", "--method", "supervised-imagenet", "--dataset", "digits", "--limit",
+                 "16", "--batch-size", "16", "--epochs", "1", "--backbone", "resnet18",
+                 "--accelerator", "cpu", "--precision", "32", "--run-dir", str(runs), "--name",
+                 "sup", "--weights", str(path), "--set", "train.progress_bar=false",
+                 "--set", "train.devices=1"]) == 0
+    assert main(["export", str(runs / "sup"), "--out", str(out)]) == 0
+    with safe_open(str(out), framework="pt") as f:
+        assert f.metadata()["stem"] == RANDOM_STEM
+    for source in (runs / "sup", out):
+        assert main(["eval", "knn", str(source), "--dataset", "digits", "--k", "5", "--device",
+                     "cpu", "--no-cache", "--limit-train", "100", "--limit-test", "100",
+                     "--store", str(store)]) == 0
+    records = read_results(store)
+    assert [r["pretrain_stem"] for r in records] == [RANDOM_STEM, RANDOM_STEM]
+    assert all(r["pretrain_settings"]["model"]["stem"] == RANDOM_STEM for r in records)
+    knn = next(t for t in build_tables(records) if t.title.startswith("kNN"))
+    assert "| ImageNet (supervised) (stem: random 3x3) |" in knn.markdown()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_unsafe_imagenet_file_is_refused_without_advice_to_load_it_anyway(tmp_path):
+    from tribyol.errors import CheckpointError
+    from tribyol.methods.supervised import load_imagenet_weights
+
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "x": _Payload()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_imagenet_weights(torchvision.models.resnet18(), path)
+    message = str(info.value)
+    assert "GLOBAL print" in message and "never loads such a file" in message
+    # torch's own text advises weights_only=False "if you trust the source": never ours to give
+    assert "weights_only" not in message and "trust" not in message, message

@@ -184,3 +184,26 @@ def test_tsne_legend_names_the_classes(tmp_path, monkeypatch):
               "params": {"features_file": str(path)}}
     report_cli.tsne_plots([record], tmp_path, max_plots=1, points=10)
     assert seen["class_names"] == ["cat", "dog"]
+
+
+def test_report_out_that_cannot_be_written_is_one_error_line(tmp_path, capsys, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    store = tmp_path / "r.jsonl"
+    write_store(store)
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "report"  # a file in the way (tests run as root)
+    assert main(["report", "--store", str(store), "--out", str(out), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot write the report to --out {out} (Not a directory); pick "
+                   "another folder with --out\n")
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    assert main(["report", "--store", str(store), "--out", str(tmp_path / "ro")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write the report") and "Read-only" in err
+    assert "Traceback" not in err

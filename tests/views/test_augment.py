@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import pytest
 import torch
@@ -281,3 +282,81 @@ def test_colour_rates_per_image_match_their_probabilities() -> None:
     # jitter draws a factor in [0.6, 1.4]; grey images change their sum too, so count jitter
     # among the colour images only
     within_sampling_error(brightness[~grey], 0.8)
+
+
+# -- the recipe's numbers, as documented (config.ViewsConfig, docs/methods.md, augment.py) ------
+
+
+def test_recipe_defaults_are_byols() -> None:
+    """BYOL's table 6, as ViewsConfig documents it (and docs/methods.md: jitter 0.8, grayscale
+    0.2, crops down to 8 %)."""
+    cfg = ViewsConfig()
+    assert (cfg.jitter_p, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue) == (
+        0.8, 0.4, 0.4, 0.2, 0.1)
+    assert cfg.grayscale_p == 0.2 and cfg.crop_scale == (0.08, 1.0) and cfg.flip_p == 0.5
+    assert cfg.blur_sigma == (0.1, 2.0) and cfg.solarize_p == [0.0, 0.2]
+
+
+N = 4000  # samples per strength check: the extremes land within 0.1 % of each end
+
+
+def _drawn(factors: torch.Tensor, low: float, high: float) -> None:
+    """Every factor in [low, high], and the draws reach both ends (a uniform over the range)."""
+    assert factors.min() >= low - 1e-5 and factors.max() <= high + 1e-5, (factors.min(), factors.max())
+    span = high - low
+    assert factors.min() < low + 0.01 * span and factors.max() > high - 0.01 * span
+    assert abs(factors.mean() - (low + high) / 2) < 0.02 * span
+
+
+def test_jitter_strengths_are_the_ranges_drawn() -> None:
+    """Each strength s draws a factor from [1 - s, 1 + s] (hue: a turn in [-s, s]); measured on
+    images where the op alone is visible, with the other ops off."""
+    def jitter(x, **strength):
+        s = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0, **strength}
+        return augment.color_jitter(x, gen(), 1.0, **s)
+
+    gray = torch.full((N, 3, 2, 2), 0.5)
+    _drawn(jitter(gray, brightness=0.4)[:, 0, 0, 0] / 0.5, 0.6, 1.4)
+    halves = torch.full((N, 3, 2, 2), 0.25)
+    halves[:, :, 1] = 0.75  # mean 0.5, gray: contrast scales the distance from it
+    _drawn((jitter(halves, contrast=0.4)[:, 0, 1, 0] - 0.5) / 0.25, 0.6, 1.4)
+    colour = torch.tensor([0.6, 0.4, 0.5]).view(1, 3, 1, 1).expand(N, 3, 2, 2).contiguous()
+    luma = augment.grayscale(colour)
+    out = jitter(colour, saturation=0.2)
+    _drawn(((out - augment.grayscale(out))[:, 0] / (colour - luma)[:, 0]).flatten(0)[::4], 0.8, 1.2)
+    to_yiq, _ = augment._yiq_matrices(torch.device("cpu"), torch.float32)
+    before = torch.einsum("ij,bjhw->bihw", to_yiq, colour)[:, :, 0, 0]
+    after = torch.einsum("ij,bjhw->bihw", to_yiq, jitter(colour, hue=0.1))[:, :, 0, 0]
+    torch.testing.assert_close(after[:, 0], before[:, 0])  # the luma stays
+    turn = (torch.atan2(after[:, 2], after[:, 1]) - torch.atan2(before[:, 2], before[:, 1]))
+    _drawn(torch.remainder(turn + math.pi, 2 * math.pi) / (2 * math.pi) - 0.5, -0.1, 0.1)
+
+
+def _impulse(size: int, n: int = 1) -> torch.Tensor:
+    x = torch.zeros(n, 1, size, size)
+    x[:, :, size // 2, size // 2] = 1.0
+    return x
+
+
+@pytest.mark.parametrize(("side", "kernel"), [(224, 23), (96, 11), (64, 7), (32, 3), (16, 3)])
+def test_blur_kernel_is_a_tenth_of_the_side(side, kernel) -> None:
+    """augment.gaussian_blur: a kernel of ~10 % of the side, odd, at least 3 (BYOL's 23 px at
+    224): an impulse spreads over exactly ``kernel`` pixels per axis, and no farther."""
+    row = augment.gaussian_blur(_impulse(side), gen(), 1.0, sigma=(2.0, 2.0))[0, 0, side // 2]
+    reach = kernel // 2
+    centre = side // 2
+    assert (row[centre - reach:centre + reach + 1] > 0).all()
+    assert row[:centre - reach].abs().max() == 0 and row[centre + reach + 1:].abs().max() == 0
+
+
+def test_blur_sigma_is_drawn_from_its_range() -> None:
+    """sigma ~ U(0.1, 2.0) per image: the spread of each blurred impulse (its std, which for a
+    kernel of 23 px is sigma itself up to truncation) covers the range and never leaves it."""
+    n, side = 2000, 224
+    row = augment.gaussian_blur(_impulse(side, n), gen(), 1.0, sigma=(0.1, 2.0))[:, 0, side // 2]
+    row = row / row.sum(dim=1, keepdim=True)
+    offsets = torch.arange(side, dtype=torch.float32) - side // 2
+    sigma = (row * offsets**2).sum(dim=1).sqrt()
+    assert sigma.max() <= 2.0 + 1e-3 and sigma.max() > 1.97
+    assert sigma.min() < 0.4  # a sigma of 0.1 leaves the impulse nearly whole (std ~0)
+    assert abs(float((sigma > 1.05).float().mean()) - 0.5) < 0.05  # half above the midpoint

@@ -7,7 +7,9 @@ batch is one fancy-index for in-memory data, with no per-sample Python. Label -1
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
+import os
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +28,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NATIVE_SIZE_SAMPLE = 64  # images whose sizes give a folder's native size (``native_size``)
+
+
+def class_map(own: Sequence[str], classes: Sequence[str]) -> list[int]:
+    """Each of ``own``'s class names -> its index in ``classes`` (``KeyError`` if absent)."""
+    index = {str(c): i for i, c in enumerate(classes)}
+    return [index[str(c)] for c in own]
 
 
 class TensorImages(Dataset):
@@ -68,6 +76,25 @@ class TensorImages(Dataset):
     def subset(self, indices: Tensor) -> TensorImages:
         indices = torch.as_tensor(indices, device=self.images.device)
         return TensorImages(self.images[indices], self.labels[indices], self.classes, self.info)
+
+    def with_classes(self, classes: Sequence[str]) -> TensorImages:
+        """The same images labelled by where their class names are in ``classes`` (which must
+        hold every class of this set): a test split scored against train's classes."""
+        lut = torch.tensor(class_map(self.classes, classes), dtype=torch.long,
+                           device=self.labels.device)
+        known = self.labels >= 0
+        labels = torch.where(known, lut[self.labels.clamp(min=0)], self.labels)
+        return TensorImages(self.images, labels, classes, self.info)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the pixels, labels and class names: what cached features are keyed on."""
+        digest = hashlib.sha256("|".join(map(str, self.classes)).encode())
+        for tensor in (self.images, self.labels):
+            t = tensor.detach().cpu().contiguous()
+            digest.update(f"|{t.dtype}|{tuple(t.shape)}|".encode())
+            if t.numel():
+                digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer, no copy
+        return digest.hexdigest()
 
 
 def resize_and_center_crop(image, resize: int, crop: int):
@@ -152,8 +179,11 @@ class FolderImages(Dataset):
 
     Each image is resized (shorter side to ``resize``) and centre-cropped to ``image_size`` on
     load; random crops and colour happen later, batched on the device. Corrupt files are
-    skipped (replaced by the next good image in the set, and logged with their names) or, with
-    ``bad_images="error"``, raise ``BadImageError`` naming the file.
+    skipped (replaced by the next good image in the set, and logged with their names: for
+    pre-training, which needs no labels), with ``bad_images="drop"`` (evaluation) returned as
+    a blank image labelled -1, unlabelled, so that they are left out rather than scored as a
+    copy of another image, or, with ``bad_images="error"``, raise ``BadImageError`` naming the
+    file.
     """
 
     def __init__(
@@ -181,6 +211,32 @@ class FolderImages(Dataset):
         picked.labels = torch.tensor([label for _, label in picked.samples], dtype=torch.long)
         picked.bad_files = self.bad_files  # one record of corrupt files for both
         return picked
+
+    def with_classes(self, classes: Sequence[str]) -> FolderImages:
+        """The same files labelled by where their class folders' names are in ``classes``
+        (which must hold every class of this folder): ``test/`` scored against ``train/``'s
+        classes, whichever class folders either lacks."""
+        lut = class_map(self.classes, classes)
+        picked = copy.copy(self)
+        picked.samples = [(path, lut[label]) for path, label in self.samples]
+        picked.labels = torch.tensor([label for _, label in picked.samples], dtype=torch.long)
+        picked.classes = list(classes)
+        return picked
+
+    def fingerprint(self) -> str:
+        """SHA-256 over each file's path, label, size, mtime and inode (and the decoding
+        settings): a file edited, replaced, added, removed, or moved or swapped into another
+        class changes it, without an image being decoded."""
+        digest = hashlib.sha256(
+            f"{self.image_size}|{self.resize}|{self.channels}|{'|'.join(self.classes)}\n".encode())
+        for path, label in self.samples:
+            try:
+                st = os.stat(path)
+                stat = f"{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+            except OSError:
+                stat = "unreadable"
+            digest.update(f"{path}|{label}|{stat}\n".encode())
+        return digest.hexdigest()
 
     def native_size(self, sample: int = NATIVE_SIZE_SAMPLE) -> int | None:
         """Median shorter side of ``sample`` images spread evenly over the set (headers only).
@@ -218,7 +274,8 @@ class FolderImages(Dataset):
         return data.view(self.image_size, self.image_size, self.channels).permute(2, 0, 1)
 
     def load(self, i: int) -> tuple[Tensor, int]:
-        """Decode image ``i``; in skip mode a corrupt one is replaced by the next good one."""
+        """Decode image ``i``; in skip mode a corrupt one is replaced by the next good one, in
+        drop mode by a blank image labelled -1."""
         for attempt in range(len(self.samples)):
             j = (i + attempt) % len(self.samples)
             try:
@@ -233,6 +290,10 @@ class FolderImages(Dataset):
                     self.bad_files.add(name)
                     log.warning("skipping corrupt image %s (%d skipped so far)",
                                 name, len(self.bad_files))
+                if self.bad_images == "drop":
+                    blank = torch.zeros((self.channels, self.image_size, self.image_size),
+                                        dtype=torch.uint8)
+                    return blank, -1
         raise BadImageError(f"no image under {self.root} can be decoded")
 
     def __getitem__(self, index: int | Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:

@@ -8,16 +8,19 @@ upscales the images by more than ``UPSCALE_WARNING`` is kept, with a warning.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tribyol.channels import channel_stats
 from tribyol.config import RunConfig
 from tribyol.data.images import FolderImages
 from tribyol.data.registry import get_spec, load_split
-from tribyol.data.subsets import limit_dataset
+from tribyol.data.subsets import SUBSET_MANIFEST, limit_dataset
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +87,26 @@ class DataInfo:
     num_train_images: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # Where the images came from, so evaluation can refuse a test carve they overlap
+    # (``pretrain_source``): {"root": the resolved data.root, "subset": its subset.json or None}.
+    # None in checkpoints from before it was recorded.
+    source: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DataInfo:
         """From the plain dict a checkpoint's hyper-parameters hold (lists for tuples)."""
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def pretrain_source(cfg: RunConfig) -> dict[str, Any]:
+    """The resolved ``data.root`` and the manifest of the pre-training subset it holds, if any
+    (``SUBSET_MANIFEST``, written by ``eval.splits.pretrain_subset``: the carve it lies outside)."""
+    root = Path(cfg.data.root).expanduser().resolve()
+    subset = None
+    # no subset folder (or an unreadable manifest: nothing to vouch for its carve)
+    with contextlib.suppress(OSError, ValueError):
+        subset = json.loads((root / SUBSET_MANIFEST).read_text())
+    return {"root": str(root), "subset": subset if isinstance(subset, dict) else None}
 
 
 def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:
@@ -110,4 +128,5 @@ def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:
         num_train_images=len(dataset),
         mean=tuple(mean),
         std=tuple(std),
+        source=pretrain_source(cfg),
     )

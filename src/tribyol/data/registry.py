@@ -22,6 +22,7 @@ import torch
 from tribyol.data import ucmerced
 from tribyol.data.images import FolderImages, TensorImages
 from tribyol.errors import DatasetNotFoundError
+from tribyol.fields import option_name
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,8 @@ def _expected_files(cls_name: str, split: str) -> tuple[str, list[str]]:
 def _not_found(name: str, path: Path, err: Exception, expected: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"{name} not found: looked in {path} for {expected} ({err}). Put the files there, point "
-        f"--data-root at the folder that holds them, or pass --download to fetch them "
-        f"(needs internet)."
+        f"{option_name('--data-root')} at the folder that holds them, or pass "
+        f"{option_name('--download')} to fetch them (needs internet)."
     )
 
 
@@ -98,9 +99,22 @@ def _unreadable(name: str, path: Path, err: Exception) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"{name}: the files in {path} are there but cannot be read ({err}); they are probably "
         f"truncated, corrupt or not the official files (CIFAR, SVHN and STL-10 must match "
-        f"their md5 sums). Pass --download to fetch them again (needs internet), or replace "
-        f"them."
+        f"their md5 sums). Pass {option_name('--download')} to fetch them again (needs "
+        f"internet), or replace them."
     )
+
+
+def _gzipped_idx(root: Path, cls_name: str) -> Path | None:
+    """The MNIST family's raw folder when it holds the original ``.gz`` files but not the
+    unpacked ones torchvision reads (a copy of the archives as published); else None. Those are
+    read as they are: torchvision would call them missing, or unpack them only with download."""
+    if cls_name not in _MNIST_FAMILY:
+        return None
+    folder = root / cls_name / "raw"
+    missing = [f for f in _MNIST_FILES if not (folder / f).is_file()]
+    if missing and all((folder / f"{f}.gz").is_file() for f in missing):
+        return folder
+    return None
 
 
 def _torchvision(cls_name: str, layout: str) -> Callable[..., TensorImages]:
@@ -111,6 +125,12 @@ def _torchvision(cls_name: str, layout: str) -> Callable[..., TensorImages]:
 
         cls = getattr(tvd, cls_name)
         root = Path(root)
+        gzipped = _gzipped_idx(root, cls_name)
+        if gzipped is not None and not download:
+            try:
+                return _read_idx_folder(gzipped, split, tuple(cls.classes))
+            except (OSError, ValueError, EOFError) as err:
+                raise _unreadable(cls_name, gzipped, err) from err
         if cls_name in ("SVHN", "STL10"):
             kwargs: dict[str, Any] = {"split": split}
         else:
@@ -124,8 +144,9 @@ def _torchvision(cls_name: str, layout: str) -> Callable[..., TensorImages]:
             missing = [f for f in files if not (folder / f).is_file()]
             if download:
                 raise DatasetNotFoundError(
-                    f"{cls_name}: --download could not fetch the files into {folder} ({err}). "
-                    f"Check the internet connection, or put {', '.join(missing or files)} "
+                    f"{cls_name}: {option_name('--download')} could not fetch the files into "
+                    f"{folder} ({err}). Check the internet connection, or put "
+                    f"{', '.join(missing or files)} "
                     f"there by hand."
                 ) from err
             if missing:
@@ -188,7 +209,8 @@ def read_fashionmnist(
 
     sub, files = _expected_files("FashionMNIST", split)
     own = Path(root) / sub
-    have_own = all((own / f).is_file() for f in files)
+    have_own = (all((own / f).is_file() for f in files)
+                or _gzipped_idx(Path(root), "FashionMNIST") is not None)
     if have_own or download or not DEBIAN_FASHION_MNIST.is_dir():
         try:
             return _read_fashionmnist_torchvision(root, split, download)
@@ -205,8 +227,9 @@ def read_fashionmnist(
         raise DatasetNotFoundError(
             f"FashionMNIST not found: looked in {own} for {', '.join(files)}, and Debian's copy "
             f"in {DEBIAN_FASHION_MNIST} cannot be read ({err}). Put the files in {own}, point "
-            f"--data-root at the folder that holds FashionMNIST/raw, reinstall "
-            f"dataset-fashion-mnist, or pass --download to fetch them (needs internet)."
+            f"{option_name('--data-root')} at the folder that holds FashionMNIST/raw, reinstall "
+            f"dataset-fashion-mnist, or pass {option_name('--download')} to fetch them (needs "
+            f"internet)."
         ) from err
     log.info("FashionMNIST: %s has no files; reading Debian's copy in %s", own,
              DEBIAN_FASHION_MNIST)
@@ -242,8 +265,8 @@ def read_folder(
     root = Path(root)
     if not root.is_dir():
         raise DatasetNotFoundError(
-            f"image folder {root} does not exist. Point --data-root at a folder laid out as "
-            f"ROOT/<class>/<images> or ROOT/train/<class>/<images> (+ ROOT/test/...)."
+            f"image folder {root} does not exist. Point {option_name('--data-root')} at a folder "
+            f"laid out as ROOT/<class>/<images> or ROOT/train/<class>/<images> (+ ROOT/test/...)."
         )
     base = split.split("+")[0]
     folder = root / base if (root / base).is_dir() else root
@@ -315,4 +338,10 @@ def load_split(
     spec = get_spec(name)
     if split == "pretrain":
         split = spec.pretrain_split
+    where = Path(root)
+    if spec.reader is not read_digits and where.exists() and not where.is_dir():
+        # Else each reader says "not found" about a path that is there.
+        raise DatasetNotFoundError(
+            f"{option_name('--data-root')} {root} is a file, not a folder; point it at the "
+            f"folder that holds the {name} files")
     return spec.reader(root, split, download=download, **options)

@@ -76,3 +76,28 @@ def limit_dataset(dataset: Any, limit: int | None, seed: int) -> Any:
     if limit is None or limit >= len(dataset):
         return dataset
     return dataset.subset(limit_indices(dataset.labels, limit, seed))
+
+
+# The file a pre-training subset folder records what it was drawn for (``pretrain_subset``).
+SUBSET_MANIFEST = "subset.json"
+
+
+def outside_carve(labels: Tensor, per_class: int, test_fraction: float, seed: int = 0) -> Tensor:
+    """Sorted indices of up to ``per_class`` items per class, taken in index order from outside
+    the test split that ``tribyol eval --test-from-train test_fraction --split-seed seed``
+    carves from ``labels``: the images of a pre-training subset (``eval.splits.pretrain_subset``).
+
+    A pure function of (labels, per_class, test_fraction, seed), so evaluation can redraw the
+    subset to count which of its images a different carve would score.
+    """
+    labels = torch.as_tensor(labels).long().cpu()
+    outside = torch.ones(len(labels), dtype=torch.bool)
+    outside[stratified_sample(labels, float(test_fraction), seed)] = False  # eval's carve
+    taken: dict[int, int] = {}
+    picked = []
+    for i in outside.nonzero().flatten().tolist():
+        label = int(labels[i])
+        if label >= 0 and taken.get(label, 0) < per_class:
+            taken[label] = taken.get(label, 0) + 1
+            picked.append(i)
+    return torch.tensor(picked, dtype=torch.long)

@@ -4,6 +4,7 @@ of a batch, with the EMA step, an online probe and collapse monitors."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,11 @@ from tribyol.nets import build_backbone
 from tribyol.nets.sync_bn import convert_to_global_bn
 from tribyol.resolve import ResolvedRun, resolve_run
 from tribyol.views import MultiViewAugment
+
+# Lightning's advice for an epoch shorter than log_every_steps; untrue here, since the run's
+# last step is always logged (on_train_batch_start).
+warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than "
+                        r"the logging interval")
 
 
 def collapse_std(z: Tensor) -> Tensor:
@@ -230,6 +236,17 @@ class PretrainModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._total_steps = int(self.trainer.estimated_stepping_batches)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # The run's last optimizer step is a log step too, wherever log_every_steps falls (a
+        # run shorter than it wrote no metrics.csv). Lightning writes a step's metrics, and
+        # saves its loggers, when should_stop is set; the loop ends after this step anyway.
+        trainer = self.trainer
+        accumulate = max(1, trainer.accumulate_grad_batches)
+        ends_step = ((batch_idx + 1) % accumulate == 0
+                     or batch_idx + 1 == trainer.num_training_batches)
+        if ends_step and 0 < self._total_steps <= trainer.global_step + 1:
+            trainer.should_stop = True
 
     # -- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -15,9 +17,16 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from tribyol.checkpoints import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint, read_checkpoint
+from tribyol.checkpoints import (
+    CHECKPOINT_NAME,
+    PREVIOUS_NAME,
+    describe_kept,
+    load_checkpoint,
+    read_checkpoint,
+)
 from tribyol.config import RunConfig
 from tribyol.data import TensorImages
+from tribyol.data.check import check_before_training
 from tribyol.data.pretrain import DataInfo, data_info_for, load_pretrain_data
 from tribyol.engine.callbacks import (
     AtomicCheckpoint,
@@ -26,12 +35,15 @@ from tribyol.engine.callbacks import (
     RunRecord,
     StopOnSignal,
     Throughput,
+    disk_error,
 )
 from tribyol.engine.loader import BatchLoader, EpochBatches
 from tribyol.engine.module import PretrainModule, uses_cuda
 from tribyol.engine.monitor import knn_monitor
 from tribyol.engine.rundir import (
+    LOCK_NAME,
     Replacement,
+    RunLock,
     check_checkpoint_fits,
     check_is_run,
     check_resume_config,
@@ -40,7 +52,15 @@ from tribyol.engine.rundir import (
     record_config,
     write_marker,
 )
-from tribyol.errors import CheckpointError, ConfigError, NonFiniteLossError, RunDirExistsError, RunStopped
+from tribyol.engine.summary import RunSummary
+from tribyol.errors import (
+    CheckpointError,
+    ConfigError,
+    DiskWriteError,
+    NonFiniteLossError,
+    RunDirExistsError,
+    RunStopped,
+)
 from tribyol.resolve import resolve_run
 
 log = logging.getLogger(__name__)
@@ -100,7 +120,10 @@ def is_secondary_rank() -> bool:
 
 def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
     """Validate the run directory for this start, touching nothing; returns whether it holds a run."""
-    exists = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    # A folder holding only a lock is a run that another process is starting (or one killed
+    # before it wrote anything): the lock decides, in claim_new_run_dir.
+    exists = run_dir.exists() and (not run_dir.is_dir()
+                                   or any(p.name != LOCK_NAME for p in run_dir.iterdir()))
     if is_secondary_rank():
         return exists
     if resume and not exists:
@@ -116,6 +139,21 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
     if exists:
         check_is_run(run_dir, "resume" if resume else "replace")
     return exists
+
+
+def claim_new_run_dir(run_dir: Path, lock: RunLock) -> None:
+    """Make and lock the folder of a new run; refuse it if another run got there first.
+
+    Two runs started together both find no folder: the lock lets one in, and the other, once
+    it holds the lock, finds the first one's files and stops before writing any of its own.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock.acquire()
+    if any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+        raise RunDirExistsError(
+            f"run directory {run_dir} was made by another run while this one started. Pass "
+            "--resume to continue it, --overwrite to replace it, or --name to start a new one."
+        )
 
 
 def select_resume_checkpoint(run_dir: Path) -> Path | None:
@@ -328,10 +366,30 @@ def resolved_config(cfg: RunConfig, info: DataInfo) -> RunConfig:
     return dataclasses.replace(cfg, data=data)
 
 
-def _true_nan_message(err: NonFiniteLossError, run_dir: Path) -> NonFiniteLossError:
-    """The module cannot know whether a checkpoint exists; say which one is kept, if any."""
+def _disk_error_message(err: OSError, run_dir: Path, restored: bool,
+                        resume_command: str | None) -> DiskWriteError:
+    """A full or read-only disk mid-run: one line naming the file, the reason and the last good
+    checkpoint (no traceback); the write that failed left no temporary file behind."""
+    target = re.sub(r"(^|/)\.([^/]+?)(?:\.[0-9a-f]{12})?\.tmp$", r"\1\2", str(err.filename or ""))
+    what = f"cannot write {target}" if target else "cannot write to the disk"
+    if restored:
+        kept = f"the run it was to replace is back in {run_dir}, untouched"
+    else:
+        kept = describe_kept(run_dir / "checkpoints")
+    fix = ("free some space on that disk (or move the run to a larger one)" if err.errno in
+           (errno.ENOSPC, errno.EDQUOT) else "make that folder writable")
+    again = f"resume with: {resume_command}" if resume_command else "resume with --resume"
+    return DiskWriteError(f"{what}: {err.strerror or err}; {kept}. To go on, {fix}, then {again}")
+
+
+def _true_nan_message(err: NonFiniteLossError, run_dir: Path,
+                      restored: bool = False) -> NonFiniteLossError:
+    """The module cannot know whether a checkpoint exists; say which one is kept, if any
+    (``restored``: the run that ``--overwrite`` was to replace is back)."""
     last = run_dir / "checkpoints" / CHECKPOINT_NAME
-    if last.exists():
+    if restored:
+        kept = f"the run it was to replace is back in {run_dir}, untouched"
+    elif last.exists():
         try:
             step = load_checkpoint(last).get("global_step")
             kept = f"the last good checkpoint ({last}, step {step}) is kept"
@@ -359,10 +417,31 @@ def build_module(cfg: RunConfig, info: DataInfo) -> PretrainModule:
 
 def pretrain(
     cfg: RunConfig,
-    resume: bool = False,
+    resume: bool | str | Path = False,
     overwrite: bool = False,
     extra_callbacks: list | None = None,
     resume_command: str | None = None,
+) -> Path:
+    """Run (or resume) a pre-training; returns the run directory (``_pretrain`` says how).
+
+    The run directory's lock (``RunLock``, ``.tribyol.lock``) is held from the moment the
+    directory is known until the run ends, however it ends: a second process is refused.
+    """
+    locks: list[RunLock] = []
+    try:
+        return _pretrain(cfg, resume, overwrite, extra_callbacks, resume_command, locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _pretrain(
+    cfg: RunConfig,
+    resume: bool | str | Path,
+    overwrite: bool,
+    extra_callbacks: list | None,
+    resume_command: str | None,
+    locks: list[RunLock],
 ) -> Path:
     """Run (or resume) a pre-training; returns the run directory.
 
@@ -370,7 +449,7 @@ def pretrain(
     and its config on resume) before anything is written. ``overwrite`` replaces an existing
     run only if it is one of ours, and only once the new run has started. SIGTERM / SIGINT stop
     the run with a checkpoint and raise ``RunStopped``, whose message ends with
-    ``resume_command``.
+    ``resume_command``. ``resume`` as a path resumes that run folder (``--resume RUN_DIR``).
     """
     secondary = is_secondary_rank()
     check_hardware(cfg)
@@ -384,7 +463,17 @@ def pretrain(
             "lower train.batch_size or add data"
         )
     run_dir = Path(cfg.run_dir) / run_name(cfg, len(dataset))
+    if isinstance(resume, (str, Path)):  # that folder, whatever name the config would give
+        run_dir, resume = Path(resume), True
     exists = check_run_dir(run_dir, resume, overwrite)
+    lock = RunLock(run_dir)
+    locks.append(lock)
+    if exists and not secondary:
+        # Before its checkpoint is read (a broken one is moved aside) or anything is written:
+        # a run still training there, or a second --resume or --overwrite of it, is refused.
+        lock.acquire()
+    if not secondary:  # data.bad_images=error: every image decoded once, before any step
+        check_before_training(dataset, cfg.data.bad_images)
     info = data_info_for(cfg, dataset)
     ckpt, mapped, changes = None, None, {}
     if resume:
@@ -404,16 +493,20 @@ def pretrain(
     replace = exists and overwrite and not secondary
     commit = _CommitReplacement()
     callbacks: list = [*monitors, *(extra_callbacks or []), commit,
-                       RunRecord(run_dir, {"method": cfg.method["name"], "dataset": cfg.data.dataset})]
+                       RunRecord(run_dir, {"method": cfg.method["name"], "dataset": cfg.data.dataset}),
+                       RunSummary(run_dir, cfg, info)]
     # The Trainer checks strategy, devices and precision; it writes nothing until fit.
     trainer = build_trainer(cfg, run_dir, callbacks)
 
     # Validated: from here on, files are written.
-    replacement = commit.replacement = Replacement(run_dir) if replace else None
+    replacement: Replacement | None = None
     stop = None
     try:
+        if replace:
+            replacement = commit.replacement = Replacement(run_dir, lock)
+        elif not secondary and not lock.held:
+            claim_new_run_dir(run_dir, lock)
         if not secondary:
-            run_dir.mkdir(parents=True, exist_ok=True)
             record_config(run_dir, cfg, changes)
             write_marker(run_dir, name=run_dir.name, status="starting",
                          resume_command=resume_command, batch_size=cfg.train.batch_size,
@@ -429,15 +522,20 @@ def pretrain(
             ckpt_path=str(ckpt) if ckpt is not None else None,
             weights_only=True,
         )
-    except SIGTERMException:
-        # Lightning's own SIGTERM path (at an epoch end): the epoch's checkpoint is on disk.
-        assert stop is not None
-        raise RunStopped(stop.signum or 15, trainer.global_step, resume_command) from None
-    except NonFiniteLossError as err:
-        raise _true_nan_message(err, run_dir) from None
-    except BaseException:
         if replacement is not None:
-            replacement.restore()
+            replacement.commit()  # a run that made no step (if Lightning had nothing to do)
+    except BaseException as err:
+        # Before the new run's first good step, a failure of any kind puts the old run back.
+        restored = replacement is not None and replacement.restore()
+        if isinstance(err, SIGTERMException):
+            # Lightning's own SIGTERM path (at an epoch end): the epoch's checkpoint is on disk.
+            assert stop is not None
+            raise RunStopped(stop.signum or 15, trainer.global_step, resume_command) from None
+        if isinstance(err, NonFiniteLossError):
+            raise _true_nan_message(err, run_dir, restored) from None
+        disk = disk_error(err) if isinstance(err, Exception) else None
+        if disk is not None and not isinstance(err, DiskWriteError):
+            raise _disk_error_message(disk, run_dir, restored, resume_command) from None
         raise
     finally:
         if stop is not None:
@@ -446,10 +544,24 @@ def pretrain(
 
 
 class _CommitReplacement(L.Callback):
-    """Deletes the replaced run, if any, once the new one has started (its first step is next)."""
+    """Deletes the replaced run, if any, once the new run's first optimizer step has succeeded:
+    its batches decoded, and the loss computed with its weights (the next step's) and the
+    weights checked finite here; the module checks only every ``train.log_every_steps``
+    steps. Until then, a failure puts the old run back (a run of one step: at its end)."""
 
     replacement: Replacement | None = None
+    _first_step = 0
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if self.replacement is not None:
+        self._first_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        # A too-high learning rate leaves finite but huge weights after the first update: the
+        # loss turns NaN on the next forward pass, so that step is waited for too.
+        if self.replacement is None or trainer.global_step < self._first_step + 2:
+            return
+        if hasattr(module, "check_finite"):
+            module.check_finite()  # every rank: each raises alike on NaN weights
+        if trainer.is_global_zero:
             self.replacement.commit()
+        self.replacement = None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +24,8 @@ from tribyol.eval.options import (
     LinearOptions,
     TransferOptions,
 )
-from tribyol.fields import add_flags, did_you_mean
-from tribyol.store import append_result
+from tribyol.fields import add_flags, did_you_mean, option_value
+from tribyol.store import append_result, make_record
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +54,15 @@ def check_device(device: str | None) -> None:
     kind, index = match[1], match[2]
     if kind == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        _check(count > 0, f"--device {device}: CUDA is not available on this machine "
-                          f"(torch {torch.__version__}); use --device cpu")
+        _check(count > 0, f"{option_value('--device', device)}: CUDA is not available on this "
+                          f"machine (torch {torch.__version__}); use {option_value('--device', 'cpu')}")
         _check(index is None or int(index) < count,
-               f"--device {device}: this machine has {count} CUDA device(s), "
+               f"{option_value('--device', device)}: this machine has {count} CUDA device(s), "
                f"cuda:0 to cuda:{count - 1}")
     if kind == "mps":
         _check(torch.backends.mps.is_available(),
-               f"--device {device}: MPS is not available on this machine; use --device cpu")
+               f"{option_value('--device', device)}: MPS is not available on this machine; use "
+               f"{option_value('--device', 'cpu')}")
 
 
 def check_imagenet_options(args: argparse.Namespace) -> None:
@@ -115,10 +119,23 @@ def check_paths(args: argparse.Namespace) -> None:
                f"--store {args.store!r} must be a file (JSON lines), not a folder or empty")
         _check(_creatable(store.parent), f"--store {args.store}: its folder {store.parent} cannot "
                "be made (a file is in the way?); pick another path")
+        _check(_writable(store), f"--store {args.store} cannot be written (read-only, or no "
+               "permission); pick another path, or pass --no-store")
     if not args.no_cache and args.cache_dir is not None:
         folder = Path(args.cache_dir)
         _check(bool(args.cache_dir.strip()) and not folder.is_file() and _creatable(folder),
                f"--cache-dir {args.cache_dir!r} must be a folder (made if missing); pick another")
+        # the default folder (under ~) is not checked: one that cannot be written is skipped
+        _check(_writable(folder), f"--cache-dir {args.cache_dir} cannot be written (read-only, "
+               "or no permission); pick another folder, or pass --no-cache")
+
+
+def _writable(path: Path) -> bool:
+    """``path`` can be written, or made in the nearest folder that exists on its way."""
+    for part in [path, *path.parents]:
+        if part.exists():
+            return os.access(part, os.W_OK | (os.X_OK if part.is_dir() else 0))
+    return True
 
 
 def _creatable(folder: Path) -> bool:
@@ -148,7 +165,7 @@ class Loaded:
 
 def _setup(args: argparse.Namespace, check: Callable[[Any, str], None] | None = None) -> Loaded:
     """Options checked, the source loaded, ``check(src, dataset)`` run, then the data read."""
-    from tribyol.eval.common import load_eval_data, load_source
+    from tribyol.eval.common import check_carve_unseen, load_eval_data, load_source
     from tribyol.eval.features import FeatureCache
     from tribyol.eval.splits import check_test_size
 
@@ -164,9 +181,10 @@ def _setup(args: argparse.Namespace, check: Callable[[Any, str], None] | None = 
     data = load_eval_data(
         name, args.data_root, image_size=src.image_size, channels=src.in_channels,
         test_from_train=args.test_from_train, limit_train=args.limit_train,
-        limit_test=args.limit_test, seed=args.seed, download=args.download,
-        label=args.dataset_label,
+        limit_test=args.limit_test, seed=args.seed, split_seed=args.split_seed,
+        download=args.download, label=args.dataset_label,
     )
+    check_carve_unseen(src, data, name)
     check_test_size(len(data.test_indices), data.name, args.force_small_test)
     return Loaded(src, data, FeatureCache(args.cache_dir, enabled=not args.no_cache))
 
@@ -199,9 +217,20 @@ def _features(args: argparse.Namespace, loaded: Loaded) -> Features:
 
 
 def _save(args: argparse.Namespace, record: dict[str, Any]) -> None:
-    if not args.no_store:
+    if args.no_store:
+        return
+    record = make_record(**record)
+    try:
         append_result(args.store, record)
-        log.info("appended to %s", args.store)
+    except OSError as err:
+        # The score is computed: printed, the record outlives a store that cannot be written.
+        print(json.dumps(record, default=str), flush=True)
+        raise PermissionError(
+            f"cannot append to --store {args.store} ({err.strerror or err}); the record is the "
+            "JSON line printed above: append it to a results store by hand, or rerun with "
+            "another --store"
+        ) from None
+    log.info("appended to %s", args.store)
 
 
 def cmd_linear(args: argparse.Namespace) -> int:
@@ -218,7 +247,7 @@ def cmd_linear(args: argparse.Namespace) -> int:
     print(f"linear {src.run_id} on {data.name}: top-1 {result.top1:.2f}% "
           f"({result.val_text()}, wd {result.weight_decay:g}, "
           f"{result.num_train} train / {result.num_test} test, test split: {data.test_split})")
-    record = base_record(src, data, "linear", args.seed)
+    record = base_record(src, data, "linear", args.seed, args.split_seed)
     record.update(value=result.top1, params={**result.as_dict(), "features_file": f.test_file})
     _save(args, record)
     return 0
@@ -235,7 +264,7 @@ def cmd_knn(args: argparse.Namespace) -> int:
     top1 = knn_accuracy(f.train_x, f.train_y, f.test_x, f.test_y, opt.k, opt.temperature)
     print(f"knn {src.run_id} on {data.name}: top-1 {top1:.2f}% (k {opt.k}, T {opt.temperature:g}, "
           f"{len(f.train_y)} train / {len(f.test_y)} test, test split: {data.test_split})")
-    record = base_record(src, data, "knn", args.seed)
+    record = base_record(src, data, "knn", args.seed, args.split_seed)
     record.update(value=top1, params={"k": opt.k, "temperature": opt.temperature,
                                       "num_train": len(f.train_y), "num_test": len(f.test_y),
                                       "features_file": f.test_file})
@@ -258,21 +287,25 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     src, data = loaded.src, loaded.data
     subset, path = labelled_subset(data, labels.label_fraction, args.seed, labels.splits_dir)
     spec_name = args.dataset or src.meta.get("dataset")
+    options = FinetuneOptions.from_args(args)
+    if options.finetune_seed is None:  # the evaluation's seed, unless given its own
+        options = dataclasses.replace(options, finetune_seed=args.seed)
     result = finetune(
         src.encoder, data.train, subset, data.test, data.test_indices,
         num_classes=data.num_classes, image_size=src.image_size,
         mean=src.mean, std=src.std,
         in_channels=src.in_channels, views_preset=get_spec(spec_name).views,
-        options=FinetuneOptions.from_args(args), device=args.device,
+        options=options, device=args.device,
     )
     print(f"finetune {src.run_id} on {data.name} with {labels.label_fraction:g} of the labels "
           f"({result.num_train} images): top-1 {result.top1:.2f}% after {result.steps} steps "
           f"({result.num_test} test images, test split: {data.test_split})")
-    record = base_record(src, data, "finetune", args.seed)
+    record = base_record(src, data, "finetune", args.seed, args.split_seed)
     if args.random_init:
         record["method"] = "scratch"
     record.update(value=result.top1, label_fraction=labels.label_fraction,
-                  params={**vars(result), "subset_file": str(path) if path is not None else None})
+                  params={**vars(result), "subset_file": str(path) if path is not None else None,
+                          "finetune_seed": options.finetune_seed})
     _save(args, record)
     return 0
 
@@ -291,12 +324,13 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
         def save(row: Any, src: Any = src) -> None:
             if row.status == "ok":
-                record = base_record(src, row.data, "transfer", args.seed)
+                record = base_record(src, row.data, "transfer", args.seed, args.split_seed)
                 record.update(value=row.top1, params={**row.result.as_dict(), "norm": opt.norm})
                 _save(args, record)
 
         rows = transfer(
             src, opt.targets, cache, root=args.data_root, norm=opt.norm, seed=args.seed,
+            split_seed=args.split_seed,
             limit_train=args.limit_train, limit_test=args.limit_test, download=args.download,
             on_result=save, batch_size=args.eval_batch_size, device=args.device,
             encoder_hash=weights_hash(src.encoder), val_fraction=probe.val_fraction,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,10 +18,12 @@ from tribyol.channels import channel_stats
 from tribyol.checkpoints import EncoderInfo, load_encoder
 from tribyol.data import DatasetNotFoundError, get_spec, load_split
 from tribyol.data.registry import IMAGENET_MEAN, IMAGENET_STD
+from tribyol.data.subsets import limit_indices, outside_carve
 from tribyol.errors import ConfigError
 from tribyol.eval.splits import stratified_sample, stratified_split
+from tribyol.fields import option_value
 from tribyol.methods.supervised import IMAGENET_WEIGHTS, find_imagenet_weights, load_imagenet_weights
-from tribyol.store import saw_labels_of
+from tribyol.store import config_id, saw_labels_of
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +173,7 @@ class EvalData:
     test_indices: Tensor
     num_classes: int
     test_split: str  # "test", or how test was carved from train
+    carve: tuple[float, int] | None = None  # (fraction, split seed) of a test set carved from train
 
     @property
     def train_labels(self) -> Tensor:
@@ -177,6 +182,24 @@ class EvalData:
 
 def _labels(dataset: Any) -> Tensor:
     return torch.as_tensor(dataset.labels).long().cpu()
+
+
+def with_train_classes(train: Any, test: Any, name: str) -> Any:
+    """``test`` labelled by the names of ``train``'s classes. Folder splits number only the
+    class folders they hold, so by position a test split with a class folder missing, empty or
+    extra would be scored against the wrong classes; a test class train lacks is refused."""
+    own = [str(c) for c in getattr(test, "classes", None) or ()]
+    classes = [str(c) for c in getattr(train, "classes", None) or ()]
+    if not own or not classes or own == classes:
+        return test
+    unknown = [c for c in own if c not in classes]
+    if unknown:
+        raise ConfigError(
+            f"{name}: the test split has classes that train has no images of: "
+            f"{', '.join(unknown)} (train has {', '.join(classes)}); a probe trained on train "
+            "cannot predict them: add their images to train/, or remove them from test/"
+        )
+    return test.with_classes(classes)
 
 
 def load_eval_data(
@@ -189,6 +212,7 @@ def load_eval_data(
     limit_train: int | None = None,
     limit_test: int | None = None,
     seed: int = 0,
+    split_seed: int = 0,
     download: bool = False,
     label: str | None = None,
     carve_only_without_test: bool = False,
@@ -200,11 +224,15 @@ def load_eval_data(
     enter training. With ``carve_only_without_test`` (transfer over many targets) it is used
     only when the test split is missing. ``limit_*`` take seeded, stratified subsets (by count)
     for quick runs; a limit below the number of classes is refused (each class keeps an image).
-    Folder images are decoded at ``image_size`` with ``channels`` (the encoder's).
+    ``split_seed`` seeds the test images (the carve and ``limit_test``), ``seed`` the training
+    pool's ``limit_train``: evaluations repeated over seeds score the same test set.
+    Folder images are decoded at ``image_size`` with ``channels`` (the encoder's); a corrupt
+    one is left out of the features (labelled -1, logged), never replaced by another image.
+    Test labels follow train's class names (``with_train_classes``).
     """
 
     spec = get_spec(name)
-    options = {"image_size": image_size, "channels": channels}
+    options = {"image_size": image_size, "channels": channels, "bad_images": "drop"}
     train = load_split(name, root, "train", download=download, **options)
     train_idx = (_labels(train) >= 0).nonzero().flatten()
     test = None
@@ -214,37 +242,118 @@ def load_eval_data(
         except DatasetNotFoundError as err:
             if not test_from_train:
                 raise DatasetNotFoundError(
-                    f"{err}. With no test split, pass --test-from-train 0.2 to hold out a "
+                    f"{err}. With no test split, pass {option_value('--test-from-train', 0.2)} "
+                    "to hold out a "
                     "seeded, stratified 20% of train as the test set."
                 ) from None
     if test is None:
-        rest, held = stratified_split(_labels(train)[train_idx], test_from_train, seed)
+        rest, held = stratified_split(_labels(train)[train_idx], test_from_train, split_seed)
         train_idx, test_idx, test = train_idx[rest], train_idx[held], train
-        test_split = f"carved {test_from_train:g} of train (seed {seed})"
+        test_split = f"carved {test_from_train:g} of train (split seed {split_seed})"
     else:
+        test = with_train_classes(train, test, name)
         test_idx = (_labels(test) >= 0).nonzero().flatten()
         test_split = "test"
         split = (getattr(test, "info", None) or {}).get("split")
         if split:  # a preset's own seeded split (ucmerced): name which one
             test_split = f"test (split seed {split.get('seed')}, sha256 {str(split.get('sha256'))[:12]})"
 
-    def subset(images: Any, idx: Tensor, limit: int | None, option: str) -> Tensor:
+    def subset(images: Any, idx: Tensor, limit: int | None, option: str, seed: int) -> Tensor:
         if limit is None or limit >= len(idx):
             return idx
         classes = len(_labels(images)[idx].unique())
         if limit < classes:
             raise ConfigError(
-                f"{option} {limit} is fewer than the {classes} classes of {name}; a stratified "
-                f"subset keeps at least one image per class: pass {option} {classes} or more"
+                f"{option_value(option, limit)} is fewer than the {classes} classes of {name}; a "
+                f"stratified subset keeps at least one image per class: pass "
+                f"{option_value(option, classes)} or more"
             )
         return idx[stratified_sample(_labels(images)[idx], int(limit), seed)]
 
-    train_idx = subset(train, train_idx, limit_train, "--limit-train")
-    test_idx = subset(test, test_idx, limit_test, "--limit-test")
+    train_idx = subset(train, train_idx, limit_train, "--limit-train", seed)
+    test_idx = subset(test, test_idx, limit_test, "--limit-test", split_seed)
     num_classes = spec.num_classes or len(getattr(train, "classes", ())) or int(_labels(train).max()) + 1
     if label is None:
         label = f"folder:{Path(root).resolve().name}" if name == "folder" else name
-    return EvalData(label, train, test, train_idx, test_idx, num_classes, test_split)
+    carve = (float(test_from_train), split_seed) if test is train else None
+    return EvalData(label, train, test, train_idx, test_idx, num_classes, test_split, carve)
+
+
+def seen_in_pretraining(src: Source, data: EvalData, name: str) -> tuple[int, str] | None:
+    """``(n, what)``: how many of ``data``'s carved test images (``--test-from-train``) ``src``
+    was pre-trained on, and which images those are; ``(0, "")`` without a carve or overlap;
+    None where its metadata does not say which images it read (runs from before that record).
+
+    Folders are compared by file (symlinks resolved): the images of the recorded pre-training
+    root, cut to its ``data.limit`` as pre-training drew it; where that folder is gone, its
+    subset manifest redrawn from this folder. An in-memory preset pre-trained on its train split
+    is the same dataset here (with a ``data.limit`` drawn again, or all of it when none is known).
+    """
+    if data.carve is None or src.run_id.endswith("+random-init"):
+        return 0, ""
+    info, test_idx = src.info, data.test_indices
+    samples = getattr(data.train, "samples", None)
+    if samples is None:
+        if info.dataset != name:
+            return 0, ""
+        seen = torch.arange(len(data.train))
+        if info.pretrain_limit and get_spec(name).pretrain_split == "train":
+            seen = limit_indices(_labels(data.train), info.pretrain_limit, info.pretrain_seed or 0)
+        n = int(torch.isin(test_idx, seen).sum())
+        return n, f"the {len(seen)} {name} train images"
+    if info.dataset == "imagenet":
+        return 0, ""
+    root = Path(info.pretrain_root) if info.pretrain_root else None
+    if root is not None and root.is_dir():
+        try:
+            pre = load_split(info.dataset or "folder", root, "pretrain")
+        except (DatasetNotFoundError, KeyError, OSError):
+            pre = None
+        pre_samples = getattr(pre, "samples", None)
+        if pre is not None and pre_samples is not None:
+            seen = range(len(pre_samples))
+            if info.pretrain_limit:
+                seen = limit_indices(pre.labels, info.pretrain_limit, info.pretrain_seed or 0).tolist()
+            files = {os.path.realpath(pre_samples[i][0]) for i in seen}
+            test = {os.path.realpath(samples[i][0]) for i in test_idx.tolist()}
+            return len(test & files), f"the {len(files)} images of {root}"
+    if info.pretrain_subset:  # the subset folder is gone: draw it again from this folder
+        made = json.loads(info.pretrain_subset)
+        seen = outside_carve(_labels(data.train), int(made["per_class"]),
+                             float(made["test_fraction"]), int(made["seed"]))
+        return (int(torch.isin(test_idx, seen).sum()),
+                f"its pre-training subset (redrawn here: {made['per_class']} per class outside "
+                f"the carve {made['test_fraction']:g}, split seed {made['seed']})")
+    return None
+
+
+def check_carve_unseen(src: Source, data: EvalData, name: str) -> None:
+    """Refuse a carved test set that holds images ``src`` was pre-trained on (even unlabelled,
+    they shaped its features): one ``ConfigError`` naming the count and the carve to use."""
+    found = seen_in_pretraining(src, data, name)
+    if found is None:
+        log.warning("cannot check whether %s was pre-trained on the carved test images of %s: "
+                    "its metadata predates the record of which images it read", src.run_id,
+                    data.name)
+        return
+    n, what = found
+    if not n or data.carve is None:
+        return
+    fraction, split_seed = data.carve
+    subset = json.loads(src.info.pretrain_subset) if src.info.pretrain_subset else None
+    if subset:
+        remedy = (f"pass --test-from-train {subset['test_fraction']:g} --split-seed "
+                  f"{subset['seed']}, the carve its pre-training subset was drawn outside")
+    elif getattr(data.train, "samples", None) is None:
+        remedy = f"drop --test-from-train to score on the test split of {name}"
+    else:
+        remedy = ("pre-train on a subset drawn outside the carve (tribyol.eval.splits."
+                  "pretrain_subset, or data.pretrain_subset in a grid), or evaluate on a folder "
+                  "with its own test/")
+    raise ConfigError(
+        f"--test-from-train {fraction:g} --split-seed {split_seed}: {n} of the "
+        f"{len(data.test_indices)} carved test images of {data.name} are among {what}, which "
+        f"{src.run_id} was pre-trained on, so its score would be on images it has seen; {remedy}")
 
 
 def cache_name(data: EvalData, root: str | Path) -> str:
@@ -258,11 +367,15 @@ def _number(text: str | None, kind: type) -> Any:
     return kind(float(text)) if text not in (None, "") else None
 
 
-def base_record(src: Source, data: EvalData, protocol: str, seed: int) -> dict[str, Any]:
-    """Store fields shared by every protocol (``tribyol.store.FIELDS``)."""
+def base_record(src: Source, data: EvalData, protocol: str, seed: int,
+                split_seed: int = 0) -> dict[str, Any]:
+    """Store fields shared by every protocol (``tribyol.store.FIELDS``; ``split_seed``, the
+    seed of the test images, goes to ``params``)."""
     info = src.info
     method = "random-init" if src.run_id.endswith("+random-init") else info.method
     legacy_epochs = _number(src.meta.get("epochs"), float)  # exports before v0.2: planned only
+    settings = source_settings(src, method == "random-init")
+    seed_of_run = None if method == "random-init" else info.pretrain_seed
     return {
         "run_id": src.run_id,
         "method": method,
@@ -282,8 +395,33 @@ def base_record(src: Source, data: EvalData, protocol: str, seed: int) -> dict[s
         "protocol": protocol,
         "metric": "top1",
         "seed": seed,
+        "split_seed": split_seed,
         "test_split": data.test_split,
         "source": str(src.path),
+        # what tells this configuration apart from others of the same method (report rows),
+        # the run's seed (paired comparisons) and a hash of both (unique per configuration)
+        "pretrain_settings": settings,
+        "pretrain_seed": seed_of_run,
+        "config_id": config_id(settings, seed_of_run),
+        "pretrain_stem": None if method == "random-init" else info.stem,
         # not a store field: kept in params (ImageNet weights can be scored at several sizes)
         "encoder_image_size": src.image_size,
     }
+
+
+def source_settings(src: Source, random_init: bool) -> dict[str, Any] | None:
+    """The run's ``run_settings`` (None: an export from before they were recorded); for
+    ImageNet weights, the file and backbone; for a random-init encoder, its architecture only
+    (the untrained copy of a run owes nothing else to it)."""
+    info = src.info
+    settings = json.loads(info.settings) if info.settings else None
+    if settings is None and info.dataset == "imagenet" and info.method == "supervised-imagenet":
+        weights = src.meta.get("weights")
+        settings = {"weights": Path(weights).name if weights else None,
+                    "model": {"backbone": info.backbone, "small_stem": info.small_stem}}
+    if settings is not None and random_init:
+        model = {k: v for k, v in (settings.get("model") or {}).items() if k != "stem"}
+        data = settings.get("data") or {}
+        settings = {"model": model, "norm": settings.get("norm"),
+                    "data": {k: data.get(k) for k in ("channels", "size")}}
+    return settings

@@ -1,28 +1,36 @@
 """Frozen-encoder features: batched extraction and an on-disk cache (safetensors).
 
 The cache key covers everything that changes the numbers: the encoder's weights (hashed), the
-dataset and split, which images (an index hash), and the input pipeline (size, channels,
-normalisation). A key that matches is the same features, so ``eval linear`` and ``eval knn``
-on one run extract once.
+dataset and split, the images themselves (``fingerprint``: the pixels of an in-memory set, each
+file's path, label, size, mtime and inode for a folder), which of them (an index hash), and the
+input pipeline (size, channels, normalisation). A key that matches is the same features, so
+``eval linear`` and ``eval knn`` on one run extract once, and a re-split or edited folder is
+extracted again. A cache that cannot be written is skipped with a warning, never an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from tribyol.channels import LUMA
+from tribyol.checkpoints import write_safetensors
 from tribyol.views import eval_transform
 
+log = logging.getLogger(__name__)
+
 CACHE_ENV = "TRIBYOL_CACHE_DIR"
+PROGRESS_SECONDS = 10.0  # at most one progress line this often: quick extractions print none
 
 
 def default_cache_dir() -> Path:
@@ -70,13 +78,17 @@ def extract_features(
     *,
     in_channels: int | None = None,
     indices: Sequence[int] | Tensor | None = None,
+    progress: str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Features ``[N, D]`` (float32, CPU) and labels ``[N]`` of ``dataset`` under ``encoder``.
 
     ``dataset`` is indexed with lists of indices and returns ``(uint8 images, labels)``
     (``TensorImages``/``FolderImages``). ``in_channels`` converts the images' channels to the
-    encoder's; ``indices`` restricts extraction to those items. The encoder runs in eval mode
-    without gradients; its training mode and device are restored afterwards.
+    encoder's; ``indices`` restricts extraction to those items. Items labelled -1 (unlabelled,
+    or a corrupt file of a folder read with ``bad_images="drop"``) are left out, so N counts
+    the images scored. The encoder runs in eval mode without gradients; its training mode and
+    device are restored afterwards. ``progress`` names the set in a progress line on stderr
+    (the log) at most every ``PROGRESS_SECONDS``.
     """
     device = torch.device(device) if device is not None else default_device()
     order = torch.arange(len(dataset)) if indices is None else torch.as_tensor(indices).long().cpu()
@@ -85,17 +97,32 @@ def extract_features(
     was_training = encoder.training
     encoder.to(device).eval()
     feats, labels = [], []
+    dropped, last_report = 0, time.monotonic()
     try:
         for start in range(0, len(order), batch_size):
+            if progress and time.monotonic() - last_report >= PROGRESS_SECONDS:
+                log.info("%s: %d/%d images", progress, start, len(order))
+                last_report = time.monotonic()
             images, y = dataset[order[start : start + batch_size]]
+            y = torch.as_tensor(y).long()
+            keep = y >= 0
+            if not bool(keep.all()):  # unlabelled or corrupt: never scored as an image
+                dropped += int((~keep).sum())
+                images, y = images[keep.to(images.device)], y[keep]
+                if not len(y):
+                    continue
             images = images.to(device, non_blocking=True)
             if in_channels is not None:
                 images = adapt_channels(images, in_channels)
             x = eval_transform(images, image_size, mean, std)
             feats.append(encoder(x).float())  # one copy to the host at the end, not per batch
-            labels.append(torch.as_tensor(y).long())
+            labels.append(y)
     finally:
         encoder.to(home).train(was_training)
+    if dropped:
+        log.warning("%s%d of %d images left out (unlabelled or corrupt); the score counts the "
+                    "other %d", f"{progress}: " if progress else "", dropped, len(order),
+                    len(order) - dropped)
     if not feats:
         return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
     return torch.cat(feats).cpu(), torch.cat(labels).cpu()
@@ -108,11 +135,21 @@ class CachedFeatures(NamedTuple):
 
 
 class FeatureCache:
-    """Features stored as ``<root>/<key>.safetensors``; ``enabled=False`` makes it a no-op."""
+    """Features stored as ``<root>/<key>.safetensors``; ``enabled=False`` makes it a no-op.
+
+    A cache folder that cannot be written (a read-only home, a full disk) turns the cache off
+    with one warning: the evaluation goes on, extracting features each time.
+    """
 
     def __init__(self, root: str | Path | None = None, enabled: bool = True) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.enabled = enabled
+
+    def _turn_off(self, err: OSError) -> None:
+        log.warning("cannot write the feature cache in %s (%s); going on without it. Pass "
+                    "--cache-dir DIR (or set $%s) to cache elsewhere, or --no-cache", self.root,
+                    err.strerror or err, CACHE_ENV)
+        self.enabled = False
 
     @staticmethod
     def key(**parts: Any) -> str:
@@ -125,24 +162,26 @@ class FeatureCache:
 
     def load(self, key: str) -> tuple[Tensor, Tensor] | None:
         path = self.path(key)
-        if not (self.enabled and path.exists()):
-            return None
         try:
+            if not (self.enabled and path.is_file()):
+                return None
             data = load_file(str(path))
-        except Exception:  # a truncated file from a killed run: recompute rather than fail
+            return data["features"], data["labels"]
+        except Exception:  # a truncated file from a killed run, an unreadable folder: recompute
             return None
-        return data["features"], data["labels"]
 
     def save(self, key: str, features: Tensor, labels: Tensor, meta: dict[str, str]) -> Path | None:
         if not self.enabled:
             return None
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.path(key)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         tensors = {"features": features.contiguous(), "labels": labels.contiguous()}
-        save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
-        os.replace(tmp, path)  # atomic: readers never see half a file
-        return path
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            # atomic: readers never see half a file; the umask's mode, not mkstemp's 0600
+            return write_safetensors(self.path(key), tensors,
+                                     {k: str(v) for k, v in meta.items()})
+        except OSError as err:
+            self._turn_off(err)
+            return None
 
     def features(
         self,
@@ -160,7 +199,15 @@ class FeatureCache:
         device: torch.device | str | None = None,
         encoder_hash: str | None = None,
     ) -> CachedFeatures:
-        """Cached ``extract_features``."""
+        """Cached ``extract_features``: a set without a ``fingerprint`` is never cached."""
+        fingerprint = getattr(dataset, "fingerprint", None)
+        progress = f"{name.split('@')[0]} {split} features"  # the label, not the folder's path
+        if not self.enabled or fingerprint is None:
+            feats, labels = extract_features(
+                encoder, dataset, image_size, mean, std, batch_size, device,
+                in_channels=in_channels, indices=indices, progress=progress,
+            )
+            return CachedFeatures(feats, labels, None)
         index_hash = None
         if indices is not None:
             index_hash = hashlib.sha256(torch.as_tensor(indices).long().numpy().tobytes()).hexdigest()
@@ -169,6 +216,7 @@ class FeatureCache:
             "dataset": name,
             "split": split,
             "num_items": len(dataset),
+            "images": fingerprint(),  # which files or pixels, as they are now
             "indices": index_hash,
             "image_size": image_size,
             "in_channels": in_channels,
@@ -181,7 +229,7 @@ class FeatureCache:
             return CachedFeatures(hit[0], hit[1], self.path(key))
         feats, labels = extract_features(
             encoder, dataset, image_size, mean, std, batch_size, device,
-            in_channels=in_channels, indices=indices,
+            in_channels=in_channels, indices=indices, progress=progress,
         )
         meta = {k: json.dumps(v) for k, v in parts.items()}
         meta["classes"] = json.dumps(class_names(dataset))  # for plot legends; not in the key

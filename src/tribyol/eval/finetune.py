@@ -67,8 +67,9 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune ``encoder`` (in place) with a new linear head; returns test top-1."""
     opt = options or FinetuneOptions()
+    seed = opt.finetune_seed if opt.finetune_seed is not None else 0  # the CLI passes --seed's
     device = torch.device(device) if device is not None else default_device()
-    torch.manual_seed(opt.seed)
+    torch.manual_seed(seed)
     head = nn.Linear(encoder.out_dim, num_classes)
     model = nn.Sequential(encoder, head).to(device)
     vcfg = views_config(opt.augment, views_preset or {}, opt.crop_min)
@@ -86,9 +87,9 @@ def finetune(
         lr=opt.lr, momentum=opt.momentum, nesterov=True,
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    g = torch.Generator(device=device).manual_seed(opt.seed)
-    order_g = torch.Generator().manual_seed(opt.seed)
-    step, loss_value, correct, seen = 0, float("nan"), 0, 0
+    g = torch.Generator(device=device).manual_seed(seed)
+    order_g = torch.Generator().manual_seed(seed)
+    step, loss_value, correct, seen, corrupt = 0, float("nan"), 0, 0, 0
     model.train()
     for epoch in range(opt.epochs):
         order = train_indices[torch.randperm(n, generator=order_g)]
@@ -99,7 +100,14 @@ def finetune(
             if len(idx) < 2 and n >= 2:  # BatchNorm cannot train on a single image
                 continue
             images, labels = train[idx]
-            images, labels = images.to(device), torch.as_tensor(labels).long().to(device)
+            labels = torch.as_tensor(labels).long()
+            keep = labels >= 0  # a corrupt file of a folder (bad_images="drop"): left out
+            if not bool(keep.all()):
+                corrupt += int((~keep).sum()) if epoch == 0 else 0
+                images, labels = images[keep], labels[keep]
+                if len(labels) < 2:
+                    continue
+            images, labels = images.to(device), labels.to(device)
             if in_channels is not None:
                 images = adapt_channels(images, in_channels)
             if augment is not None:
@@ -127,8 +135,8 @@ def finetune(
         top1=top1,
         train_top1=100.0 * float(correct) / max(1, seen),
         final_loss=loss_value,
-        num_train=n,
+        num_train=n - corrupt,
         num_test=len(labels),
         steps=step,
-        options=asdict(opt),
+        options={**asdict(opt), "finetune_seed": seed},
     )

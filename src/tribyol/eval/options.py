@@ -70,7 +70,12 @@ class EvalOptions(Options):
                                      rule=at_least(1), metavar="N", default_text="all")
     limit_test: int | None = option(None, "a seeded, stratified subset of N test images",
                                     rule=at_least(1), metavar="N", default_text="all")
-    seed: int = option(0, "seeds splits, subsets and training", rule=SEED)
+    seed: int = option(0, "the evaluation seed: seeds the probe's validation split, "
+                          "--limit-train, label subsets and training", rule=SEED)
+    # Apart from --seed, so repeating an evaluation over seeds never moves its test images
+    # (a pre-training subset drawn outside one carve would see another's test images).
+    split_seed: int = option(0, "seeds the test set: the --test-from-train carve and "
+                                "--limit-test", rule=SEED)
     eval_batch_size: int = option(256, "images per feature-extraction batch", rule=at_least(1),
                                   metavar="N")
     device: str | None = option(None, "the device to run on", rule=DEVICE, metavar="DEVICE",
@@ -150,7 +155,9 @@ class FinetuneOptions(Options):
                           choices=AUGMENTS)
     crop_min: float = option(0.5, "crop-flip: lower bound of the random resized crop's area scale",
                              rule=within(0, 1, "(]"), metavar="FRACTION")
-    seed: int = option(0, "seeds the head, the batch order and the augmentation", rule=SEED)
+    finetune_seed: int | None = option(None, "seeds the head, the batch order and the "
+                                             "augmentation", rule=SEED, metavar="SEED",
+                                       default_text="--seed")
     eval_batch_size: int = option(256, "images per test batch", rule=at_least(1), metavar="N")
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from tribyol.data import load_split
-from tribyol.data.subsets import stratified_sample
+from tribyol.data.subsets import SUBSET_MANIFEST, outside_carve, stratified_sample
 from tribyol.errors import ConfigError
 from tribyol.eval.options import MIN_TEST_IMAGES
 
@@ -120,14 +120,14 @@ def labelled_subset(data: Any, fraction: float, seed: int,
     return label_subset(labels, fraction, seed, path), path
 
 
-SUBSET_MANIFEST = "subset.json"
-
-
 def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float = 0.2,
                     seed: int = 0) -> list[Path]:
     """Link up to ``per_class`` images per class of ``root/train`` into ``sub/train``, taken only
-    outside the test split that ``tribyol eval --test-from-train test_fraction --seed seed``
-    carves, so pre-training on ``sub`` never sees a test image, even unlabelled.
+    outside the test split that ``tribyol eval --test-from-train test_fraction --split-seed
+    seed`` carves (``data.subsets.outside_carve``), so pre-training on ``sub`` never sees a test
+    image, even unlabelled; ``sub/subset.json`` records the carve, and runs pre-trained on
+    ``sub`` carry it in their metadata, so ``tribyol eval`` refuses any other carve that would
+    score images pre-training saw.
 
     The links are made in ``sub.partial`` and renamed to ``sub`` at the end: an interrupted call
     leaves no half subset. A leftover ``sub.partial`` is removed only if it holds nothing but
@@ -145,14 +145,9 @@ def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float 
                                   "move it away")
         shutil.rmtree(tmp)
     train = load_split("folder", root, "train", image_size=32, channels=3)
-    rest, _held = stratified_split(train.labels, test_fraction, seed)  # eval's carve
-    taken: dict[int, int] = {}
     written = []
-    for i in rest.tolist():
+    for i in outside_carve(train.labels, per_class, test_fraction, seed).tolist():  # eval's carve
         path, label = train.samples[i]
-        if taken.get(label, 0) >= per_class:
-            continue
-        taken[label] = taken.get(label, 0) + 1
         dest = tmp / "train" / train.classes[label] / Path(path).name
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.symlink_to(Path(path).resolve())

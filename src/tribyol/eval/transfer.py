@@ -17,7 +17,7 @@ from typing import Any
 from tribyol.channels import channel_stats
 from tribyol.data import DatasetNotFoundError, get_spec
 from tribyol.errors import ConfigError
-from tribyol.eval.common import EvalData, Source, cache_name, load_eval_data
+from tribyol.eval.common import EvalData, Source, cache_name, check_carve_unseen, load_eval_data
 from tribyol.eval.features import FeatureCache
 from tribyol.eval.linear import LinearResult, linear_probe
 from tribyol.eval.options import NORMS
@@ -81,6 +81,7 @@ def transfer(
     root: str | Path = "data",
     norm: str = "encoder",
     seed: int = 0,
+    split_seed: int = 0,
     limit_train: int | None = None,
     limit_test: int | None = None,
     download: bool = False,
@@ -102,8 +103,9 @@ def transfer(
         try:
             data = load_eval_data(target, root, image_size=src.image_size, channels=src.in_channels,
                                   limit_train=limit_train, limit_test=limit_test, seed=seed,
-                                  download=download, test_from_train=test_from_train,
-                                  carve_only_without_test=True)
+                                  split_seed=split_seed, download=download,
+                                  test_from_train=test_from_train, carve_only_without_test=True)
+            check_carve_unseen(src, data, target)
             check_test_size(len(data.test_indices), data.name, force_small_test)
             mean, std = normalisation(src, target, norm)
             result, _ = transfer_one(src, data, cache, mean=mean, std=std, root=root, seed=seed,

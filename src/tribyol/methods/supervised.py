@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from tribyol.config import ViewsConfig
-from tribyol.errors import CheckpointError, ConfigError
+from tribyol.errors import CheckpointError, ConfigError, torch_load_reason
 from tribyol.methods.base import Method, MethodContext, StepOutput
 from tribyol.methods.losses import labelled_cross_entropy
 from tribyol.methods.registry import register
@@ -45,6 +45,20 @@ def backbone_name(encoder: nn.Module) -> str:
         if block == "Bottleneck" and depth == 16:
             return "resnet50"
     return type(encoder).__name__.lower()
+
+
+# What a run's encoder, export, record and report row say when ImageNet's 7x7 stem could not
+# be loaded: at <= 64 px (or model.small_stem=true) conv1 is a random 3x3 conv, bn1 random
+# too, the max-pool gone; only layer1 onward holds ImageNet's weights.
+RANDOM_STEM = "random 3x3"
+
+
+def imagenet_stem(method: str | None, backbone: str, small_stem: bool) -> str | None:
+    """``RANDOM_STEM`` for a ``supervised-imagenet`` ResNet with the small stem, else None
+    (ImageNet's own stem, or a method that loads no ImageNet weights)."""
+    if method == "supervised-imagenet" and backbone in IMAGENET_WEIGHTS and small_stem:
+        return RANDOM_STEM
+    return None
 
 
 def hub_weight_paths(backbone: str) -> list[Path]:
@@ -102,9 +116,7 @@ def load_imagenet_weights(encoder: nn.Module, path: Path) -> list[str]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        reason = next((line[line.index("WeightsUnpickler"):] for line in lines if "WeightsUnpickler" in line),
-                      lines[0] if lines else "")
+        reason = torch_load_reason(err)  # torch's reason, without its unsafe advice
         raise CheckpointError(
             f"cannot read ImageNet weights {path}: truncated, not a torch file, or it holds objects "
             f"other than tensors ({type(err).__name__}: {reason}). Pass torchvision's "
@@ -182,8 +194,13 @@ class SupervisedImageNet(Supervised):
         path = find_imagenet_weights(backbone, options.weights)
         fresh = load_imagenet_weights(self.backbone, path)
         log.info("supervised-imagenet: loaded %s into %s", path, backbone)
+        # Recorded, not refused: the 3x3 stem is the usual CIFAR-size ResNet, and at <= 64 px
+        # ImageNet's 7x7/2 stem + max-pool leave at most 2x2 after layer4; the checkpoint,
+        # export, record and report row say "stem: random 3x3" (checkpoints.run_settings).
+        self.stem = RANDOM_STEM if fresh else None
         if fresh:
             log.warning(
                 "supervised-imagenet: the small 3x3 stem cannot take ImageNet's 7x7 conv1, so "
-                "conv1 and bn1 start random; set model.small_stem=false to keep them"
+                "conv1 and bn1 start random (recorded as 'stem: %s' in the export, the results "
+                "and the report); set model.small_stem=false to keep them", RANDOM_STEM
             )

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from tribyol.errors import ConfigError
 from tribyol.store import DEFAULT_STORE, read_results
 
 TSNE_POINTS = 2000  # t-SNE is O(n log n) but slow on 2 cores beyond a few thousand points
@@ -48,26 +49,42 @@ def tsne_plots(records: list[dict[str, Any]], out_dir: Path, max_plots: int, poi
 def cmd_report(args: argparse.Namespace) -> int:
     # Imported when the command runs: `tribyol --help` imports this module, not the tables.
     from tribyol.report.plots import plot_batch_curves
-    from tribyol.report.tables import build_tables, filter_records, render_markdown, runs_table
+    from tribyol.report.tables import (
+        build_tables,
+        filter_records,
+        render_markdown,
+        row_name,
+        runs_table,
+    )
 
     filters = dict(f.split("=", 1) for f in args.filter or [])
     records = filter_records(read_results(args.store), filters)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tables = build_tables(records)
+    tables = build_tables(records, args.reference)
+    if args.reference and not any(t.reference for t in tables):
+        rows = sorted({row_name(m) for t in tables for m in t.ours})
+        raise ConfigError(f"--reference {args.reference!r} is no row of the report; rows: "
+                          f"{', '.join(rows) or 'none'}")
     runs_md, runs_csv = runs_table(records)
     markdown = render_markdown(tables, runs_md)
-    (out / "report.md").write_text(markdown)
-    names = ["linear", "finetune", "transfer", "knn"]
-    for name, table in zip(names, tables, strict=False):
-        (out / f"{name}.csv").write_text(table.csv())
-    (out / "runs.csv").write_text(runs_csv)
     plots = []
-    if not args.no_plots:
-        path = plot_batch_curves(records, out / "linear_vs_batch.png")
-        plots += [path] if path else []
-        if args.tsne_plots > 0:
-            plots += tsne_plots(records, out, args.tsne_plots, args.tsne_points)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text(markdown)
+        names = ["linear", "finetune", "transfer", "knn"]
+        for name, table in zip(names, tables, strict=False):
+            (out / f"{name}.csv").write_text(table.csv())
+        (out / "runs.csv").write_text(runs_csv)
+        if not args.no_plots:
+            path = plot_batch_curves(records, out / "linear_vs_batch.png")
+            plots += [path] if path else []
+            if args.tsne_plots > 0:
+                plots += tsne_plots(records, out, args.tsne_plots, args.tsne_points)
+    except OSError as err:  # read-only, no permission, a file in the way, a full disk
+        raise PermissionError(
+            f"cannot write the report to --out {out} ({err.strerror or err}); pick another "
+            "folder with --out"
+        ) from None
     print(markdown)
     print(f"wrote {out / 'report.md'}, CSV tables and {len(plots)} plot(s) to {out}/")
     for p in plots:
@@ -82,6 +99,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--filter", action="append", metavar="FIELD=VALUE",
                    help="keep only matching records, e.g. --filter backbone=convnet (repeatable)")
+    p.add_argument("--reference", metavar="ROW",
+                   help="the row paired differences are taken against, as printed, e.g. "
+                        "'BYOL (2.0ep)' (default: the poster's first method present)")
     p.add_argument("--no-plots", action="store_true", help="tables only")
     p.add_argument("--tsne-plots", type=int, default=4,
                    help="t-SNE plots of cached test features, latest runs first (default 4; 0: none)")
