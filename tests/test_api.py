@@ -80,6 +80,50 @@ def test_api_errors_name_arguments_and_config_keys_not_flags(tmp_path: Path) -> 
     assert flag_name("limit_train") == "--limit-train"
 
 
+def test_api_run_directory_errors_name_arguments_not_flags(tmp_path: Path) -> None:
+    """Run-directory errors (engine.rundir, engine.run, the name check) through the API name
+    ``resume=True``, ``overwrite=True``, ``name`` and ``run_dir``: the API has no flags."""
+    from tribyol.errors import ConfigError, RunDirExistsError
+
+    tiny = {"data.dataset": "digits", "data.limit": 64, "train.batch_size": 16,
+            "train.max_steps": 1, "model.width": 8, "train.accelerator": "cpu",
+            "train.precision": "32", "train.progress_bar": False, "run_dir": str(tmp_path / "runs"),
+            "name": "r"}
+    tribyol.pretrain(None, tiny)
+    (tmp_path / "runs" / "mine").mkdir()
+    (tmp_path / "runs" / "mine" / "README.md").write_text("my notes")
+    messages = {}
+    for what, overrides, how, error in [
+        ("exists", {}, {}, RunDirExistsError),
+        ("no such run", {"name": "nope"}, {"resume": True}, FileNotFoundError),
+        ("not a run", {"name": "mine"}, {"overwrite": True}, RunDirExistsError),
+        ("other network", {"method.name": "byol"}, {"resume": True}, ConfigError),
+        ("bad name", {"name": "."}, {}, ConfigError),
+    ]:
+        with pytest.raises(error) as err:
+            tribyol.pretrain(None, {**tiny, **overrides}, **how)
+        messages[what] = str(err.value)
+    assert all("--" not in m for m in messages.values()), messages
+    assert messages["exists"].endswith("Pass resume=True to continue it, overwrite=True to "
+                                       "replace it, or name to start a new one.")
+    assert "drop resume=True to start a new run, or check run_dir/name" in messages["no such run"]
+    assert "Pick another name or run_dir" in messages["not a run"]
+    assert f"config='{tmp_path / 'runs' / 'r' / 'config.yaml'}' resume=True" in messages["other network"]
+    assert "use run_dir for the parent folder" in messages["bad name"]
+
+
+def test_pretrain_on_a_gpu_this_machine_lacks_names_the_config_key(tmp_path: Path) -> None:
+    import torch
+
+    from tribyol.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="no usable CUDA GPU") as err:
+        tribyol.pretrain(None, {"train.accelerator": "gpu", "run_dir": str(tmp_path)})
+    assert str(err.value).endswith("use train.accelerator='cpu' (or auto)")
+
+
 def test_evaluate_refuses_a_device_this_machine_lacks(tmp_path: Path) -> None:
     import torch
 

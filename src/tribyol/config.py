@@ -25,6 +25,7 @@ from tribyol.fields import (
     non_negative,
     one_of,
     option,
+    option_name,
     positive,
     within,
 )
@@ -332,12 +333,12 @@ def check_run_name(name: str | None) -> None:
     if bad:
         raise ConfigError(
             f"name {name!r} must be one plain folder name (no '/', not '.' or '..'); "
-            "use --run-dir for the parent folder"
+            f"use {option_name('--run-dir')} for the parent folder"
         )
     size = len(name.encode("utf-8", "surrogateescape"))
     if size > 255:  # the longest folder name a filesystem takes
         raise ConfigError(f"name is {size} bytes long; a folder name can be at most 255, so "
-                          "choose a shorter --name")
+                          f"choose a shorter {option_name('--name')}")
 
 
 def require(ok: bool, message: str) -> None:

@@ -3,8 +3,10 @@ two fresh starts), a dead holder's lock is taken over, another host's is not gue
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -194,3 +196,33 @@ def test_one_lock_excludes_another() -> None:
         assert not (Path(folder) / LOCK_NAME).exists()
         second.acquire()
         second.release()
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EIO])
+@pytest.mark.parametrize("how", ["--resume", "--overwrite"])
+def test_a_lock_file_that_cannot_be_written_is_one_error_line(tmp_path: Path, capsys, monkeypatch,
+                                                               code: int, how: str) -> None:
+    """A read-only filesystem or an I/O error (not a permission error) when taking the lock of
+    an existing run: one line naming the lock and a fix that fits, and the run untouched."""
+    runs = tmp_path / "runs"
+    args = ["pretrain", "--dataset", "digits", "--limit", "64", "--batch-size", "16",
+            "--max-steps", "1", "--accelerator", "cpu", "--set", "model.width=8",
+            "--set", "train.progress_bar=false", "--run-dir", str(runs), "--name", "r"]
+    assert main(args) == 0
+    before = snapshot(runs / "r")
+    real_open = os.open
+
+    def refusing_open(path, flags, *rest):
+        if Path(path).name == LOCK_NAME:
+            raise OSError(code, os.strerror(code), str(path))
+        return real_open(path, flags, *rest)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    assert main([*args, how]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert f"cannot lock {runs / 'r'}" in lines[0] and os.strerror(code) in lines[0]
+    assert "make the folder writable" in lines[0] and "free some space" not in lines[0]
+    monkeypatch.undo()
+    assert snapshot(runs / "r") == before

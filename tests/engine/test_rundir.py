@@ -286,3 +286,37 @@ def test_bad_seed_is_refused() -> None:
 
     with pytest.raises(ConfigError, match=r"train.seed must be in \[0, 2\*\*32\)"):
         load_config(None, [("train.seed", 2**32)])
+
+
+def _interrupt_once_started(monkeypatch) -> None:
+    """Ctrl+C right after the run wrote run.json ("starting") and config.yaml, before any step."""
+    import tribyol.engine.run as run
+
+    real = run.write_marker
+
+    def write_then_interrupt(run_dir: Path, **fields: object) -> None:
+        real(run_dir, **fields)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "write_marker", write_then_interrupt)
+
+
+def test_a_new_run_interrupted_before_its_first_step_leaves_no_folder(tiny, monkeypatch) -> None:
+    cfg = tiny(("train.max_steps", 1), ("name", "r"))
+    run_dir = Path(cfg.run_dir) / "r"
+    _interrupt_once_started(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg)
+    assert not run_dir.exists()  # it held run.json "starting" and config.yaml: a retry needed --resume
+    monkeypatch.undo()
+    assert pretrain(cfg) == run_dir  # the same command again, as it was
+    assert json.loads((run_dir / RUN_MARKER).read_text())["steps_done"] == 1
+
+
+def test_an_interrupted_resume_keeps_the_run(tiny, monkeypatch) -> None:
+    cfg = tiny(("train.max_steps", 1), ("name", "r"))
+    run_dir = pretrain(cfg)
+    _interrupt_once_started(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny(("train.max_steps", 2), ("name", "r")), resume=True)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 1

@@ -50,6 +50,7 @@ from tribyol.engine.rundir import (
     keep_checkpoint_statistics,
     map_checkpoint,
     record_config,
+    remove_unstarted_run,
     write_marker,
 )
 from tribyol.engine.summary import RunSummary
@@ -61,6 +62,7 @@ from tribyol.errors import (
     RunDirExistsError,
     RunStopped,
 )
+from tribyol.fields import option_name, option_value
 from tribyol.resolve import resolve_run
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,12 @@ def is_secondary_rank() -> bool:
                ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
+def _run_dir_choices() -> str:
+    """What to do about a run directory that exists, in the user's words (flags or the API's)."""
+    return (f"Pass {option_name('--resume')} to continue it, {option_name('--overwrite')} to "
+            f"replace it, or {option_name('--name')} to start a new one.")
+
+
 def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
     """Validate the run directory for this start, touching nothing; returns whether it holds a run."""
     # A folder holding only a lock is a run that another process is starting (or one killed
@@ -127,15 +135,13 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
     if is_secondary_rank():
         return exists
     if resume and not exists:
+        resume_flag = option_name("--resume")
         raise FileNotFoundError(
-            f"--resume given but {run_dir} does not exist or is empty; drop --resume to start "
-            f"a new run, or check --run-dir/--name"
+            f"{resume_flag} given but {run_dir} does not exist or is empty; drop {resume_flag} "
+            f"to start a new run, or check {option_name('--run-dir')}/{option_name('--name')}"
         )
     if exists and not (resume or overwrite):
-        raise RunDirExistsError(
-            f"run directory {run_dir} already exists. Pass --resume to continue it, "
-            f"--overwrite to replace it, or --name to start a new one."
-        )
+        raise RunDirExistsError(f"run directory {run_dir} already exists. {_run_dir_choices()}")
     if exists:
         check_is_run(run_dir, "resume" if resume else "replace")
     return exists
@@ -151,8 +157,8 @@ def claim_new_run_dir(run_dir: Path, lock: RunLock) -> None:
     lock.acquire()
     if any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise RunDirExistsError(
-            f"run directory {run_dir} was made by another run while this one started. Pass "
-            "--resume to continue it, --overwrite to replace it, or --name to start a new one."
+            f"run directory {run_dir} was made by another run while this one started. "
+            f"{_run_dir_choices()}"
         )
 
 
@@ -191,7 +197,8 @@ def select_resume_checkpoint(run_dir: Path) -> Path | None:
     if errors:
         raise CheckpointError(
             f"no readable checkpoint to resume from in {folder}: " + " ".join(errors)
-            + " Start again with --overwrite, or restore a checkpoint from a backup."
+            + f" Start again with {option_name('--overwrite')}, or restore a checkpoint from a "
+            "backup."
         )
     return None
 
@@ -266,11 +273,12 @@ def check_hardware(cfg: RunConfig) -> None:
         raise ConfigError(
             f"train.accelerator '{accel}' asked for, but this machine has no usable CUDA GPU "
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use "
-            "--accelerator cpu (or auto)"
+            f"{option_value('--accelerator', 'cpu')} (or auto)"
         )
     if accel == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(
-            "train.accelerator 'mps' asked for, but MPS is not available; use --accelerator cpu"
+            "train.accelerator 'mps' asked for, but MPS is not available; use "
+            f"{option_value('--accelerator', 'cpu')}"
         )
 
 
@@ -336,7 +344,8 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = 
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
             f"Lightning refused train.strategy={t.strategy!r} / accelerator={t.accelerator!r} / "
-            f"devices={t.devices!r}: {first} Use e.g. --strategy auto or ddp, --accelerator cpu or gpu."
+            f"devices={t.devices!r}: {first} Use e.g. {option_value('--strategy', 'auto')} (or "
+            f"ddp), {option_value('--accelerator', 'cpu')} (or gpu)."
         ) from None
 
 
@@ -378,7 +387,7 @@ def _disk_error_message(err: OSError, run_dir: Path, restored: bool,
         kept = describe_kept(run_dir / "checkpoints")
     fix = ("free some space on that disk (or move the run to a larger one)" if err.errno in
            (errno.ENOSPC, errno.EDQUOT) else "make that folder writable")
-    again = f"resume with: {resume_command}" if resume_command else "resume with --resume"
+    again = f"resume with: {resume_command}" if resume_command else f"resume with {option_name('--resume')}"
     return DiskWriteError(f"{what}: {err.strerror or err}; {kept}. To go on, {fix}, then {again}")
 
 
@@ -501,11 +510,13 @@ def _pretrain(
     # Validated: from here on, files are written.
     replacement: Replacement | None = None
     stop = None
+    claimed = False  # a folder this run made (or found holding only a dead run's lock)
     try:
         if replace:
             replacement = commit.replacement = Replacement(run_dir, lock)
         elif not secondary and not lock.held:
             claim_new_run_dir(run_dir, lock)
+            claimed = True
         if not secondary:
             record_config(run_dir, cfg, changes)
             write_marker(run_dir, name=run_dir.name, status="starting",
@@ -527,6 +538,10 @@ def _pretrain(
     except BaseException as err:
         # Before the new run's first good step, a failure of any kind puts the old run back.
         restored = replacement is not None and replacement.restore()
+        if claimed and _is_interrupt(err):
+            # Ctrl+C / SIGTERM before the first checkpoint: nothing to resume, so the folder
+            # goes and the same command starts again (it needed --resume of a run of no step).
+            remove_unstarted_run(run_dir)
         if isinstance(err, SIGTERMException):
             # Lightning's own SIGTERM path (at an epoch end): the epoch's checkpoint is on disk.
             assert stop is not None
@@ -541,6 +556,12 @@ def _pretrain(
         if stop is not None:
             stop.uninstall()
     return run_dir
+
+
+def _is_interrupt(err: BaseException) -> bool:
+    """A signal ended the command (Ctrl+C, SIGTERM), not a failure of the run's."""
+    return isinstance(err, (KeyboardInterrupt, SIGTERMException, RunStopped)) or \
+        not isinstance(err, Exception)  # the CLI's SIGTERM before training, SystemExit
 
 
 class _CommitReplacement(L.Callback):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -29,7 +30,14 @@ import yaml
 
 from tribyol.config import RunConfig, dotted_items, read_yaml_file, to_dict
 from tribyol.data.pretrain import DataInfo
-from tribyol.errors import CheckpointError, ConfigError, RunDirExistsError, RunDirLockedError
+from tribyol.errors import (
+    CheckpointError,
+    ConfigError,
+    DiskWriteError,
+    RunDirExistsError,
+    RunDirLockedError,
+)
+from tribyol.fields import option_name, option_value
 from tribyol.methods import upgrade_state_keys
 from tribyol.resolve import full_method
 from tribyol.structured import build_dataclass
@@ -149,6 +157,11 @@ def foreign_files(run_dir: Path) -> list[str]:
     return sorted(foreign)
 
 
+def _name_or_run_dir() -> str:
+    """``--name or --run-dir`` on the command line; the API's ``name or run_dir``."""
+    return f"{option_name('--name')} or {option_name('--run-dir')}"
+
+
 def _listed(paths: list[str]) -> str:
     return ", ".join(paths[:5]) + (f" ... ({len(paths)} in all)" if len(paths) > 5 else "")
 
@@ -168,7 +181,7 @@ def check_is_run(run_dir: Path, action: str) -> None:
         what = f"it holds {_listed(foreign)}, " if foreign else ""
         raise RunDirExistsError(
             f"{run_dir} is not a tribyol run directory ({what}no {RUN_MARKER} marker); "
-            f"will not {action} it. Pick another --name or --run-dir, or move the folder away."
+            f"will not {action} it. Pick another {_name_or_run_dir()}, or move the folder away."
         )
     if action != "resume":  # resuming deletes nothing
         foreign = foreign_files(run_dir)
@@ -176,7 +189,7 @@ def check_is_run(run_dir: Path, action: str) -> None:
             raise RunDirExistsError(
                 f"{run_dir} is not a tribyol run directory as written: it holds files tribyol did "
                 f"not write ({_listed(foreign)}); will not {action} it, which would delete them. "
-                "Move them out of the run, or pick another --name or --run-dir."
+                f"Move them out of the run, or pick another {_name_or_run_dir()}."
             )
 
 
@@ -240,17 +253,30 @@ class RunLock:
             except FileExistsError:
                 self._take_over_stale()
                 continue
+            except OSError as err:  # a read-only filesystem, an I/O error, ...: one line
+                raise self._cannot_lock(err) from None
             record = {"pid": os.getpid(), "host": socket.gethostname(),
                       "started": _process_start(os.getpid()),
                       "since": time.strftime("%Y-%m-%dT%H:%M:%S"), "token": self.token}
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(json.dumps(record) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as err:  # a full disk: an empty lock file would block the next start
+                self.path.unlink(missing_ok=True)
+                raise self._cannot_lock(err) from None
             self.held = True
             return
         raise RunDirLockedError(f"{self.run_dir} is being locked by other processes over and over "
                                 f"({self.path}); try again once they are done")
+
+    def _cannot_lock(self, err: OSError) -> DiskWriteError:
+        """The lock file cannot be written: nothing of the run was touched yet."""
+        fix = ("free some space on that disk" if err.errno in (errno.ENOSPC, errno.EDQUOT)
+               else "make the folder writable, or copy the run to a writable disk")
+        return DiskWriteError(f"cannot lock {self.run_dir}: cannot write {self.path} "
+                              f"({err.strerror or err}); {fix}, then try again")
 
     def _take_over_stale(self) -> None:
         """Remove the lock file there if its holder is gone; raise if it may still run."""
@@ -307,6 +333,26 @@ class RunLock:
         if self.held:
             self.held = False
             _unlink_if_ours(self.path, self.token)
+
+
+def remove_unstarted_run(run_dir: Path) -> bool:
+    """Remove the folder a new run made, when it was interrupted before its first checkpoint:
+    the same command then simply starts again (no ``--resume`` of a run of no step). Only when
+    every file in it is one tribyol writes; returns whether it is gone."""
+    try:
+        if any((run_dir / "checkpoints" / n).exists() for n in ("last.ckpt", "previous.ckpt")):
+            return False
+        foreign = foreign_files(run_dir)
+        if foreign:
+            log.warning("kept %s: it holds files tribyol did not write (%s)", run_dir,
+                        _listed(foreign))
+            return False
+        shutil.rmtree(run_dir)
+    except OSError as err:  # a read-only disk: what is there stays, and the error says why
+        log.warning("could not remove %s, made by the interrupted run: %s", run_dir, err)
+        return False
+    log.info("removed %s: the run was interrupted before its first step", run_dir)
+    return True
 
 
 def aside_name(name: str) -> str:
@@ -421,8 +467,9 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> dict[str, tuple[Any, A
         listed = "; ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in breaking)
         raise ConfigError(
             f"cannot resume {run_dir} with a different network: {listed}. Its checkpoint holds "
-            "the old one; drop --resume (with --name for a new run), or resume with the saved "
-            f"config: --config {saved_path} --resume"
+            f"the old one; drop {option_name('--resume')} (with {option_name('--name')} for a "
+            f"new run), or resume with the saved config: {option_value('--config', str(saved_path))} "
+            f"{option_name('--resume')}"
         )
     return changes
 
@@ -451,7 +498,8 @@ def check_checkpoint_fits(path: Path, mapped: dict[str, Any], module_state: dict
                  if keys]
         raise CheckpointError(
             f"{path} does not fit the network this config builds ({'; '.join(parts)}). "
-            "Resume with the run's own config.yaml, or start a new run without --resume."
+            f"Resume with the run's own config.yaml, or start a new run without "
+            f"{option_name('--resume')}."
         )
 
 
