@@ -451,3 +451,92 @@ def test_the_subprocess_runner_waits_for_an_interrupted_child(tmp_path: Path, mo
         reproduce.subprocess_runner(["pretrain"], tmp_path / "log.txt")
     (child,) = children
     assert child.waits == 2 and not child.killed  # waited while it saved its checkpoint
+
+
+# -- select_on: choosing on a validation carve (issue 20, item 5) ------------------------------
+
+
+def validation_spec(root: Path, **over: Any) -> dict[str, Any]:
+    spec = {"select_on": "validation",
+            "data": {"root": str(root), "pretrain_subset": {
+                "per_class": 6, "test_fraction": 0.2, "seed": 0, "validation_fraction": 0.1}},
+            "base": {"method": {"name": "tribyol"}, "data": {"dataset": "folder", "image_size": 8},
+                     "model": {"backbone": "convnet", "width": 8, "hidden_dim": 16, "proj_dim": 8},
+                     "train": {"batch_size": 16, "epochs": 1, "precision": "32",
+                               "accelerator": "cpu"}},
+            "seeds": [0],
+            "eval": {"dataset": "folder", "test_from_train": 0.2, "validation_from_train": 0.1,
+                     "force_small_test": True, "device": "cpu", "knn": {"k": 5}}}
+    spec.update(over)
+    return spec
+
+
+def test_select_on_is_checked(tmp_path: Path, capsys) -> None:
+    spec = validation_spec(tmp_path / "data")
+    expand_grid(spec)
+    ev, subset = spec["eval"], spec["data"]["pretrain_subset"]
+    bad = [
+        ({"select_on": "train"}, "select_on must be test or validation, got 'train'"),
+        ({"select_on": "test"}, "eval.validation_from_train scores a validation carve, but "
+                                "select_on is test"),
+        ({"eval": {**ev, "validation_from_train": None}}, "needs eval.validation_from_train"),
+        ({"eval": {**ev, "validation_from_train": 1.5}}, "needs eval.validation_from_train"),
+        ({"eval": {**ev, "validation_from_train": 0.8}}, "leave no training images"),
+        ({"eval": {k: v for k, v in ev.items() if k != "test_from_train"}},
+         "give eval.test_from_train"),
+        ({"data": {"root": str(tmp_path)}}, "needs data.pretrain_subset"),
+        ({"data": {"root": str(tmp_path), "pretrain_subset": {
+            k: v for k, v in subset.items() if k != "validation_fraction"}}},
+         "pre-training would see validation images"),
+        ({"eval": {**ev, "transfer": {"targets": ["mnist"]}}}, "cannot run eval.transfer"),
+    ]
+    for over, message in bad:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            expand_grid({**spec, **over})
+    # from the command line: one line, exit 2, nothing written
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({**spec, "select_on": "train"}))
+    assert main(["reproduce", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: grid: select_on must be test or validation") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_validation_grid_never_scores_the_test_carve(tmp_path: Path) -> None:
+    from tests.eval.test_carve_overlap import toy_folder
+    from tribyol.reproduce import VALIDATION_MANIFEST, prepare_data
+
+    root = toy_folder(tmp_path / "toy")
+    grid = expand_grid(validation_spec(root))
+    out = tmp_path / "out"
+    out.mkdir()
+    prepare_data(grid.spec, log=lambda _: None, out=out)
+    made = json.loads((tmp_path / "toy-pretrain6-val0.1" / "subset.json").read_text())
+    assert made["validation_fraction"] == 0.1  # the subset lies outside both carves
+    manifest = json.loads((out / VALIDATION_MANIFEST).read_text())
+    assert manifest["images"] == 10 and set(manifest["per_class"].values()) == {1}
+    repro = Reproduction(grid, out, runner=in_process, echo=lambda m: None)
+    assert repro.run(grid.cells) == []
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["protocol"] for r in records) == ["knn", "linear"]
+    for r in records:  # scored on the validation carve (10 images), named by its digest
+        assert r["test_split"] == ("validation 0.1 of train outside the test carve 0.2 (split "
+                                   f"seed 0, sha256 {manifest['sha256'][:12]})")
+        assert r["params"]["num_test"] == 10
+    text = tables_markdown(grid_records(repro, grid.cells), grid)
+    assert "**Scored on: the validation carve** (`select_on: validation`)" in text
+    plain = expand_grid(tiny(seeds=[0]))
+    assert "(`select_on: test`)" in tables_markdown([], plain)
+
+
+def test_the_shipped_third_view_grid_chooses_on_validation() -> None:
+    grid = load_grid(GRIDS / "third_view_validation.yaml")
+    assert grid.spec["select_on"] == "validation"
+    assert sorted({c.value("views.third_view") for c in grid.cells}) == ["byol-pairs", "cycle",
+                                                                         "uniform"]
+    assert len(grid.cells) == 9 and {c.seed for c in grid.cells} == {0, 1, 2}
+    ablation = load_grid(GRIDS / "cpu_ablation.yaml")
+    for key in ("base", "cost"):  # everything else as the ablation
+        assert grid.spec[key] == ablation.spec[key]
+    for key in ("limit_train", "limit_test", "test_from_train", "knn"):
+        assert grid.spec["eval"][key] == ablation.spec["eval"][key]

@@ -79,7 +79,8 @@ class DataConfig:
 # copies v), "byol-pairs" (every view past v drawn like v', so each pair with the anchor v is
 # BYOL's asymmetric pair), "uniform" (every view from one distribution, the mean of BYOL's pair).
 # Two-view methods always get BYOL's pair. The default is this one constant: byol-pairs led the
-# CPU ablation (RESULTS.md, "Ablation"; docs/methods.md says why).
+# CPU ablation on its test carve; on a validation carve no third view is told apart, and it stays
+# by the rule of configs/grids/third_view_validation.yaml (RESULTS.md A1; docs/methods.md why).
 THIRD_VIEWS = ("cycle", "byol-pairs", "uniform")
 DEFAULT_THIRD_VIEW = "byol-pairs"
 

@@ -43,7 +43,13 @@ ALIASES = {
     "seed": "train.seed",
 }
 GRID_KEYS = {"name", "description", "estimate", "base", "data", "axes", "arms", "seeds",
-             "equal_compute", "random_init", "eval", "cost"}
+             "equal_compute", "random_init", "eval", "cost", "select_on"}
+# ``select_on``: what a grid's cells are scored on. ``test``: the test set (or carve), for grids
+# that report final figures; ``validation``: a validation carve outside the test carve
+# (``eval.validation_from_train``), for ablations that choose a setting, so no choice is made
+# on the images the final figures are scored on.
+SELECT_ON = ("test", "validation")
+VALIDATION_MANIFEST = "validation.json"
 EVAL_KEYS = {"linear", "knn", "finetune", "transfer", "export"}
 EQUAL_COMPUTE_LABEL = "equal compute"
 # TriBYOL with its default 3 views and separate passes runs 6 network passes a step to BYOL's 4.
@@ -169,13 +175,57 @@ def equal_compute_factor(spec: dict[str, Any]) -> float | None:
     raise ConfigError(f"equal_compute must be true, false or a factor > 0, got {value!r}")
 
 
+def select_on(spec: dict[str, Any]) -> str:
+    """The grid's ``select_on`` (default ``test``), checked with what it needs: ``validation``
+    scores every cell on ``eval.validation_from_train``, a carve outside the test carve, and
+    pre-trains on a subset drawn outside both; ``test`` grids may not score on a validation
+    carve (a grid that does says so)."""
+    value = spec.get("select_on", "test")
+    if value not in SELECT_ON:
+        raise ConfigError(f"grid: select_on must be test or validation, got {value!r}; "
+                          "validation for ablations that choose a setting")
+    ev = spec.get("eval") or {}
+    fraction = ev.get("validation_from_train")
+    if value == "test":
+        if fraction is not None:
+            raise ConfigError("grid: eval.validation_from_train scores a validation carve, but "
+                              "select_on is test; set select_on: validation")
+        return value
+    if not ev.get("test_from_train"):
+        raise ConfigError("grid: select_on: validation draws its carve outside the test carve; "
+                          "give eval.test_from_train (e.g. 0.2)")
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction < 1:
+        raise ConfigError(f"grid: select_on: validation needs eval.validation_from_train, a "
+                          f"fraction in (0, 1) (e.g. 0.1), got {fraction!r}")
+    if float(fraction) + float(ev["test_from_train"]) >= 1:
+        raise ConfigError(f"grid: eval.test_from_train {ev['test_from_train']} + "
+                          f"validation_from_train {fraction} leave no training images; "
+                          "choose smaller fractions")
+    subset = (spec.get("data") or {}).get("pretrain_subset")
+    if not subset:
+        raise ConfigError("grid: select_on: validation needs data.pretrain_subset (with "
+                          "validation_fraction), or pre-training would see validation images")
+    if (ev.get("transfer") or {}).get("targets"):
+        raise ConfigError("grid: select_on: validation cannot run eval.transfer (its targets "
+                          "are scored on their test sets); drop it")
+    return value
+
+
 def check_subset_outside_test(spec: dict[str, Any], eval_spec: dict[str, Any]) -> None:
-    """The pre-training subset is drawn outside the test split the evaluation carves: both
-    carves must be the same one (fraction and split seed), or pre-training would see test
-    images (``tribyol eval`` refuses such a carve too, naming the count)."""
+    """The pre-training subset is drawn outside the test split the evaluation carves (and
+    outside its validation carve, where the grid scores one): both carves must be the same
+    (fractions and split seed), or pre-training would see test (validation) images
+    (``tribyol eval`` refuses such a carve too, naming the count)."""
     subset = (spec.get("data") or {}).get("pretrain_subset")
     if not subset:
         return
+    drawn = subset.get("validation_fraction")
+    scored = eval_spec.get("validation_from_train")
+    if (None if drawn is None else float(drawn)) != (None if scored is None else float(scored)):
+        raise ConfigError(
+            f"grid: data.pretrain_subset.validation_fraction is {drawn}, but eval scores "
+            f"validation_from_train {scored}; make them the same, or pre-training would see "
+            "validation images (or leave out images no carve scores)")
     carve = (float(subset.get("test_fraction", 0.2)), int(subset.get("seed", 0)))
     scored = eval_spec.get("test_from_train")
     scored = (None if scored is None else float(scored), int(eval_spec.get("split_seed", 0)))
@@ -215,6 +265,7 @@ def expand_grid(spec: dict[str, Any], seeds: Sequence[int] | None = None, name: 
     eval_spec = spec.get("eval") or {}
     if not isinstance(eval_spec, dict):
         raise ConfigError("grid: eval must be a mapping of eval flags")
+    select_on(spec)
     check_subset_outside_test(spec, eval_spec)
     name = grid_name(spec.get("name"), name)
     for key, value in (("random_init", spec.get("random_init")), ("eval.export", eval_spec.get("export"))):
@@ -331,12 +382,18 @@ def data_paths(spec: dict[str, Any]) -> tuple[Path | None, Path | None]:
     root = Path(data["root"]).expanduser().resolve()
     subset = data.get("pretrain_subset")
     if subset:
-        return root, root.with_name(f"{root.name}-pretrain{int(subset['per_class'])}")
+        # outside a validation carve too: other images, so another folder
+        val = (f"-val{float(subset['validation_fraction']):g}"
+               if subset.get("validation_fraction") else "")
+        return root, root.with_name(f"{root.name}-pretrain{int(subset['per_class'])}{val}")
     return root, root
 
 
-def prepare_data(spec: dict[str, Any], log: Callable[[str], None] = print) -> None:
-    """Extract the archive and build the pre-training subset, each only when missing."""
+def prepare_data(spec: dict[str, Any], log: Callable[[str], None] = print,
+                 out: Path | None = None) -> None:
+    """Extract the archive and build the pre-training subset, each only when missing; for a
+    ``select_on: validation`` grid, write ``out/validation.json``: the validation carve its
+    cells are scored on (``eval.splits.validation_manifest``)."""
     data = spec.get("data") or {}
     root, pre = data_paths(spec)
     if root is None:
@@ -351,11 +408,13 @@ def prepare_data(spec: dict[str, Any], log: Callable[[str], None] = print) -> No
             tar.extractall(root, filter="data")
     subset = data.get("pretrain_subset")
     if subset and pre is not None:
-        from tribyol.eval.splits import SUBSET_MANIFEST, pretrain_subset
+        from tribyol.eval.splits import SUBSET_MANIFEST, pretrain_subset, validation_manifest
 
         wanted = {"per_class": int(subset["per_class"]),
                   "test_fraction": float(subset.get("test_fraction", 0.2)),
                   "seed": int(subset.get("seed", 0))}
+        if subset.get("validation_fraction"):
+            wanted["validation_fraction"] = float(subset["validation_fraction"])
         if (pre / "train").is_dir():
             manifest = pre / SUBSET_MANIFEST
             made = json.loads(manifest.read_text()) if manifest.is_file() else None
@@ -364,9 +423,22 @@ def prepare_data(spec: dict[str, Any], log: Callable[[str], None] = print) -> No
                     f"{pre} was made for another pre-training subset ({made or 'unrecorded'}, "
                     f"not {wanted}), so it may hold test images of this grid's carve; move it "
                     "away (it holds only links) and run again")
-            return
-        written = pretrain_subset(root, pre, **wanted)
-        log(f"pre-training subset: {len(written)} images outside the carved test split -> {pre}")
+        else:
+            written = pretrain_subset(root, pre, **wanted)
+            log(f"pre-training subset: {len(written)} images outside the carved test split -> "
+                f"{pre}")
+        # select_on: validation needs a pre-training subset (checked by select_on)
+        if out is not None and select_on(spec) == "validation":
+            ev = spec.get("eval") or {}
+            made = {"select_on": "validation", "pretrain_root": str(pre), **validation_manifest(
+                root, float(ev["test_from_train"]), float(ev["validation_from_train"]),
+                int(ev.get("split_seed", 0)))}
+            path = out / VALIDATION_MANIFEST
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(made, indent=2) + "\n")
+            os.replace(tmp, path)
+            log(f"validation carve: {made['images']} images (sha256 {made['sha256'][:12]}) -> "
+                f"{path}")
 
 
 def pretrain_images(cell: Cell, spec: dict[str, Any]) -> int | None:
@@ -642,7 +714,8 @@ class Reproduction:
         if transfer.get("targets") and applies(transfer, cell):
             transfer = {k: v for k, v in transfer.items() if k != "batches"}
             keep = {k: v for k, v in common.items()
-                    if k not in ("dataset", "dataset_label", "test_from_train")}
+                    if k not in ("dataset", "dataset_label", "test_from_train",
+                                 "validation_from_train")}
             steps.append(("transfer", ["eval", "transfer", source, *flags({**keep, **transfer}),
                                        *store]))
         if ev.get("export"):
@@ -833,12 +906,15 @@ def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
 
     parts = [f"# {grid.name}: results", "",
              "Cells: ours as mean ± std over seeds (n = the number of seeds) / the poster's "
-             f"number for the method (– none). {CARVED} = test set carved out of train. "
+             f"number for the method (– none). {CARVED} = "
+             + ("scored on a carve of train (here the validation carve, below). "
+                if select_on(grid.spec) == "validation" else "test set carved out of train. ") +
              f"`{EQUAL_COMPUTE_LABEL}` = BYOL trained {TRIBYOL_COST:g}x the epochs (TriBYOL's "
              "cost with 3 views and separate passes). Under each table: every row's mean "
              "paired difference from the reference row over the seeds both ran.", ""]
     if grid.spec.get("description"):
         parts += [str(grid.spec["description"]).strip(), ""]
+    parts += [scored_on_text(grid.spec), ""]
     for table in build_tables(records):
         if not any(table.ours.values()):
             continue
@@ -863,6 +939,22 @@ def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
         for extra in (table.separation_text(), table.paired_markdown([table.columns[i] for i in keep])):
             parts += [extra, ""] if extra else []
     return "\n".join(parts) + "\n"
+
+
+def scored_on_text(spec: dict[str, Any]) -> str:
+    """The line of ``tables.md`` that says what the grid was scored on (``select_on``)."""
+    ev = spec.get("eval") or {}
+    if select_on(spec) == "validation":
+        return (f"**Scored on: the validation carve** (`select_on: validation`): "
+                f"{float(ev['validation_from_train']):g} of train drawn outside the test carve "
+                f"{float(ev['test_from_train']):g} (split seed {int(ev.get('split_seed', 0))}; "
+                f"{VALIDATION_MANIFEST} names its images). For choosing a setting; no cell was "
+                "scored on the test carve.")
+    carve = ev.get("test_from_train")
+    where = (f"the test carve {float(carve):g} of train (split seed {int(ev.get('split_seed', 0))})"
+             if carve else "the datasets' test sets")
+    return (f"**Scored on: {where}** (`select_on: test`): final figures; a setting chosen on "
+            "these would bias them (choose on a `select_on: validation` grid).")
 
 
 def write_tables(repro: Reproduction, cells: list[Cell], echo: Callable[[str], None] = print) -> Path | None:
@@ -922,7 +1014,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     (out / "grid.yaml").write_text(yaml.safe_dump(grid.spec, sort_keys=False))
-    prepare_data(grid.spec)
+    prepare_data(grid.spec, out=out)
     try:
         failed = repro.run(cells)
     except GridStopped as err:

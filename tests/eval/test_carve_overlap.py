@@ -122,3 +122,41 @@ def test_a_carve_overlapping_the_pretraining_subset_is_refused(subset_run, tmp_p
         assert "redrawn here: 6 per class outside the carve 0.2, split seed 0" in err
     finally:
         shutil.move(moved, sub)
+
+
+def test_a_validation_carve_scores_outside_the_test_carve_and_the_probe_pool(tmp_path):
+    """``--validation-from-train`` (issue 20, item 5): the scored images are a validation carve
+    outside the test carve, neither set trains the probe, and the record's split names it."""
+    root = toy_folder(tmp_path / "toy")
+    test = set(carve(root).test_indices.tolist())
+    data = carve(root, validation_from_train=0.1)
+    val, pool = set(data.test_indices.tolist()), set(data.train_indices.tolist())
+    assert len(val) == 10 and not val & test and not pool & (val | test)
+    assert len(pool) == 70 and data.validation == 0.1
+    assert data.test_split.startswith("validation 0.1 of train outside the test carve 0.2 "
+                                      "(split seed 0, sha256 ")
+    with pytest.raises(ConfigError, match="pass --test-from-train 0.2 with it"):
+        load_eval_data("folder", root, image_size=8, channels=3, validation_from_train=0.1)
+
+
+def test_a_validation_carve_overlapping_the_pretraining_subset_is_refused(subset_run, tmp_path,
+                                                                          capsys):
+    """A subset drawn outside the test carve only holds validation images: refused, naming
+    the count; one drawn outside both carves passes."""
+    root, sub, run = subset_run
+    seen = {os.path.realpath(p) for p in (sub / "train").rglob("*.png")}
+    overlap = len(files(carve(root, validation_from_train=0.1)) & seen)
+    assert overlap > 0
+    args = ["eval", "knn", str(run), "--data-root", str(root), "--dataset", "folder",
+            "--test-from-train", "0.2", "--validation-from-train", "0.1", "--force-small-test",
+            "--k", "5", "--no-cache", "--device", "cpu", "--store", str(tmp_path / "r.jsonl")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --test-from-train 0.2 --split-seed 0 --validation-from-train "
+                          f"0.1: {overlap} of the 10 carved validation images") and "\n" not in err
+    assert "drawn outside the test carve only" in err
+    both = tmp_path / "toy-pre6-val"
+    pretrain_subset(root, both, per_class=6, test_fraction=0.2, seed=0, validation_fraction=0.1)
+    assert json.loads((both / "subset.json").read_text())["validation_fraction"] == 0.1
+    check_carve_unseen(folder_source(pretrain_root=str(both.resolve())),
+                       carve(root, validation_from_train=0.1), "folder")

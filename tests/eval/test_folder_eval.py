@@ -201,3 +201,19 @@ def test_finetune_leaves_corrupt_images_out_of_training_and_test(tmp_path, capsy
                  "--device", "cpu", "--splits-dir", str(tmp_path / "splits")]) == 0
     params = record(store)["params"]
     assert (params["num_train"], params["num_test"]) == (15, 7)  # 16 / 8 files, one bad each
+
+
+def test_the_test_size_rule_counts_the_images_scored(tmp_path, capsys) -> None:
+    """100 test files, 3 corrupt: 97 are scored, fewer than the 100 the rule asks for."""
+    root = tree(tmp_path / "imgs", {"a": 8, "b": 8}, {"a": 50, "b": 50})
+    for i in range(3):
+        (root / "test" / "a" / f"{i:03d}.png").write_bytes(b"not a png")
+    args = ["eval", "knn", str(encoder_file(tmp_path)), "--data-root", str(root), "--dataset",
+            "folder", "--k", "5", "--device", "cpu", "--no-store", "--no-cache"]
+    assert main(args) == 2  # the corrupt files used to count (as copies of other images)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "has only 97 labelled images that can be scored (3 more are corrupt" in lines[0]
+    assert main([*args, "--force-small-test"]) == 0
+    assert "16 train / 97 test" in capsys.readouterr().out

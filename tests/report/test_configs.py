@@ -139,3 +139,15 @@ def test_report_reference_names_the_row_to_pair_against(tmp_path, capsys):
     assert main([*args, "--reference", "BYOL"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --reference 'BYOL' is no row of the report; rows: BYOL (2.0ep)")
+
+
+def test_validation_and_test_scores_of_one_configuration_are_two_rows():
+    """A select_on: validation grid's scores never share a mean with test scores."""
+    s = settings()
+    records = [{**BASE, "value": v, "seed": seed, "pretrain_settings": s, "run_id": f"r{seed}",
+                "test_split": split}
+               for seed, (v, split) in enumerate([(40.0, "test"), (50.0, "validation 0.1 of train "
+                                                                   "outside the test carve 0.2")])]
+    rows = rows_of(build_tables(records)[0])
+    assert {r for r in rows if r.startswith("TriBYOL")} == {"TriBYOL", "TriBYOL (on validation)"}
+    assert "40.00" in rows["TriBYOL"] and "50.00" in rows["TriBYOL (on validation)"]

@@ -82,17 +82,40 @@ def limit_dataset(dataset: Any, limit: int | None, seed: int) -> Any:
 SUBSET_MANIFEST = "subset.json"
 
 
-def outside_carve(labels: Tensor, per_class: int, test_fraction: float, seed: int = 0) -> Tensor:
+def validation_carve(labels: Tensor, test: Tensor, fraction: float, seed: int = 0) -> Tensor:
+    """Sorted indices of the validation carve: a seeded, class-stratified ``fraction`` of all
+    labelled items of ``labels`` (rounded), drawn only from outside ``test`` (the test carve's
+    indices), so settings chosen on it never looked at a test image.
+
+    ``tribyol eval --validation-from-train fraction`` scores on it; with the test carve of the
+    same ``--split-seed`` it is a pure function of (labels, fractions, seed)."""
+    labels = torch.as_tensor(labels).long().cpu().clone()
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    total = round(float(fraction) * int((labels >= 0).sum()))
+    labels[torch.as_tensor(test, dtype=torch.long)] = -1  # never picked
+    if total > int((labels >= 0).sum()):
+        raise ValueError(f"a validation carve of {total} items does not fit in the "
+                         f"{int((labels >= 0).sum())} outside the test carve")
+    return stratified_sample(labels, total, seed)
+
+
+def outside_carve(labels: Tensor, per_class: int, test_fraction: float, seed: int = 0,
+                  validation_fraction: float | None = None) -> Tensor:
     """Sorted indices of up to ``per_class`` items per class, taken in index order from outside
     the test split that ``tribyol eval --test-from-train test_fraction --split-seed seed``
-    carves from ``labels``: the images of a pre-training subset (``eval.splits.pretrain_subset``).
+    carves from ``labels`` (and outside its ``validation_carve`` of ``validation_fraction``,
+    when given): the images of a pre-training subset (``eval.splits.pretrain_subset``).
 
-    A pure function of (labels, per_class, test_fraction, seed), so evaluation can redraw the
-    subset to count which of its images a different carve would score.
+    A pure function of (labels, per_class, test_fraction, seed, validation_fraction), so
+    evaluation can redraw the subset to count which of its images a different carve would score.
     """
     labels = torch.as_tensor(labels).long().cpu()
     outside = torch.ones(len(labels), dtype=torch.bool)
-    outside[stratified_sample(labels, float(test_fraction), seed)] = False  # eval's carve
+    test = stratified_sample(labels, float(test_fraction), seed)  # eval's carve
+    outside[test] = False
+    if validation_fraction:
+        outside[validation_carve(labels, test, float(validation_fraction), seed)] = False
     taken: dict[int, int] = {}
     picked = []
     for i in outside.nonzero().flatten().tolist():

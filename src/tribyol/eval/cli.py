@@ -183,6 +183,7 @@ def _setup(args: argparse.Namespace, check: Callable[[Any, str], None] | None = 
         test_from_train=args.test_from_train, limit_train=args.limit_train,
         limit_test=args.limit_test, seed=args.seed, split_seed=args.split_seed,
         download=args.download, label=args.dataset_label,
+        validation_from_train=args.validation_from_train,
     )
     check_carve_unseen(src, data, name)
     check_test_size(len(data.test_indices), data.name, args.force_small_test)
@@ -213,7 +214,16 @@ def _features(args: argparse.Namespace, loaded: Loaded) -> Features:
     test_split = "test" if data.test is not data.train else "train"
     test_x, test_y, test_file = cache.features(src.encoder, data.test, split=test_split,
                                                indices=data.test_indices, **common)
+    _check_scored(args, data, len(test_y))
     return Features(train_x, train_y, test_x, test_y, test_file)
+
+
+def _check_scored(args: argparse.Namespace, data: Any, scored: int) -> None:
+    """The test-size rule on the images scored: corrupt files are only found when decoded."""
+    from tribyol.eval.splits import check_test_size
+
+    check_test_size(scored, data.name, args.force_small_test,
+                    left_out=len(data.test_indices) - scored)
 
 
 def _save(args: argparse.Namespace, record: dict[str, Any]) -> None:
@@ -297,6 +307,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         in_channels=src.in_channels, views_preset=get_spec(spec_name).views,
         options=options, device=args.device,
     )
+    _check_scored(args, data, result.num_test)
     print(f"finetune {src.run_id} on {data.name} with {labels.label_fraction:g} of the labels "
           f"({result.num_train} images): top-1 {result.top1:.2f}% after {result.steps} steps "
           f"({result.num_test} test images, test split: {data.test_split})")

@@ -18,9 +18,9 @@ from tribyol.channels import channel_stats
 from tribyol.checkpoints import EncoderInfo, load_encoder
 from tribyol.data import DatasetNotFoundError, get_spec, load_split
 from tribyol.data.registry import IMAGENET_MEAN, IMAGENET_STD
-from tribyol.data.subsets import limit_indices, outside_carve
+from tribyol.data.subsets import limit_indices, outside_carve, validation_carve
 from tribyol.errors import ConfigError
-from tribyol.eval.splits import stratified_sample, stratified_split
+from tribyol.eval.splits import carve_names, names_digest, stratified_sample, stratified_split
 from tribyol.fields import option_value
 from tribyol.methods.supervised import IMAGENET_WEIGHTS, find_imagenet_weights, load_imagenet_weights
 from tribyol.store import config_id, saw_labels_of
@@ -172,8 +172,9 @@ class EvalData:
     train_indices: Tensor
     test_indices: Tensor
     num_classes: int
-    test_split: str  # "test", or how test was carved from train
+    test_split: str  # "test", or how test (or the validation carve scored instead) was carved
     carve: tuple[float, int] | None = None  # (fraction, split seed) of a test set carved from train
+    validation: float | None = None  # scored on a validation carve of this fraction, not on test
 
     @property
     def train_labels(self) -> Tensor:
@@ -216,6 +217,7 @@ def load_eval_data(
     download: bool = False,
     label: str | None = None,
     carve_only_without_test: bool = False,
+    validation_from_train: float | None = None,
 ) -> EvalData:
     """Labelled train and test sets of ``name``.
 
@@ -229,7 +231,15 @@ def load_eval_data(
     Folder images are decoded at ``image_size`` with ``channels`` (the encoder's); a corrupt
     one is left out of the features (labelled -1, logged), never replaced by another image.
     Test labels follow train's class names (``with_train_classes``).
+    ``validation_from_train`` (with ``test_from_train``) scores a validation carve instead of
+    the test carve: that fraction of train, drawn outside the test carve
+    (``data.subsets.validation_carve``); the test images are then in neither set, so a setting
+    chosen on these scores never saw them.
     """
+    if validation_from_train and not test_from_train:
+        raise ConfigError(
+            f"{option_value('--validation-from-train', validation_from_train)} is drawn outside "
+            f"the test carve; pass {option_value('--test-from-train', 0.2)} with it")
 
     spec = get_spec(name)
     options = {"image_size": image_size, "channels": channels, "bad_images": "drop"}
@@ -246,7 +256,22 @@ def load_eval_data(
                     "to hold out a "
                     "seeded, stratified 20% of train as the test set."
                 ) from None
-    if test is None:
+    if test is None and validation_from_train:
+        known = _labels(train)[train_idx]
+        _rest, held = stratified_split(known, test_from_train, split_seed)
+        try:
+            val = validation_carve(known, held, validation_from_train, split_seed)
+        except ValueError as err:
+            raise ConfigError(f"--test-from-train {test_from_train:g} --validation-from-train "
+                              f"{validation_from_train:g}: {err}; choose smaller fractions") from None
+        pool = torch.ones(len(known), dtype=torch.bool)
+        pool[held] = False  # neither the test carve ...
+        pool[val] = False  # ... nor the validation images train the probe
+        train_idx, test_idx, test = train_idx[pool], train_idx[val], train
+        test_split = (f"validation {validation_from_train:g} of train outside the test carve "
+                      f"{test_from_train:g} (split seed {split_seed}"
+                      f"{carve_digest(train, test_idx)})")
+    elif test is None:
         rest, held = stratified_split(_labels(train)[train_idx], test_from_train, split_seed)
         train_idx, test_idx, test = train_idx[rest], train_idx[held], train
         test_split = f"carved {test_from_train:g} of train (split seed {split_seed})"
@@ -276,7 +301,17 @@ def load_eval_data(
     if label is None:
         label = f"folder:{Path(root).resolve().name}" if name == "folder" else name
     carve = (float(test_from_train), split_seed) if test is train else None
-    return EvalData(label, train, test, train_idx, test_idx, num_classes, test_split, carve)
+    validation = float(validation_from_train) if test is train and validation_from_train else None
+    return EvalData(label, train, test, train_idx, test_idx, num_classes, test_split, carve,
+                    validation)
+
+
+def carve_digest(dataset: Any, indices: Tensor) -> str:
+    """``", sha256 <12 hex>"`` of the carve's file names (class/name, sorted) for a folder, so
+    a record names the very images it was scored on; ``""`` for an in-memory dataset."""
+    if getattr(dataset, "samples", None) is None:
+        return ""
+    return f", sha256 {names_digest(carve_names(dataset, indices))[:12]}"
 
 
 def seen_in_pretraining(src: Source, data: EvalData, name: str) -> tuple[int, str] | None:
@@ -320,10 +355,13 @@ def seen_in_pretraining(src: Source, data: EvalData, name: str) -> tuple[int, st
     if info.pretrain_subset:  # the subset folder is gone: draw it again from this folder
         made = json.loads(info.pretrain_subset)
         seen = outside_carve(_labels(data.train), int(made["per_class"]),
-                             float(made["test_fraction"]), int(made["seed"]))
+                             float(made["test_fraction"]), int(made["seed"]),
+                             made.get("validation_fraction"))
+        val = (f" and validation {made['validation_fraction']:g}"
+               if made.get("validation_fraction") else "")
         return (int(torch.isin(test_idx, seen).sum()),
                 f"its pre-training subset (redrawn here: {made['per_class']} per class outside "
-                f"the carve {made['test_fraction']:g}, split seed {made['seed']})")
+                f"the carve {made['test_fraction']:g}{val}, split seed {made['seed']})")
     return None
 
 
@@ -341,18 +379,28 @@ def check_carve_unseen(src: Source, data: EvalData, name: str) -> None:
         return
     fraction, split_seed = data.carve
     subset = json.loads(src.info.pretrain_subset) if src.info.pretrain_subset else None
-    if subset:
+    if subset and data.validation and not subset.get("validation_fraction"):
+        remedy = ("its pre-training subset was drawn outside the test carve only; pre-train on "
+                  "one drawn outside the validation carve too (validation_fraction in "
+                  "data.pretrain_subset of a grid)")
+    elif subset:
+        val = (f" --validation-from-train {subset['validation_fraction']:g}"
+               if data.validation and subset.get("validation_fraction") else "")
         remedy = (f"pass --test-from-train {subset['test_fraction']:g} --split-seed "
-                  f"{subset['seed']}, the carve its pre-training subset was drawn outside")
+                  f"{subset['seed']}{val}, the carve its pre-training subset was drawn outside")
     elif getattr(data.train, "samples", None) is None:
         remedy = f"drop --test-from-train to score on the test split of {name}"
     else:
         remedy = ("pre-train on a subset drawn outside the carve (tribyol.eval.splits."
                   "pretrain_subset, or data.pretrain_subset in a grid), or evaluate on a folder "
                   "with its own test/")
+    flags = f"--test-from-train {fraction:g} --split-seed {split_seed}"
+    kind = "test"
+    if data.validation:
+        flags, kind = f"{flags} --validation-from-train {data.validation:g}", "validation"
     raise ConfigError(
-        f"--test-from-train {fraction:g} --split-seed {split_seed}: {n} of the "
-        f"{len(data.test_indices)} carved test images of {data.name} are among {what}, which "
+        f"{flags}: {n} of the "
+        f"{len(data.test_indices)} carved {kind} images of {data.name} are among {what}, which "
         f"{src.run_id} was pre-trained on, so its score would be on images it has seen; {remedy}")
 
 

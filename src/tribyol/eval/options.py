@@ -103,6 +103,12 @@ class DatasetOptions(Options):
     test_from_train: float | None = _test_from_train(
         "for a dataset without a test split, e.g. a folder without test/: hold out this "
         "seeded, stratified fraction of train as the test set, e.g. 0.2")
+    # Choosing a setting on the test carve biases the figure the tables then report.
+    validation_from_train: float | None = option(
+        None, "with --test-from-train: score on a validation carve instead, this seeded, "
+              "stratified fraction of train drawn outside the test carve (same --split-seed), "
+              "e.g. 0.1; for choosing settings without looking at a test image",
+        rule=within(0, 1, "()"), metavar="FRACTION")
 
 
 @dataclass

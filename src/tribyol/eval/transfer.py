@@ -110,6 +110,9 @@ def transfer(
             mean, std = normalisation(src, target, norm)
             result, _ = transfer_one(src, data, cache, mean=mean, std=std, root=root, seed=seed,
                                      **kwargs)
+            # again on the images scored: corrupt files are only found when decoded
+            check_test_size(result.num_test, data.name, force_small_test,
+                            left_out=len(data.test_indices) - result.num_test)
             row = TransferRow(target, "ok", result.top1, result=result, data=data)
         except DatasetNotFoundError as err:
             row = TransferRow(target, "missing", message=str(err))

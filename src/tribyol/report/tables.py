@@ -399,6 +399,12 @@ def method_rows(records: list[dict[str, Any]], with_batch: bool = False) -> list
     return row_keys(records, with_batch)[0]
 
 
+def scored_on(record: dict[str, Any]) -> str:
+    """``validation`` for a record scored on a validation carve (``select_on: validation``
+    grids), else ``test``: a validation score and a test score are never one mean."""
+    return "validation" if str(record.get("test_split") or "").startswith("validation") else "test"
+
+
 def row_keys(records: list[dict[str, Any]],
              with_batch: bool = False) -> tuple[list[str], dict[str, list[str]]]:
     """Each record's row, and per method the keys its rows differ in. A row is the record's
@@ -412,14 +418,18 @@ def row_keys(records: list[dict[str, Any]],
     - ``saw <labels>`` when runs of the method saw different labels (ImageNet's alone excepted);
     - ``<size>px`` for ImageNet weights evaluated at another size than ImageNet's 224;
     - ``stem: random 3x3`` for ``supervised-imagenet`` without ImageNet's stem, always;
+    - ``on validation`` when the method's records were scored on a validation carve and a test
+      split both;
     - ``<setting>=<value>`` for each recorded setting (``pretrain_settings``: method options,
       views, lr, backbone, norm, data, ...) the method's records differ in; records from before
       settings were recorded: ``cell <arm>`` read from a grid run's name, ``in <folder>``.
     """
     budgets: dict[str, set] = {}
     labels: dict[str, set] = {}
+    scored: dict[str, set] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
+        scored.setdefault(r.get("method") or "?", set()).add(scored_on(r))
         budgets.setdefault(r.get("method") or "?", set()).add(r.get("pretrain_epochs"))
         labels.setdefault(r.get("method") or "?", set()).add(r.get("pretrain_labels"))
         groups.setdefault(r.get("method") or "?", []).append(r)
@@ -431,6 +441,8 @@ def row_keys(records: list[dict[str, Any]],
         keys = (["pretrain epochs"] if len(budgets[method]) > 1 else []) + keys
         if len(labels[method] - {None, "none"}) > 1:
             keys.append("labels seen")
+        if len(scored[method]) > 1:
+            keys.append("scored on")
         if keys:
             mine = separated.setdefault(base_method(method), [])
             mine += [k for k in keys if k not in mine]
@@ -455,6 +467,8 @@ def row_keys(records: list[dict[str, Any]],
             quals.append(f"{size}px")
         if _stem(r):
             quals.append(f"stem: {_text(_stem(r))}")
+        if len(scored[method]) > 1 and scored_on(r) == "validation":
+            quals.append("on validation")
         quals += settings[id(r)]
         head, _, given = method.partition("@")  # a grid's row (byol@equal compute) keeps its own
         quals = ([given] if given else []) + quals
