@@ -37,7 +37,8 @@ def test_piped_run_prints_plain_lines_on_stderr_and_only_results_on_stdout(tmp_p
         assert noise not in done.stdout + done.stderr, noise
     steps = [line for line in done.stderr.splitlines() if line.startswith("step ")]
     assert [line.split()[1] for line in steps] == ["2/4", "4/4"]
-    assert re.fullmatch(r"step 2/4  epoch 1/1  loss \d+\.\d{4}  (images/s \d+  )?eta \d+:\d\d:\d\d", steps[0])
+    assert re.fullmatch(r"step 2/4  epoch 1/1  loss \d+\.\d{4}  rank \d+\.\d  (images/s \d+  )?"
+                        r"eta \d+:\d\d:\d\d", steps[0])
 
 
 def test_pretrain_help_gives_every_flag_a_meaning_and_default() -> None:

@@ -163,6 +163,11 @@ class TrainConfig:
                                       "data.monitor_fraction > 0)", rule=at_least(0))
     knn_k: int = option(20, "the online kNN monitor's neighbours", rule=at_least(1))
     online_probe: bool = option(True, "a linear probe on detached features (labelled data only)")
+    # Healthy L2-normalised d-dim projections have a per-dim std near 1/sqrt(d); collapse: ~0.
+    collapse_threshold: float = option(0.1, "warn (and note collapse_warning in run.json) when "
+                                            "train/z_std falls below this fraction of 1/sqrt(d), "
+                                            "d the projection size (0: off)",
+                                       rule=within(0, 1, "[]"))
 
 
 @dataclass

@@ -260,23 +260,33 @@ class RunRecord(L.Callback):
     checkpoint on disk (``checkpoint_step``) and the status, updated at the start, after every
     checkpoint (``AtomicCheckpoint`` calls ``on_checkpoint_saved``) and at the end. A run killed
     with SIGKILL therefore leaves ``"running"`` at its last checkpoint's step; one that failed
-    says ``"failed"`` and why (``error``), if the disk still takes the file."""
+    says ``"failed"`` and why (``error``), if the disk still takes the file. The module's
+    ``collapse_warning`` (``{step, z_std, rank, threshold}``) goes in as soon as it is set."""
 
     def __init__(self, run_dir: Path, facts: dict[str, Any]) -> None:
         self.run_dir, self.facts = run_dir, facts
         self.checkpoint_step: int | None = None
+        self.collapse_warning: dict[str, Any] | None = None
 
     def update(self, trainer: L.Trainer, status: str, error: str | None = None) -> None:
         if not trainer.is_global_zero or not self.run_dir.is_dir():
             return
         per_epoch = steps_per_epoch(trainer)
+        # Only once there is one: a resumed run keeps the warning its first attempt recorded.
+        extra = {"collapse_warning": self.collapse_warning} if self.collapse_warning else {}
         write_marker(
             self.run_dir, **self.facts, status=status, steps_done=trainer.global_step,
             checkpoint_step=self.checkpoint_step,
             steps_per_epoch=per_epoch, world_size=trainer.world_size,
             epochs_done=round(trainer.global_step / per_epoch, 4) if per_epoch else None,
-            updated=time.strftime("%Y-%m-%dT%H:%M:%S"), error=error,
+            updated=time.strftime("%Y-%m-%dT%H:%M:%S"), error=error, **extra,
         )
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        warning = getattr(module, "collapse_warning", None)  # a host-side dict: no sync
+        if warning is not None and warning is not self.collapse_warning:
+            self.collapse_warning = warning
+            self.update(trainer, "running")
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # A resumed run starts at its checkpoint's step.
@@ -391,11 +401,14 @@ class PlainProgress(L.Callback):
         elapsed = time.perf_counter() - self.start
         rate = (step - self.first_step) / max(elapsed, 1e-9)
         loss = trainer.callback_metrics.get("train/loss")
+        rank = trainer.callback_metrics.get("train/z_rank")  # effective rank: collapse -> 1
         images = trainer.callback_metrics.get("train/images_per_s")
         parts = [f"step {step}/{total}",
                  f"epoch {trainer.current_epoch + 1}/{planned_epochs(trainer, total)}"]
         if loss is not None:
             parts.append(f"loss {float(loss):.4f}")
+        if rank is not None and math.isfinite(float(rank)):
+            parts.append(f"rank {float(rank):.1f}")
         if images is not None and math.isfinite(float(images)):
             parts.append(f"images/s {float(images):.0f}")
         if total > step:

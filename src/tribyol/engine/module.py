@@ -4,6 +4,7 @@ of a batch, with the EMA step, an online probe and collapse monitors."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,8 @@ from tribyol.nets.sync_bn import convert_to_global_bn
 from tribyol.resolve import ResolvedRun, resolve_run
 from tribyol.views import MultiViewAugment
 
+log = logging.getLogger(__name__)
+
 # Lightning's advice for an epoch shorter than log_every_steps; untrue here, since the run's
 # last step is always logged (on_train_batch_start).
 warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than "
@@ -36,6 +39,18 @@ warnings.filterwarnings("ignore", message=r"The number of training batches .* is
 def collapse_std(z: Tensor) -> Tensor:
     """Mean per-dimension std of L2-normalised projections: ~1/sqrt(d) healthy, 0 collapsed."""
     return F.normalize(z.float(), dim=1).std(dim=0).mean()
+
+
+def effective_rank(z: Tensor) -> Tensor:
+    """exp(entropy) of the singular values of the L2-normalised projections, scaled to sum to 1
+    (RankMe, Garrido et al. 2023): 1 when every row points the same way, d for d orthonormal
+    rows. Not centred, so a fully collapsed batch reads 1, not 0/0."""
+    # NaN/Inf (a diverged step) would make the SVD raise; the NaN guard reports those instead.
+    z = torch.nan_to_num(F.normalize(z.detach().float(), dim=1), nan=0.0, posinf=0.0, neginf=0.0)
+    # MPS has no SVD kernel; this runs at log steps only, so the copy costs little there.
+    s = torch.linalg.svdvals(z.cpu() if z.device.type == "mps" else z)
+    p = s / s.sum().clamp_min(1e-12)
+    return torch.exp(-(p * p.clamp_min(1e-12).log()).sum())  # 0 log 0 = 0
 
 
 def labels_seen_by(method: nn.Module, dataset: str) -> str:
@@ -99,6 +114,9 @@ class PretrainModule(L.LightningModule):
         # Any NaN/Inf seen since the last check; read only at log steps and before saving.
         self.register_buffer("nonfinite", torch.zeros((), dtype=torch.bool), persistent=False)
         self._total_steps = 0
+        # Set once, at the first log step whose z-std is below the threshold; RunRecord writes
+        # it into run.json (engine/callbacks.py).
+        self.collapse_warning: dict[str, Any] | None = None
 
     @property
     def attached(self) -> bool:
@@ -148,10 +166,33 @@ class PretrainModule(L.LightningModule):
             self.log("train/probe_acc", acc)
         return loss
 
+    def _log_collapse(self, projections: Tensor) -> None:
+        """The collapse monitors, on the device, at log steps only (``_log_step``): the z-std,
+        the effective rank, and one warning when the z-std falls below
+        ``train.collapse_threshold / sqrt(d)``."""
+        with torch.no_grad():
+            z_std, rank = collapse_std(projections.detach()), effective_rank(projections)
+        self.log("train/z_std", z_std)
+        self.log("train/z_rank", rank)
+        fraction = self.cfg.train.collapse_threshold
+        if fraction <= 0 or self.collapse_warning is not None or self.global_rank != 0:
+            return
+        threshold = fraction / projections.shape[1] ** 0.5
+        z_value, rank_value = torch.stack([z_std, rank]).tolist()  # one host sync, log steps only
+        if z_value < threshold:  # False for NaN: the NaN guard reports that
+            step = (self.trainer.global_step if self.attached else 0) + 1
+            self.collapse_warning = {"step": step, "z_std": z_value, "rank": rank_value,
+                                     "threshold": threshold}
+            log.warning("the projections may have collapsed: train/z_std %.4g < %.4g (%g/sqrt(%d)) "
+                        "at step %d, effective rank %.1f of %d; the loss can still fall when this "
+                        "happens. Check the learning rate, the batch size and the method's options",
+                        z_value, threshold, fraction, projections.shape[1], step, rank_value,
+                        projections.shape[1])
+
     def _log_step(self, out: Any) -> None:
         self.log("train/loss", out.loss.detach(), prog_bar=True)
         if out.projections is not None:
-            self.log("train/z_std", collapse_std(out.projections))
+            self._log_collapse(out.projections)
         for key, value in out.logs.items():
             self.log(f"train/{key}", value)
         if isinstance(self.method, MomentumMethod):  # derived from the step, not stored

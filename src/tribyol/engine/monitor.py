@@ -5,8 +5,9 @@ labelled pre-training images out of the training set (they are never trained on)
 the callback that, every ``train.knn_every_epochs`` epochs, classifies them by weighted kNN
 (k = ``train.knn_k``) against features of the remaining labelled training images. Both sets are
 bounded, so the monitor costs a few seconds at most; it runs without gradients in eval mode and
-restores training mode afterwards. The other two monitors, the std of normalised projections
-(``train/z_std``) and the online linear probe (``train/probe_acc``), live in the module.
+restores training mode afterwards. The other monitors, the std and effective rank of normalised
+projections (``train/z_std``, ``train/z_rank``; a collapse warning) and the online linear probe
+(``train/probe_acc``), live in the module.
 """
 
 from __future__ import annotations
