@@ -96,7 +96,8 @@ def test_a_config_given_as_a_mapping_is_a_base_like_a_file() -> None:
     ("method.name=${oc.env:USER}", "method.name: .* is OmegaConf interpolation syntax"),
     ("train.accumulate=18446744073709551616", "train.accumulate: 18446744073709551616 is too large"),
     ("data.root=true", "data.root: expected text, got True"),
-    ("model.foo=1", "unknown config key 'model.foo'. Known: backbone, channels_last"),
+    ("model.foo=1", "unknown config key 'model.foo'. Known: activation_checkpointing, backbone, "
+                     "channels_last"),
     ("train.devices=[true]", "train.devices must be auto"),
     ("train.devices=[0, 0]", "train.devices must be auto"),
     ("train.devices=foo,bar", "train.devices must be auto"),

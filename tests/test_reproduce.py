@@ -89,11 +89,46 @@ def test_equal_compute_adds_a_byol_cell_at_tribyols_cost() -> None:
     eq = [c for c in grid.cells if c.row.startswith("byol@")]
     assert len(eq) == 2  # one per BYOL cell, none for TriBYOL
     for cell in eq:
-        assert cell.label == "byol (equal compute)"
+        assert cell.label == "byol (equal compute x1.5)"
         assert cell.value("method.name") == "byol" and cell.value("train.epochs") == 3  # 2 x 1.5
+        assert cell.compute == {"factor": 1.5, "of": ["tribyol"], "epochs": 3.0}
     assert {c.value("train.batch_size") for c in eq} == {16, 32}
-    with pytest.raises(ConfigError, match="whole number of epochs"):
+    with pytest.raises(ConfigError, match="found none whose method counts its passes"):
         expand_grid(tiny(axes={"method": ["byol"], "epochs": [3]}, equal_compute=True))
+    fixed = expand_grid(tiny(axes={"method": ["byol"]}, equal_compute=1.5)).cells[-1]
+    assert fixed.row == "byol@equal compute x1.5" and fixed.compute["of"] == []
+
+
+def test_equal_compute_is_each_arms_counted_cost() -> None:
+    """Issue 23: BYOL's equal-compute epochs are the arm's epochs x the arm's counted passes
+    over BYOL's (was a fixed 1.5 for every arm); a fractional budget becomes train.max_steps."""
+    grid = expand_grid(tiny(arms=[
+        {"label": "default"},
+        {"set": {"method.target_policy": "independent-init"}},
+        {"set": {"method.target_policy": "alternating-ema"}},
+        {"set": {"views": 4}},
+        {"set": {"method.symmetric": False}},
+        {"set": {"method": "byol"}},
+    ], seeds=[0], equal_compute=True))
+    eq = {c.compute["factor"]: c for c in grid.cells if c.compute}
+    assert sorted(eq) == [0.625, 1.5, 1.625, 2.0]
+    assert eq[1.625].compute["of"] == ["tribyol (target_policy=independent-init)",
+                                       "tribyol (target_policy=alternating-ema)"]
+    assert eq[1.625].label == "byol (equal compute x1.625)"
+    assert eq[1.625].id == "byol-equal-compute-x1.625_digits_b16_s0"
+    # 64 images / batch 16 = 4 steps an epoch: 2 epochs x 1.625 = 3.25 epochs = 13 steps
+    assert (eq[1.625].value("train.epochs"), eq[1.625].value("train.max_steps")) == (4, 13)
+    assert eq[1.625].compute == {"factor": 1.625, "of": eq[1.625].compute["of"],
+                                 "epochs": 3.25, "max_steps": 13}
+    assert (eq[2.0].value("train.epochs"), eq[2.0].value("train.max_steps")) == (4, None)
+    assert eq[2.0].compute["of"] == ["tribyol (num_views=4)"]
+    assert (eq[0.625].value("train.epochs"), eq[0.625].value("train.max_steps")) == (2, 5)
+    assert eq[1.5].value("train.epochs") == 3
+    assert {c.value("method.name") for c in eq.values()} == {"byol"}
+    text = tables_markdown([], grid)  # the note names each factor's arms
+    assert "x1.625 = the cost of tribyol (target_policy=independent-init), tribyol " \
+           "(target_policy=alternating-ema)" in text
+    assert "x0.625 = the cost of tribyol (symmetric=false)" in text
 
 
 def test_an_arm_restating_the_default_shares_its_run() -> None:
@@ -133,7 +168,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 def test_shipped_ablation_and_methods_grids_have_the_asked_arms() -> None:
     ablation = load_grid(GRIDS / "cpu_ablation.yaml")
-    for label in ("tribyol", "byol", "byol (equal compute)", "tribyol (views=4)",
+    for label in ("tribyol", "byol", "byol (equal compute x1.5)", "tribyol (views=4)",
                   "tribyol (symmetric=false)", "tribyol (target_policy=independent-init)",
                   "tribyol (target_policy=alternating-ema)", "tribyol (third_view=cycle)",
                   "tribyol (third_view=byol-pairs)", "tribyol (third_view=uniform)"):
@@ -238,7 +273,8 @@ def test_plan_prints_cells_and_an_estimate_then_uses_measured_cost(tmp_path: Pat
     repro = Reproduction(grid, tmp_path, runner=FakeRunner(), jobs=2)
     text, wall = repro.plan(grid.cells)
     assert "6 cell(s), 0 done, 6 to run, 2 job(s)" in text
-    assert "| byol-equal-compute_digits_b16_s0 | byol (equal compute) | 0 | 12 | to run |" in text
+    assert ("| byol-equal-compute-x1.5_digits_b16_s0 | byol (equal compute x1.5) | 0 | 12 | "
+            "to run |") in text
     assert "estimated:" in text and "cost model (defaults" in text
     # 64 images / batch 16 = 4 steps per epoch: tribyol 8 steps x 1.5 units, byol 8, byol eq 12
     model = CostModel(grid.spec, [])
@@ -267,9 +303,12 @@ def test_tables_show_rows_by_cell_with_n_and_the_poster(tmp_path: Path) -> None:
     assert len([a for a in runner.calls if a[0] == "pretrain"]) == 6
     assert [a[1] for a in runner.calls[-2:] if "--random-init" in a] == ["linear", "knn"]
     records = grid_records(repro, grid.cells)
-    assert {r["method"] for r in records} == {"tribyol", "byol", "byol@equal compute", "random-init"}
+    assert {r["method"] for r in records} == {"tribyol", "byol", "byol@equal compute x1.5",
+                                              "random-init"}
+    assert {r["equal_compute"]["factor"] for r in records if "equal_compute" in r} == {1.5}
     text = tables_markdown(records, grid)
-    assert "| BYOL (equal compute) |" in text and "| Random init |" in text
+    assert "| BYOL (equal compute x1.5) |" in text and "| Random init |" in text
+    assert "x1.5 = the cost of tribyol" in text
     assert "50.50±0.71 (n=2)" in text  # seeds 0 and 1 score 50 and 51
     # the poster's numbers need the poster's datasets; here the digits column has none
     assert "/ –" in text
@@ -330,8 +369,8 @@ def test_a_pretraining_subset_must_lie_outside_the_evaluated_carve(tmp_path) -> 
 def test_equal_compute_refuses_a_step_cap() -> None:
     from tribyol.reproduce import expand_grid
 
-    spec = {"base": {"method": {"name": "byol"}, "train": {"epochs": 2, "max_steps": 5}},
-            "equal_compute": True}
+    spec = {"base": {"train": {"epochs": 2, "max_steps": 5}},
+            "axes": {"method": ["tribyol", "byol"]}, "equal_compute": True}
     with pytest.raises(ConfigError, match="equal_compute with train.max_steps"):
         expand_grid(spec)
     spec["base"]["train"].pop("max_steps")

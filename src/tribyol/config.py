@@ -121,6 +121,10 @@ class ModelConfig:
     sync_bn: bool = option(False, "BatchNorm over the global batch under DDP (any device)")
     channels_last: bool = option(True, "NHWC weights and views: faster convs on CPU and GPU "
                                        "(BENCHMARKS.md)")
+    activation_checkpointing: bool = option(
+        False, "recompute the encoder's stages in the backward pass instead of keeping their "
+               "activations: less memory, about one more encoder forward of time; the same "
+               "loss, gradients and BatchNorm statistics")
 
 
 @dataclass

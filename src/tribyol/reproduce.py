@@ -52,8 +52,6 @@ SELECT_ON = ("test", "validation")
 VALIDATION_MANIFEST = "validation.json"
 EVAL_KEYS = {"linear", "knn", "finetune", "transfer", "export"}
 EQUAL_COMPUTE_LABEL = "equal compute"
-# TriBYOL with its default 3 views and separate passes runs 6 network passes a step to BYOL's 4.
-TRIBYOL_COST = 1.5
 
 # The cost model (seconds), used until cells of the grid have finished and measured it.
 # One BYOL step of the ConvNet (width 32) at 32 px, batch 32, one CPU thread (measured on the
@@ -90,6 +88,8 @@ class Cell:
     tree: dict[str, Any] = dataclasses.field(default_factory=dict)  # the pretrain config
     same_as: str | None = None  # a cell with the same config: its run is reused
     random_init_of: str | None = None  # random-init rows: the run whose architecture they take
+    # equal-compute rows: {"factor": F, "of": [the rows F was counted from], "epochs": E}
+    compute: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -164,15 +164,88 @@ def _cell_id(row: str, tree: dict[str, Any], spec: dict[str, Any], seed: int | N
     return f"{head}_{slug(_dataset_tag(tree, spec))}_b{batch}{tail}"
 
 
-def equal_compute_factor(spec: dict[str, Any]) -> float | None:
+def equal_compute_factor(spec: dict[str, Any]) -> float | bool | None:
+    """``equal_compute``: True (each arm's factor, from its counted passes), a fixed factor,
+    or None (off)."""
     value = spec.get("equal_compute", False)
     if value is True:
-        return TRIBYOL_COST
+        return True
     if value in (False, None, 0):
         return None
     if isinstance(value, (int, float)) and value > 0:
         return float(value)
     raise ConfigError(f"equal_compute must be true, false or a factor > 0, got {value!r}")
+
+
+def cell_compute_factor(cell: Cell) -> float | None:
+    """The cell's step cost relative to default BYOL's, from its method's counted passes
+    (``methods.registry.compute_factor``); None where the method does not count them."""
+    from tribyol.methods.registry import compute_factor
+
+    return compute_factor(dict(cell.value("method") or {}))
+
+
+def _shared_settings(cell: Cell) -> dict[str, Any]:
+    # what a BYOL cell and the arm it is compared with must share: all but the method's own keys
+    return {k: v for k, v in cell.overrides.items() if not k.startswith("method.")}
+
+
+def _equal_compute_cells(cells: list[Cell], spec: dict[str, Any], fixed: float | bool,
+                         base: dict[str, Any]) -> list[Cell]:
+    """One BYOL cell per (BYOL cell, distinct factor): ``fixed`` or, under True, the factor of
+    each other arm with the same non-method settings (batch, dataset, epochs, seed, ...).
+    Epochs x factor not whole: ceil(epochs) with ``train.max_steps`` = round(epochs x factor x
+    steps per epoch), so the budget is met to one step and the LR schedule (which follows
+    max_steps) still ends at the last step; rounding the epochs would miss by up to half an
+    epoch (2 x 0.625 -> 1 epoch is 0.5x)."""
+    out: list[Cell] = []
+    for cell in cells:
+        if str(cell.value("method.name", "tribyol")) != "byol":
+            continue
+        factors: dict[float, list[str]] = {}
+        if fixed is True:
+            for other in cells:
+                if (other is cell or other.value("method.name", "tribyol") == "byol"
+                        or _shared_settings(other) != _shared_settings(cell)):
+                    continue
+                factor = cell_compute_factor(other)
+                if factor is not None and abs(factor - 1.0) > 1e-9:
+                    rows = factors.setdefault(round(factor, 6), [])
+                    if other.label not in rows:
+                        rows.append(other.label)
+        else:
+            factors[float(fixed)] = []
+        if not factors:
+            continue
+        if int(cell.value("train.max_steps", -1) or -1) > 0:
+            raise ConfigError("equal_compute with train.max_steps: the step cap would stop "
+                              "BYOL and its equal-compute row at the same step; drop one")
+        _, _, variant = cell.row.partition("@")
+        epochs = int(cell.value("train.epochs", 80))
+        for factor, rows in factors.items():
+            more = epochs * factor
+            over = {**cell.overrides, "train.epochs": int(round(more))}
+            record: dict[str, Any] = {"factor": factor, "of": rows, "epochs": more}
+            if abs(more - round(more)) > 1e-9:
+                steps = planned_steps(cell, spec)
+                if steps is None:
+                    raise ConfigError(
+                        f"equal_compute: {epochs} epochs x {factor:g} = {more:g} is not a whole "
+                        "number of epochs, and the grid does not say how many images an epoch "
+                        "has (give data.pretrain_subset or a named dataset); choose epochs "
+                        "that make it whole")
+                over["train.epochs"] = int(-(-more // 1))
+                over["train.max_steps"] = int(round(steps * factor))
+                record["max_steps"] = over["train.max_steps"]
+            row = f"byol@{EQUAL_COMPUTE_LABEL} x{factor:g}" + (f", {variant}" if variant else "")
+            tree = _merge(base, over)
+            out.append(Cell(_cell_id(row, tree, spec, cell.seed), row, over, cell.seed, tree,
+                            compute=record))
+    if fixed is True and not out:
+        raise ConfigError("grid: equal_compute: true matches each BYOL cell with the other arms "
+                          "of the same settings, and found none whose method counts its passes "
+                          "(e.g. tribyol); add one, or give a factor (equal_compute: 1.5)")
+    return out
 
 
 def select_on(spec: dict[str, Any]) -> str:
@@ -300,22 +373,8 @@ def expand_grid(spec: dict[str, Any], seeds: Sequence[int] | None = None, name: 
                     cell_tree = _merge(base, cell_over)
                     cells.append(Cell(_cell_id(row, cell_tree, spec, seed), row, cell_over,
                                       seed, cell_tree))
-                    if factor and method == "byol":
-                        if int((cell_tree.get("train") or {}).get("max_steps", -1)) > 0:
-                            raise ConfigError(
-                                "equal_compute with train.max_steps: the step cap would stop "
-                                "BYOL and its equal-compute row at the same step; drop one")
-                        epochs = (cell_tree.get("train") or {}).get("epochs", 80)
-                        more = epochs * factor
-                        if abs(more - round(more)) > 1e-9:
-                            raise ConfigError(
-                                f"equal_compute: {epochs} epochs x {factor:g} = {more:g} is not a "
-                                "whole number of epochs; choose an even number of epochs")
-                        eq_over = {**cell_over, "train.epochs": int(round(more))}
-                        eq_row = f"byol@{EQUAL_COMPUTE_LABEL}" + (f", {variant}" if variant else "")
-                        eq_tree = _merge(base, eq_over)
-                        cells.append(Cell(_cell_id(eq_row, eq_tree, spec, seed), eq_row,
-                                          eq_over, seed, eq_tree))
+    if factor:
+        cells += _equal_compute_cells(cells, spec, factor, base)
     if spec.get("random_init"):
         # One untrained encoder per (dataset, backbone): eval --random-init on the first run.
         seen = set()
@@ -896,8 +955,27 @@ def grid_records(repro: Reproduction, cells: list[Cell]) -> list[dict[str, Any]]
             copy_ = dict(record)
             copy_["method"] = cell.row
             copy_["run_id"] = f"{record.get('run_id')}#{cell.id}"
+            if cell.compute:
+                copy_["equal_compute"] = cell.compute  # the factor and the rows it came from
             out.append(copy_)
     return out
+
+
+def equal_compute_text(cells: list[Cell]) -> str:
+    """What each equal-compute row is equal to: ``x1.625`` = BYOL trained 1.625x the epochs,
+    the counted cost of tribyol (target_policy=independent-init)."""
+    seen: dict[float, list[str]] = {}
+    for cell in cells:
+        if cell.compute:
+            rows = seen.setdefault(cell.compute["factor"], [])
+            rows += [r for r in cell.compute["of"] if r not in rows]
+    if not seen:
+        return ""
+    parts = [f"x{f:g}" + (f" = the cost of {', '.join(rows)}" if rows else " (the grid's factor)")
+             for f, rows in seen.items()]
+    return (f"`{EQUAL_COMPUTE_LABEL} xF` = BYOL trained F times the epochs (or steps), so its "
+            "counted passes (online forward+backward 3, target forward 1, per view) equal "
+            f"those of the arm: {'; '.join(parts)}. ")
 
 
 def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
@@ -908,9 +986,8 @@ def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
              "Cells: ours as mean ± std over seeds (n = the number of seeds) / the poster's "
              f"number for the method (– none). {CARVED} = "
              + ("scored on a carve of train (here the validation carve, below). "
-                if select_on(grid.spec) == "validation" else "test set carved out of train. ") +
-             f"`{EQUAL_COMPUTE_LABEL}` = BYOL trained {TRIBYOL_COST:g}x the epochs (TriBYOL's "
-             "cost with 3 views and separate passes). Under each table: every row's mean "
+                if select_on(grid.spec) == "validation" else "test set carved out of train. ")
+             + equal_compute_text(grid.cells) + "Under each table: every row's mean "
              "paired difference from the reference row over the seeds both ran.", ""]
     if grid.spec.get("description"):
         parts += [str(grid.spec["description"]).strip(), ""]

@@ -68,7 +68,8 @@ def uses_cuda(cfg: RunConfig) -> bool:
 
 def build_encoder(cfg: RunConfig, info: DataInfo) -> nn.Module:
     m = cfg.model
-    return build_backbone(m.backbone, info.channels, info.image_size, m.small_stem, m.width)
+    return build_backbone(m.backbone, info.channels, info.image_size, m.small_stem, m.width,
+                          activation_checkpointing=m.activation_checkpointing)
 
 
 class PretrainModule(L.LightningModule):

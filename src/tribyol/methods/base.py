@@ -147,6 +147,13 @@ class Method(nn.Module):
     def num_views(self) -> int:
         return 2
 
+    @classmethod
+    def passes(cls, options: Any) -> tuple[int, int] | None:
+        """A step's counted passes of one view batch: (online forward+backward, target
+        forwards) under ``options``; None where the method does not count them (then
+        ``reproduce``'s ``equal_compute`` cannot match it). ``registry.step_cost`` weighs them."""
+        return None
+
     def views_config(self, views: ViewsConfig) -> ViewsConfig:
         """The augmentation this method trains on, given the run's ``views`` settings (the
         self-supervised recipe); the engine builds its views from what this returns."""

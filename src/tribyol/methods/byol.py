@@ -37,6 +37,11 @@ class BYOL(MomentumMethod):
     def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.online, self.target)]
 
+    @classmethod
+    def passes(cls, options: Options) -> tuple[int, int]:
+        # symmetric: both views through the online net and the target; else v1 online, v2 target
+        return (2, 2) if options.symmetric else (1, 1)
+
     def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:
         if self.options.concat_views and self.options.symmetric:
             return self._forward_concat(views)

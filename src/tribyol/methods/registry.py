@@ -75,6 +75,29 @@ def resolve_options(method: Mapping[str, Any]) -> tuple[type, Any]:
     return cls, options
 
 
+# A step's cost in forward-pass units: an online forward+backward ~ 3 (the backward ~ 2
+# forwards), a target forward (no gradient) 1. BYOL: 2 x 3 + 2 = 8; TriBYOL: 3 x 3 + 3 = 12.
+ONLINE_UNITS, TARGET_UNITS = 3, 1
+
+
+def step_cost(method: Mapping[str, Any]) -> float | None:
+    """A step's counted cost of ``{"name": ..., option: value}`` (units above, per view batch),
+    from the method's own ``passes``; None where the method does not count its passes."""
+    cls, options = resolve_options({"name": "tribyol", **method})
+    counted = cls.passes(options)
+    if counted is None:
+        return None
+    online, target = counted
+    return float(ONLINE_UNITS * online + TARGET_UNITS * target)
+
+
+def compute_factor(method: Mapping[str, Any]) -> float | None:
+    """A step's cost relative to default BYOL's (TriBYOL 1.5, independent-init 1.625, 4 views
+    2.0, symmetric=false 0.625); None where the method does not count its passes."""
+    cost = step_cost(method)
+    return None if cost is None else cost / float(step_cost({"name": "byol"}) or 1.0)
+
+
 def default_options(name: str) -> dict[str, Any]:
     """The documented defaults of a method's options (for config files and --help)."""
     return dataclasses.asdict(METHODS[name].Options())

@@ -70,6 +70,18 @@ class TriBYOL(MomentumMethod):
     def num_views(self) -> int:
         return self.options.num_views
 
+    @classmethod
+    def passes(cls, options: Options) -> tuple[int, int]:
+        """As ``forward_views`` runs them: symmetric, every view online, else the anchor only;
+        the shared target sees each view it needs once (all N, or the N - 1 others), each of
+        the N - 1 separate targets (independent-init, alternating-ema) its view and, when
+        symmetric, the anchor again."""
+        n, symmetric = options.num_views, options.symmetric
+        online = n if symmetric else 1
+        if options.target_policy == "shared":
+            return online, n if symmetric else n - 1
+        return online, (n - 1) * (2 if symmetric else 1)
+
     def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
         if self.options.target_policy == "alternating-ema":
             # step counts from 1: target 0 takes step 1, target 1 step 2, ...

@@ -3,15 +3,22 @@
 Each encoder maps ``[B, C, H, W]`` images to ``[B, out_dim]`` features. ResNets stay plain
 torchvision ``ResNet`` instances (``fc`` replaced by ``Identity``) so that exported weights load
 into ``torchvision.models.resnet*`` with the same keys.
+
+``activation_checkpointing`` recomputes each stage (ResNet ``layer1..4``, the ConvNet's four
+blocks) in the backward pass instead of keeping its activations: less memory, about one more
+forward of compute, the same loss, gradients and BatchNorm running statistics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 if TYPE_CHECKING:
     import torchvision
@@ -77,6 +84,69 @@ def _convnet(in_channels: int, image_size: int, width: int = 32, **_: object) ->
     return ConvNet(in_channels, width)
 
 
+class _KeepBatchNormStats(contextlib.AbstractContextManager):
+    """Undo what a recomputed forward does to BatchNorm buffers.
+
+    The recomputation runs the stage again in training mode, so without this every BatchNorm
+    would update its running mean/var (and ``num_batches_tracked``) a second time per step.
+    The buffers are restored to their values before the recomputation, which are those the
+    original forward left (torch's checkpoint has no option for this).
+    """
+
+    def __init__(self, stage: nn.Module) -> None:
+        self.bns = [m for m in stage.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    and m.track_running_stats]
+        self.saved: list[tuple[Tensor, ...]] = []
+
+    def __enter__(self) -> _KeepBatchNormStats:
+        self.saved = [tuple(b.clone() for b in (m.running_mean, m.running_var,
+                                                  m.num_batches_tracked)) for m in self.bns]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Also on torch's early stop of the recomputation (it raises through this context).
+        with torch.no_grad():
+            for m, saved in zip(self.bns, self.saved, strict=True):
+                for buf, old in zip((m.running_mean, m.running_var, m.num_batches_tracked),
+                                    saved, strict=True):
+                    buf.copy_(old)
+        self.saved = []
+
+
+class _CheckpointedStage(nn.Sequential):
+    """An ``nn.Sequential`` stage whose training forward is recomputed in the backward pass.
+
+    Swapped in as the stage's class (not a wrapping parent), so parameter and buffer names,
+    hence checkpoints and exports, are those of the plain network.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and torch.is_grad_enabled()):
+            return super().forward(x)
+        return checkpoint(
+            super().forward, x, use_reentrant=False,
+            context_fn=lambda: (contextlib.nullcontext(), _KeepBatchNormStats(self)),
+        )
+
+
+def stages(net: nn.Module) -> list[nn.Sequential]:
+    """The encoder's stages: ResNet ``layer1..layer4``, or the ConvNet's four blocks."""
+    if isinstance(net, ConvNet):
+        found = [m for m in net.features if isinstance(m, nn.Sequential)]
+    else:
+        found = [getattr(net, f"layer{i}", None) for i in range(1, 5)]
+    if len(found) != 4 or not all(isinstance(m, nn.Sequential) for m in found):
+        raise ValueError(f"{type(net).__name__} has no four nn.Sequential stages to checkpoint")
+    return found
+
+
+def enable_activation_checkpointing(net: nn.Module) -> nn.Module:
+    """Recompute each stage of ``net`` in the backward pass (training with grad only); in place."""
+    for stage in stages(net):
+        stage.__class__ = _CheckpointedStage
+    return net
+
+
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "convnet": _convnet,
     "resnet18": _resnet("resnet18"),
@@ -90,10 +160,15 @@ def build_backbone(
     image_size: int,
     small_stem: bool | None = None,
     width: int = 32,
+    activation_checkpointing: bool = False,
 ) -> nn.Module:
-    """Build an encoder by name; it has an ``out_dim`` attribute."""
+    """Build an encoder by name; it has an ``out_dim`` attribute.
+
+    ``activation_checkpointing``: recompute each stage in the backward pass (less memory).
+    """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone '{name}'; known: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name](
+    net = BACKBONES[name](
         in_channels=in_channels, image_size=image_size, small_stem=small_stem, width=width
     )
+    return enable_activation_checkpointing(net) if activation_checkpointing else net
