@@ -27,7 +27,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from tribyol.channels import channel_stats
-from tribyol.config import RunConfig, to_dict
+from tribyol.config import NORMS, RunConfig, to_dict
 from tribyol.errors import CheckpointError, torch_load_reason
 from tribyol.methods.supervised import imagenet_stem
 from tribyol.nets import BACKBONES, build_backbone, uses_small_stem
@@ -192,6 +192,8 @@ class EncoderInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     width: int | None = None  # the ConvNet's base width (None: its default, 32)
+    norm: str | None = None  # bn, gn or gn-ws (None: bn, as every export before it was recorded)
+    norm_groups: int | None = None  # GroupNorm's groups (gn, gn-ws only)
     method: str | None = None
     dataset: str | None = None
     # The batch BatchNorm and the loss saw is batch_size per device; an optimizer step
@@ -260,7 +262,8 @@ class EncoderInfo:
         """The encoder this describes, freshly initialised."""
         return build_backbone(self.backbone, in_channels=self.in_channels,
                               image_size=self.image_size, small_stem=self.small_stem,
-                              width=self.width or 32)
+                              width=self.width or 32, norm=self.norm or "bn",
+                              norm_groups=self.norm_groups or 32)
 
 
 def _parse(text: str, hint: Any) -> Any:
@@ -299,6 +302,8 @@ _CHECKS: dict[str, Any] = {
     "in_channels": _count(1),
     "image_size": _count(1),
     "width": _count(1),
+    "norm": lambda v, _: v in NORMS,
+    "norm_groups": _count(1),
     "mean": lambda v, info: all(math.isfinite(x) for x in v) and _stats_fit(v, info),
     "std": lambda v, info: all(math.isfinite(x) and x > 0 for x in v) and _stats_fit(v, info),
     "batch_size": _count(1),
@@ -314,6 +319,8 @@ _RULES = {
     "image_size": "a positive integer",
     "small_stem": "true or false",
     "width": "a positive integer",
+    "norm": f"one of {', '.join(NORMS)}",
+    "norm_groups": "a positive integer",
     "mean": "finite numbers: one, or one per channel",
     "std": "positive finite numbers: one, or one per channel",
     "batch_size": "a positive integer",
@@ -393,7 +400,10 @@ def run_settings(cfg: RunConfig, info: Mapping[str, Any]) -> dict[str, Any]:
         "method": method,
         "model": {"backbone": m.backbone, "width": m.width, "small_stem": small,
                   "stem": imagenet_stem(cfg.method.get("name"), m.backbone, small),
-                  "hidden_dim": m.hidden_dim, "proj_dim": m.proj_dim, "sync_bn": m.sync_bn},
+                  "hidden_dim": m.hidden_dim, "proj_dim": m.proj_dim, "sync_bn": m.sync_bn,
+                  # Only when not BatchNorm: the settings (and config ids) of bn runs stay those
+                  # recorded before model.norm existed.
+                  **({"norm": m.norm, "norm_groups": m.norm_groups} if m.norm != "bn" else {})},
         "norm": {"mean": [float(v) for v in info["mean"]], "std": [float(v) for v in info["std"]]},
         "optim": tree["optim"],
         "views": tree["views"],
@@ -430,6 +440,8 @@ def encoder_info(ckpt: dict[str, Any]) -> EncoderInfo:
         mean=tuple(float(v) for v in info["mean"]),
         std=tuple(float(v) for v in info["std"]),
         width=m.width,
+        norm=m.norm,
+        norm_groups=m.norm_groups if m.norm != "bn" else None,
         method=cfg.method["name"],
         dataset=cfg.data.dataset,
         batch_size=t.batch_size,

@@ -32,6 +32,9 @@ from tribyol.fields import (
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true")
+# The encoder's normalisation: BatchNorm, or the batch-free GroupNorm (+ weight-standardised
+# convolutions); the heads follow it (docs/methods.md).
+NORMS = ("bn", "gn", "gn-ws")
 SEED_LIMIT = 2**32  # NumPy's seeds, and so Lightning's, must be in [0, 2**32)
 PROBABILITY = within(0, 1, "[]")
 # Views past 8192 px are a typo, not a tile: one float32 batch of 32 RGB views of 8192 px
@@ -118,6 +121,12 @@ class ModelConfig:
     width: int = option(32, "the ConvNet's base width", rule=at_least(1))
     hidden_dim: int = option(512, "MLP hidden size (the poster: 512)", rule=at_least(1))
     proj_dim: int = option(128, "projection size (the poster: 128)", rule=at_least(1))
+    norm: str = option("bn", "the encoder's and heads' normalisation: bn (BatchNorm), gn "
+                             "(GroupNorm; LayerNorm in the heads) or gn-ws (GroupNorm with "
+                             "weight-standardised convolutions): gn/gn-ws do not use the batch",
+                       choices=NORMS)
+    norm_groups: int = option(32, "GroupNorm's group count (gn, gn-ws); must divide every "
+                                  "normalised layer's channels", rule=at_least(1))
     sync_bn: bool = option(False, "BatchNorm over the global batch under DDP (any device)")
     channels_last: bool = option(True, "NHWC weights and views: faster convs on CPU and GPU "
                                        "(BENCHMARKS.md)")
@@ -375,6 +384,10 @@ def validate_values(cfg: RunConfig) -> None:
             f"the online kNN monitor needs both data.monitor_fraction > 0 (the labelled images "
             f"it holds out) and train.knn_every_epochs > 0 (got {monitor} and {every}); set both, "
             "or neither")
+    m = cfg.model
+    require(not (m.sync_bn and m.norm != "bn"),
+            f"model.sync_bn=true synchronises BatchNorm, but model.norm={m.norm} has none; set "
+            "model.sync_bn=false (GroupNorm needs no synchronising) or model.norm=bn")
     for name in ("blur_p", "solarize_p"):
         require(v.third_view == "cycle" or len(getattr(v, name) or []) <= 2,
                 f"views.{name} with more than two entries sets each view itself, which needs "

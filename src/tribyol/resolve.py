@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import typing
 from collections.abc import Mapping
@@ -133,6 +134,15 @@ def check_names(cfg: RunConfig) -> None:
         f"unknown backbone '{m.backbone}'.{did_you_mean(m.backbone, BACKBONES)} "
         f"Known: {', '.join(sorted(BACKBONES))}",
     )
+    if m.norm != "bn":
+        from tribyol.nets.backbones import norm_channels
+
+        channels = norm_channels(m.backbone, m.width)
+        bad = [c for c in channels if c % m.norm_groups]
+        require(not bad, f"model.norm={m.norm}: model.norm_groups={m.norm_groups} does not divide "
+                         f"the {bad[0] if bad else 0} channels of a {m.backbone} layer; choose "
+                         f"model.norm_groups dividing {min(channels) if channels else 0} (e.g. "
+                         f"{math.gcd(min(channels) if channels else 1, m.norm_groups)})")
 
 
 def physical_memory() -> int | None:

@@ -69,7 +69,8 @@ def uses_cuda(cfg: RunConfig) -> bool:
 def build_encoder(cfg: RunConfig, info: DataInfo) -> nn.Module:
     m = cfg.model
     return build_backbone(m.backbone, info.channels, info.image_size, m.small_stem, m.width,
-                          activation_checkpointing=m.activation_checkpointing)
+                          activation_checkpointing=m.activation_checkpointing,
+                          norm=m.norm, norm_groups=m.norm_groups)
 
 
 class PretrainModule(L.LightningModule):
@@ -97,6 +98,7 @@ class PretrainModule(L.LightningModule):
             build_encoder(cfg, info),
             hidden_dim=cfg.model.hidden_dim,
             proj_dim=cfg.model.proj_dim,
+            norm=cfg.model.norm,
             backbone_name=cfg.model.backbone,
             new_backbone=lambda: build_encoder(cfg, info),  # e.g. TriBYOL's independent-init
         )

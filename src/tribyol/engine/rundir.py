@@ -68,7 +68,7 @@ _RUN_FOLDER = re.compile(r"checkpoints|logs|logs/attempt\d+|tb")
 BREAKING_KEYS = (
     "method.name", "method.num_views", "method.target_policy", "method.pred_hidden_dim",
     "model.backbone", "model.width", "model.hidden_dim", "model.proj_dim",
-    "model.small_stem", "data.dataset",
+    "model.small_stem", "model.norm", "model.norm_groups", "data.dataset",
 )  # data.channels / image_size: legacy configs hold unresolved values; the shape check covers them
 
 

@@ -30,6 +30,7 @@ class MethodContext:
     num_train_images: int = 0
     image_size: int = 32
     channels: int = 3
+    norm: str = ModelConfig.norm  # the heads' normalisation follows the encoder's (bn, gn, gn-ws)
     backbone_name: str = ""  # the registry name of ``backbone`` (e.g. resnet18); "" if unknown
     # Builds another encoder the way ``backbone`` was built (the same builder, a new draw of
     # its random initialisation); the engine passes it. None: ``fresh_backbone`` re-initialises

@@ -24,7 +24,7 @@ class BYOLHeads(NamedTuple):
 
 def projection_head(ctx: MethodContext) -> MLPHead:
     """``G``: the shared two-layer MLP from the encoder's features to ``ctx.proj_dim``."""
-    return MLPHead(ctx.backbone.out_dim, ctx.hidden_dim, ctx.proj_dim)
+    return MLPHead(ctx.backbone.out_dim, ctx.hidden_dim, ctx.proj_dim, ctx.norm)
 
 
 def byol_heads(ctx: MethodContext, num_targets: int = 1, pred_hidden_dim: int | None = None) -> BYOLHeads:
@@ -33,6 +33,6 @@ def byol_heads(ctx: MethodContext, num_targets: int = 1, pred_hidden_dim: int | 
     order (the projector's random initialisation is drawn before the predictor's)."""
     projector = projection_head(ctx)
     hidden = ctx.hidden_dim if pred_hidden_dim is None else pred_hidden_dim
-    predictor = MLPHead(ctx.proj_dim, hidden, ctx.proj_dim)
+    predictor = MLPHead(ctx.proj_dim, hidden, ctx.proj_dim, ctx.norm)
     online = nn.Sequential(ctx.backbone, projector)
     return BYOLHeads(projector, predictor, online, [frozen_copy(online) for _ in range(num_targets)])

@@ -7,6 +7,11 @@ into ``torchvision.models.resnet*`` with the same keys.
 ``activation_checkpointing`` recomputes each stage (ResNet ``layer1..4``, the ConvNet's four
 blocks) in the backward pass instead of keeping its activations: less memory, about one more
 forward of compute, the same loss, gradients and BatchNorm running statistics.
+
+``norm``: ``bn`` (BatchNorm), ``gn`` (GroupNorm with ``norm_groups`` groups) or ``gn-ws``
+(GroupNorm, every convolution a ``WSConv2d``), as in Richemond et al. 2020, "BYOL works even
+without batch statistics". With gn/gn-ws a sample's features do not depend on the rest of
+its batch. The parameter names stay torchvision's, so exports still load there.
 """
 
 from __future__ import annotations
@@ -26,6 +31,61 @@ if TYPE_CHECKING:
 SMALL_STEM_MAX_SIZE = 64  # at or below this many pixels a 7x7/2 stem + max-pool throws away too much
 
 
+NORMS = ("bn", "gn", "gn-ws")
+WS_EPS = 1e-5
+
+
+class WSConv2d(nn.Conv2d):
+    """A convolution whose weight is standardised in every forward: per output channel, zero
+    mean and unit variance over ``in x kh x kw`` (eps 1e-5). No parameters of its own, so its
+    state-dict keys are ``nn.Conv2d``'s (``weight``, ``bias``)."""
+
+    def standardized_weight(self) -> Tensor:
+        w = self.weight
+        var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return (w - mean) * torch.rsqrt(var + WS_EPS)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.standardized_weight(), self.bias)
+
+
+def norm_layer(norm: str, groups: int = 32) -> Callable[[int], nn.Module]:
+    """``channels -> module`` for a 2-D normalisation; GroupNorm refuses groups that do not
+    divide the channels (``ValueError``)."""
+    if norm == "bn":
+        return nn.BatchNorm2d
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm '{norm}'; known: {', '.join(NORMS)}")
+
+    def group_norm(channels: int) -> nn.GroupNorm:
+        if channels % groups:
+            raise ValueError(f"model.norm_groups={groups} does not divide a layer's {channels} "
+                             "channels")
+        return nn.GroupNorm(groups, channels)
+
+    return group_norm
+
+
+_RESNET_CHANNELS = {"resnet18": (64, 128, 256, 512), "resnet50": (64, 128, 256, 512, 1024, 2048)}
+
+
+def norm_channels(name: str, width: int = 32) -> tuple[int, ...]:
+    """The channel counts of the encoder's normalised layers (to check GroupNorm's groups
+    before anything is built)."""
+    if name == "convnet":
+        return (width, 2 * width, 4 * width, 8 * width)
+    return _RESNET_CHANNELS.get(name, ())
+
+
+def standardize_convs(net: nn.Module) -> nn.Module:
+    """Make every plain ``nn.Conv2d`` in ``net`` a ``WSConv2d``, in place (the same
+    parameters and names)."""
+    for m in net.modules():
+        if type(m) is nn.Conv2d:
+            m.__class__ = WSConv2d
+    return net
+
+
 def uses_small_stem(image_size: int, small_stem: bool | None = None) -> bool:
     """Whether to use the 3x3, stride-1, no-max-pool stem (CIFAR-style)."""
     return image_size <= SMALL_STEM_MAX_SIZE if small_stem is None else small_stem
@@ -43,8 +103,10 @@ def adapt_resnet_stem(net: torchvision.models.ResNet, in_channels: int, small_st
 def _resnet(name: str) -> Callable[..., nn.Module]:
     """torchvision's ``name``, imported when first built (torchvision takes seconds to import)."""
 
-    def build(in_channels: int, image_size: int, small_stem: bool | None = None, **_: object):
-        net = getattr(importlib.import_module("torchvision.models"), name)(weights=None)
+    def build(in_channels: int, image_size: int, small_stem: bool | None = None,
+              norm: str = "bn", norm_groups: int = 32, **_: object):
+        net = getattr(importlib.import_module("torchvision.models"), name)(
+            weights=None, norm_layer=norm_layer(norm, norm_groups))
         adapt_resnet_stem(net, in_channels, uses_small_stem(image_size, small_stem))
         net.out_dim = net.fc.in_features
         net.fc = nn.Identity()
@@ -56,13 +118,14 @@ def _resnet(name: str) -> Callable[..., nn.Module]:
 class ConvNet(nn.Module):
     """A small 4-block ConvNet for CPU-scale runs: out_dim = 8 * width."""
 
-    def __init__(self, in_channels: int = 3, width: int = 32) -> None:
+    def __init__(self, in_channels: int = 3, width: int = 32,
+                 norm: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
         super().__init__()
 
         def block(cin: int, cout: int, stride: int) -> nn.Sequential:
             return nn.Sequential(
                 nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
+                norm(cout),
                 nn.ReLU(inplace=True),
             )
 
@@ -80,8 +143,9 @@ class ConvNet(nn.Module):
         return self.features(x)
 
 
-def _convnet(in_channels: int, image_size: int, width: int = 32, **_: object) -> nn.Module:
-    return ConvNet(in_channels, width)
+def _convnet(in_channels: int, image_size: int, width: int = 32, norm: str = "bn",
+             norm_groups: int = 32, **_: object) -> nn.Module:
+    return ConvNet(in_channels, width, norm_layer(norm, norm_groups))
 
 
 class _KeepBatchNormStats(contextlib.AbstractContextManager):
@@ -161,14 +225,21 @@ def build_backbone(
     small_stem: bool | None = None,
     width: int = 32,
     activation_checkpointing: bool = False,
+    norm: str = "bn",
+    norm_groups: int = 32,
 ) -> nn.Module:
     """Build an encoder by name; it has an ``out_dim`` attribute.
 
     ``activation_checkpointing``: recompute each stage in the backward pass (less memory).
+    ``norm``: bn, gn or gn-ws (GroupNorm with ``norm_groups`` groups; gn-ws also standardises
+    every convolution's weight).
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone '{name}'; known: {', '.join(sorted(BACKBONES))}")
     net = BACKBONES[name](
-        in_channels=in_channels, image_size=image_size, small_stem=small_stem, width=width
+        in_channels=in_channels, image_size=image_size, small_stem=small_stem, width=width,
+        norm=norm, norm_groups=norm_groups,
     )
+    if norm == "gn-ws":
+        standardize_convs(net)  # after the stem swap, so conv1 is standardised too
     return enable_activation_checkpointing(net) if activation_checkpointing else net
