@@ -121,7 +121,7 @@ def check_names(cfg: RunConfig) -> None:
     """The dataset and the backbone must be registered (the method: ``full_method``)."""
     # Imported here: the registries import torch, and validate_values' errors come before it.
     from tribyol.data import DATASETS
-    from tribyol.nets import BACKBONES
+    from tribyol.nets.backbones import BACKBONES, norm_channels
 
     d, m = cfg.data, cfg.model
     require(
@@ -135,8 +135,6 @@ def check_names(cfg: RunConfig) -> None:
         f"Known: {', '.join(sorted(BACKBONES))}",
     )
     if m.norm != "bn":
-        from tribyol.nets.backbones import norm_channels
-
         channels = norm_channels(m.backbone, m.width)
         bad = [c for c in channels if c % m.norm_groups]
         require(not bad, f"model.norm={m.norm}: model.norm_groups={m.norm_groups} does not divide "
