@@ -5,27 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
+from tests.helpers import random_png_folder
 from tribyol.eval.common import load_eval_data
 from tribyol.eval.splits import pretrain_subset
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-def fake_cifar(root: Path, classes: int = 10, per_class: int = 20) -> None:
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        folder = root / "train" / f"class{c}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{c}_{i:03d}.png")
-
-
 def test_pretrain_subset_is_disjoint_from_the_carved_test_split(tmp_path: Path) -> None:
     root, sub = tmp_path / "cifar", tmp_path / "sub"
-    fake_cifar(root)
+    random_png_folder(root, per_class=20)
     written = pretrain_subset(root, sub, per_class=10, test_fraction=0.2, seed=0)
     pretrain = {p.resolve() for p in written}
     assert len(pretrain) == 100  # 10 per class: all of the 16 non-test images would fit
@@ -42,7 +31,7 @@ def test_pretrain_subset_never_deletes_what_it_did_not_write(tmp_path: Path) -> 
     import pytest
 
     root = tmp_path / "cifar"
-    fake_cifar(root, classes=2, per_class=5)
+    random_png_folder(root, classes=2, per_class=5)
     partial = tmp_path / "sub.partial"
     partial.mkdir()
     (partial / "notes.txt").write_text("mine")

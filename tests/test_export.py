@@ -15,6 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tests.helpers import scramble
 from tribyol.checkpoints import (
     BACKBONE_PREFIX,
     CHECKPOINT_NAME,
@@ -26,18 +27,6 @@ from tribyol.cli import main
 from tribyol.config import RunConfig, to_dict
 from tribyol.errors import CheckpointError
 from tribyol.nets import build_backbone
-
-
-def scramble(net: nn.Module, seed: int) -> None:
-    """Random weights *and* BatchNorm statistics, so a wrong stem or stale stats shows up."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if p.ndim == 1 else 0.0))
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
 
 
 def write_run(run_dir: Path, state_dict: dict[str, torch.Tensor],

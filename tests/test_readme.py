@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
+from tests.helpers import scramble
 from tribyol.checkpoints import BACKBONE_PREFIX, CHECKPOINT_NAME, load_encoder
 from tribyol.cli import main
 from tribyol.config import to_dict
@@ -22,18 +22,6 @@ def export_snippets() -> list[str]:
     """The README's Python blocks that read an exported encoder."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     return [b for b in blocks if '"backbone.safetensors"' in b]
-
-
-def scramble(net: nn.Module, seed: int) -> None:
-    """Random weights and BatchNorm statistics: a wrong key, stem or stale statistic shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if p.ndim == 1 else 0.0))
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
 
 
 # (backbone, channels, image size, config overrides): the ConvNet at a small width, the two

@@ -9,12 +9,11 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from torch import nn
 
 from tests.conftest import tiny_config
+from tests.helpers import random_png_folder
 from tribyol.checkpoints import EncoderInfo, load_encoder
 from tribyol.cli import main
 from tribyol.engine import pretrain
@@ -23,23 +22,12 @@ from tribyol.eval.common import Source, check_carve_unseen, load_eval_data
 from tribyol.eval.splits import pretrain_subset
 
 
-def toy_folder(root: Path, classes: int = 10, per_class: int = 10) -> Path:
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        folder = root / "train" / f"c{c}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i:02d}.png")
-    return root
-
-
 def carve(root: Path, **options):
     return load_eval_data("folder", root, image_size=8, channels=3, test_from_train=0.2, **options)
 
 
 def test_only_the_split_seed_moves_the_test_images(tmp_path):
-    root = toy_folder(tmp_path / "toy")
+    root = random_png_folder(tmp_path / "toy")
     base = carve(root).test_indices.tolist()
     assert len(base) == 20
     assert carve(root, seed=1).test_indices.tolist() == base  # --seed keeps the test set
@@ -61,12 +49,12 @@ def folder_source(**meta: str) -> Source:
 
 
 def test_whole_folder_pretraining_is_refused_and_unrecorded_metadata_warns(tmp_path, caplog):
-    root = toy_folder(tmp_path / "toy")
+    root = random_png_folder(tmp_path / "toy")
     data = carve(root)
     with pytest.raises(ConfigError, match=r"20 of the 20 carved test images .* pre-train on a "
                                           r"subset drawn outside the carve"):
         check_carve_unseen(folder_source(pretrain_root=str(root.resolve())), data, "folder")
-    other = toy_folder(tmp_path / "other")  # pre-trained elsewhere: nothing in common
+    other = random_png_folder(tmp_path / "other")  # pre-trained elsewhere: nothing in common
     check_carve_unseen(folder_source(pretrain_root=str(other.resolve())), data, "folder")
     with caplog.at_level(logging.WARNING):  # an export from before the record: cannot tell
         check_carve_unseen(folder_source(), data, "folder")
@@ -77,7 +65,7 @@ def test_whole_folder_pretraining_is_refused_and_unrecorded_metadata_warns(tmp_p
 def subset_run(tmp_path_factory):
     """A run pre-trained on 6 images per class drawn outside the seed-0 carve of a toy folder."""
     tmp = tmp_path_factory.mktemp("subset")
-    root = toy_folder(tmp / "toy")
+    root = random_png_folder(tmp / "toy")
     sub = tmp / "toy-pre6"
     pretrain_subset(root, sub, per_class=6, test_fraction=0.2, seed=0)
     run = pretrain(tiny_config(tmp, ("data.dataset", "folder"), ("data.root", str(sub)),
@@ -127,7 +115,7 @@ def test_a_carve_overlapping_the_pretraining_subset_is_refused(subset_run, tmp_p
 def test_a_validation_carve_scores_outside_the_test_carve_and_the_probe_pool(tmp_path):
     """``--validation-from-train`` (issue 20, item 5): the scored images are a validation carve
     outside the test carve, neither set trains the probe, and the record's split names it."""
-    root = toy_folder(tmp_path / "toy")
+    root = random_png_folder(tmp_path / "toy")
     test = set(carve(root).test_indices.tolist())
     data = carve(root, validation_from_train=0.1)
     val, pool = set(data.test_indices.tolist()), set(data.train_indices.tolist())
