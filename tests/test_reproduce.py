@@ -542,10 +542,10 @@ def test_select_on_is_checked(tmp_path: Path, capsys) -> None:
 
 
 def test_a_validation_grid_never_scores_the_test_carve(tmp_path: Path) -> None:
-    from tests.eval.test_carve_overlap import toy_folder
+    from tests.helpers import random_png_folder
     from tribyol.reproduce import VALIDATION_MANIFEST, prepare_data
 
-    root = toy_folder(tmp_path / "toy")
+    root = random_png_folder(tmp_path / "toy")
     grid = expand_grid(validation_spec(root))
     out = tmp_path / "out"
     out.mkdir()

@@ -543,9 +543,9 @@ def _preset_size(dataset: str) -> int:
 
 def step_units(cell: Cell) -> float:
     """A step's cost relative to a BYOL step of the ConvNet (width 32) at 32 px, batch 32."""
-    method = str(cell.value("method.name", "tribyol"))
-    cost = (int(cell.value("method.num_views", cell.value("method.views", 3))) / 2 if method == "tribyol"
-            else METHOD_COST.get(method, 1.0))
+    # The passes a method counts (equal_compute's factor), else a measured ratio to BYOL.
+    factor = cell_compute_factor(cell)
+    cost = factor if factor is not None else METHOD_COST.get(str(cell.value("method.name", "tribyol")), 1.0)
     backbone = str(cell.value("model.backbone", "convnet"))
     cost *= BACKBONE_COST.get(backbone, 10.0)
     if backbone == "convnet":
