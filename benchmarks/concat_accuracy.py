@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-test", type=int, default=10000, help="test images scored")
     p.add_argument("--data-root", default="data")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--run-dir", default="benchmarks/out/concat_accuracy")
+    p.add_argument("--runs-root", default="benchmarks/out/concat_accuracy")
     p.add_argument("--out", default="benchmarks/out/concat_accuracy.json")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     ("train.precision", "32"), ("train.accelerator", "cpu"),
                     ("train.devices", 1), ("train.seed", seed), ("train.progress_bar", False),
                     ("train.log_every_steps", 5),
-                    ("run_dir", args.run_dir), ("name", name),
+                    ("runs_root", args.runs_root), ("name", name),
                 ])
                 start = time.perf_counter()
                 run_dir = pretrain(cfg, overwrite=True)

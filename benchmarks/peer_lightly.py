@@ -125,7 +125,7 @@ class PILImages(Dataset):
 
 def lightly_transform(cfg: RunConfig, size: int, mean: tuple, std: tuple) -> BYOLTransform:
     """lightly's BYOL transform with our per-dataset view settings (same view distribution)."""
-    v = cfg.views
+    v = cfg.augment
     blur = v.blur_p if v.blur_p is not None else ([1.0, 0.1] if size > v.blur_min_size else [0.0])
     common = dict(input_size=size, cj_prob=v.jitter_p, cj_bright=v.brightness,
                   cj_contrast=v.contrast, cj_sat=v.saturation, cj_hue=v.hue,

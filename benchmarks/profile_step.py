@@ -30,7 +30,7 @@ from tribyol.data.pretrain import data_info_for  # noqa: E402
 from tribyol.engine.module import PretrainModule  # noqa: E402
 from tribyol.engine.run import PretrainData, load_pretrain_data, resolve_precision  # noqa: E402
 
-RANGES = ("tribyol.views", "tribyol.method_forward", "tribyol.ema")
+RANGES = ("tribyol.augment", "tribyol.method_forward", "tribyol.ema")
 
 
 class Profiled(L.Callback):

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             ("train.max_steps", args.steps), ("train.ckpt_every_steps", args.ckpt_every),
             ("train.log_every_steps", 10), ("train.progress_bar", False),
             ("train.accelerator", args.accelerator), ("train.devices", 1),
-            ("train.precision", "32"), ("run_dir", tmp), ("name", "soak"),
+            ("train.precision", "32"), ("runs_root", tmp), ("name", "soak"),
         ])
         trace = MemoryTrace()
         start = time.perf_counter()

@@ -69,7 +69,7 @@ def files_of(folder: Path) -> dict[str, bytes]:
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        assert tribyol("pretrain", *TINY, "--max-steps", "2", "--run-dir", "runs", "--name", "ok",
+        assert tribyol("pretrain", *TINY, "--max-steps", "2", "--runs-root", "runs", "--name", "ok",
                        cwd=d).returncode == 0
         assert tribyol("export", "runs/ok", "--out", "enc.safetensors", cwd=d).returncode == 0
         (d / "bad.yaml").write_text("train:\n  batch_size: [1\n")
@@ -118,7 +118,7 @@ def main() -> int:
             "lr nan": ["pretrain", "--set", "optim.lr=nan"],
             "name .": ["pretrain", *TINY, "--name", ".", "--overwrite"],
             "name ../x": ["pretrain", *TINY, "--name", "../x"],
-            "overwrite a user folder": ["pretrain", *TINY, "--run-dir", ".", "--name", "victim",
+            "overwrite a user folder": ["pretrain", *TINY, "--runs-root", ".", "--name", "victim",
                                         "--overwrite"],
             "accelerator gpu": ["pretrain", *TINY, "--accelerator", "gpu"],
             "strategy bogus": ["pretrain", *TINY, "--strategy", "bogus"],
@@ -128,7 +128,7 @@ def main() -> int:
             "missing data root": ["pretrain", *TINY, "--dataset", "mnist", "--data-root", "nope"],
             "batch > data": ["pretrain", *TINY, "--limit", "8"],
             "resume missing run": ["pretrain", *TINY, "--name", "nope", "--resume"],
-            "resume other method": ["pretrain", *TINY, "--run-dir", "runs", "--name", "ok",
+            "resume other method": ["pretrain", *TINY, "--runs-root", "runs", "--name", "ok",
                                     "--method", "byol", "--resume"],
             "weights garbage": ["pretrain", *TINY, "--method", "supervised-imagenet",
                                 "--backbone", "resnet18", "--weights", "garbage.pth"],
@@ -162,7 +162,7 @@ def main() -> int:
             "image_size 100000": ["pretrain", *TINY, "--set", "data.image_size=100000"],
             "config /dev/null": ["pretrain", "--config", "/dev/null"],
             "data root a file": ["pretrain", *TINY, "--dataset", "mnist", "--data-root", "bad.yaml"],
-            "name over 255 bytes": ["pretrain", *TINY, "--run-dir", "runs", "--name", "n" * 300],
+            "name over 255 bytes": ["pretrain", *TINY, "--runs-root", "runs", "--name", "n" * 300],
             "export out name too long": ["export", "runs/ok", "--out", "e" * 300 + ".safetensors"],
             "export metadata image_size -5": ["eval", "knn", "size-5.safetensors", "--no-store"],
             "export metadata mean nan": ["eval", "knn", "mean_nan.safetensors", "--no-store"],
@@ -170,13 +170,13 @@ def main() -> int:
             "export zeroed bytes": ["eval", "knn", "zeroed.safetensors", "--no-store"],
             "grid name ../../escape": ["reproduce", "escape.yaml", "--dry-run"],
             "grid random_init maybe": ["reproduce", "maybe.yaml", "--dry-run"],
-            "overwrite a Lightning layout": ["pretrain", *TINY, "--run-dir", "runs", "--name",
+            "overwrite a Lightning layout": ["pretrain", *TINY, "--runs-root", "runs", "--name",
                                              "lightning", "--overwrite"],
-            "overwrite a user file in checkpoints/": ["pretrain", *TINY, "--run-dir", "runs",
+            "overwrite a user file in checkpoints/": ["pretrain", *TINY, "--runs-root", "runs",
                                                       "--name", "nested", "--overwrite"],
-            "resume a locked run": ["pretrain", *TINY, "--run-dir", "runs", "--name", "locked",
+            "resume a locked run": ["pretrain", *TINY, "--runs-root", "runs", "--name", "locked",
                                     "--resume"],
-            "overwrite a locked run": ["pretrain", *TINY, "--run-dir", "runs", "--name", "locked",
+            "overwrite a locked run": ["pretrain", *TINY, "--runs-root", "runs", "--name", "locked",
                                        "--overwrite"],
             "folder eval test class train lacks": ["eval", "knn", "enc.safetensors", "--dataset",
                                                    "folder", "--data-root", "imgs",
@@ -184,7 +184,7 @@ def main() -> int:
             "store a directory in the way": ["eval", "knn", "enc.safetensors", "--store",
                                              "empty_dir"],
             "store under a file": ["eval", "knn", "enc.safetensors", "--store", "bad.yaml/r.jsonl"],
-            "overwrite, NaN at step 1": ["pretrain", *TINY, "--max-steps", "3", "--run-dir", "runs",
+            "overwrite, NaN at step 1": ["pretrain", *TINY, "--max-steps", "3", "--runs-root", "runs",
                                          "--name", "good", "--overwrite", "--set", "optim.lr=1e38"],
         }
 

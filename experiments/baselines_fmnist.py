@@ -39,7 +39,7 @@ METHODS = ["tribyol", "byol", "cross", "simsiam", "simclr", "pirl-jigsaw", "pirl
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default="data", help="where Fashion-MNIST is (Debian's copy is found)")
-    p.add_argument("--run-dir", default="runs/baselines_fmnist", help="parent of the run directories")
+    p.add_argument("--runs-root", default="runs/baselines_fmnist", help="parent of the run directories")
     p.add_argument("--out", default="experiments/baselines_fmnist.md", help="Markdown table file")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     p.add_argument("--limit", type=int, default=2048, help="pre-training images (a seeded, stratified N)")
@@ -69,7 +69,7 @@ def config_for(args: argparse.Namespace, method: str):
         ("train.devices", 1),
         ("train.progress_bar", False),
         ("train.log_every_steps", 10),
-        ("run_dir", args.run_dir),
+        ("runs_root", args.runs_root),
         ("name", method),
         *args.set,
     ])
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_for(args, method)
         start = time.time()
         # An existing run is resumed (a finished one returns at once) unless --overwrite.
-        resume = (Path(cfg.run_dir) / method / "checkpoints" / "last.ckpt").exists()
+        resume = (Path(cfg.runs_root) / method / "checkpoints" / "last.ckpt").exists()
         run = pretrain(cfg, resume=resume and not args.overwrite, overwrite=args.overwrite or not resume)
         seconds = time.time() - start
         encoder, _ = load_encoder(run)

@@ -26,7 +26,7 @@ FM=(--dataset fashionmnist --limit-train 10000 --limit-test 2000)
 pre() {  # pre-train unless this run already finished
   local name=$1; shift
   if [ ! -f "$RUNS/$name/checkpoints/last.ckpt" ]; then
-    $T pretrain --run-dir "$RUNS" --name "$name" --backbone convnet --epochs 2 \
+    $T pretrain --runs-root "$RUNS" --name "$name" --backbone convnet --epochs 2 \
       --set optim.lr=0.05 --set train.progress_bar=false "$@"
   fi
 }

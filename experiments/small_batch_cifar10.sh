@@ -25,7 +25,7 @@ STORE=(--store "$OUT/results.jsonl" --cache-dir "$OUT/cache")
 EVAL=(--dataset folder --data-root "$CIFAR" --test-from-train 0.2 --dataset-label cifar10
       --limit-train 10000 --limit-test 5000)
 COMMON=(--dataset folder --data-root "$SUB" --set data.image_size=32 --backbone convnet
-        --set optim.lr=0.05 --set train.progress_bar=false --run-dir "$RUNS")
+        --set optim.lr=0.05 --set train.progress_bar=false --runs-root "$RUNS")
 
 if [ ! -d "$CIFAR/train" ]; then
   mkdir -p "$CIFAR" && tar -xzf "$CIFAR_TAR" -C "$CIFAR"

@@ -24,7 +24,7 @@ EVAL=(--dataset fashionmnist --limit-train 10000 --limit-test 5000)
 SEEDS=${SEEDS:-0}
 BATCHES=${BATCHES:-32 64 128}
 COMMON=(--dataset fashionmnist --limit 10000 --backbone convnet
-        --set optim.lr=0.05 --set train.progress_bar=false --run-dir "$RUNS")
+        --set optim.lr=0.05 --set train.progress_bar=false --runs-root "$RUNS")
 
 pre() {  # name, then pretrain flags; skipped when the run already finished
   local name=$1; shift

@@ -48,7 +48,7 @@ EVAL=(--dataset ucmerced --data-root "$DATA")
 [ -n "${LIMIT_TEST:-}" ] && EVAL+=(--limit-test "$LIMIT_TEST")
 COMMON=(--dataset ucmerced --data-root "$DATA" --backbone "$BACKBONE" --batch-size "$BATCH"
         --set data.image_size="$VIEW" --set model.small_stem=false --set optim.lr=0.05
-        --set train.progress_bar=false --run-dir "$RUNS")
+        --set train.progress_bar=false --runs-root "$RUNS")
 [ -n "$MAX_STEPS" ] && COMMON+=(--max-steps "$MAX_STEPS")
 
 if [ ! -d "$DATA/uc_merced" ]; then

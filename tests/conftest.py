@@ -28,7 +28,7 @@ TINY = [
 
 def tiny_config(tmp_path: Path, *overrides: tuple[str, object] | str) -> RunConfig:
     """A config for a few fast CPU steps on sklearn digits; extra overrides win."""
-    return load_config(None, [*TINY, ("run_dir", str(tmp_path / "runs")), *overrides])
+    return load_config(None, [*TINY, ("runs_root", str(tmp_path / "runs")), *overrides])
 
 
 @pytest.fixture

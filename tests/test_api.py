@@ -37,7 +37,7 @@ def test_bad_config_is_a_config_error_before_anything_runs(tmp_path: Path) -> No
     from tribyol.errors import ConfigError
 
     with pytest.raises(ConfigError, match="Did you mean 'batch_size'"):
-        tribyol.pretrain(None, {"train.batchsize": 8, "run_dir": str(tmp_path)})
+        tribyol.pretrain(None, {"train.batchsize": 8, "runs_root": str(tmp_path)})
     assert not any(tmp_path.iterdir())
 
 
@@ -68,7 +68,7 @@ def test_api_errors_name_arguments_and_config_keys_not_flags(tmp_path: Path) -> 
     runs = tmp_path / "runs"
     with pytest.raises(DatasetNotFoundError) as err:
         tribyol.pretrain(None, {"data.dataset": "mnist", "data.root": str(tmp_path / "empty"),
-                                "train.accelerator": "cpu", "run_dir": str(runs)})
+                                "train.accelerator": "cpu", "runs_root": str(runs)})
     message = str(err.value)
     assert "point data.root at" in message and "pass data.download=True" in message
     assert "--" not in message
@@ -82,12 +82,12 @@ def test_api_errors_name_arguments_and_config_keys_not_flags(tmp_path: Path) -> 
 
 def test_api_run_directory_errors_name_arguments_not_flags(tmp_path: Path) -> None:
     """Run-directory errors (engine.rundir, engine.run, the name check) through the API name
-    ``resume=True``, ``overwrite=True``, ``name`` and ``run_dir``: the API has no flags."""
+    ``resume=True``, ``overwrite=True``, ``name`` and ``runs_root``: the API has no flags."""
     from tribyol.errors import ConfigError, RunDirExistsError
 
     tiny = {"data.dataset": "digits", "data.limit": 64, "train.batch_size": 16,
             "train.max_steps": 1, "model.width": 8, "train.accelerator": "cpu",
-            "train.precision": "32", "train.progress_bar": False, "run_dir": str(tmp_path / "runs"),
+            "train.precision": "32", "train.progress_bar": False, "runs_root": str(tmp_path / "runs"),
             "name": "r"}
     tribyol.pretrain(None, tiny)
     (tmp_path / "runs" / "mine").mkdir()
@@ -106,10 +106,10 @@ def test_api_run_directory_errors_name_arguments_not_flags(tmp_path: Path) -> No
     assert all("--" not in m for m in messages.values()), messages
     assert messages["exists"].endswith("Pass resume=True to continue it, overwrite=True to "
                                        "replace it, or name to start a new one.")
-    assert "drop resume=True to start a new run, or check run_dir/name" in messages["no such run"]
-    assert "Pick another name or run_dir" in messages["not a run"]
+    assert "drop resume=True to start a new run, or check runs_root/name" in messages["no such run"]
+    assert "Pick another name or runs_root" in messages["not a run"]
     assert f"config='{tmp_path / 'runs' / 'r' / 'config.yaml'}' resume=True" in messages["other network"]
-    assert "use run_dir for the parent folder" in messages["bad name"]
+    assert "use runs_root for the parent folder" in messages["bad name"]
 
 
 def test_pretrain_on_a_gpu_this_machine_lacks_names_the_config_key(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_pretrain_on_a_gpu_this_machine_lacks_names_the_config_key(tmp_path: Pat
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="no usable CUDA GPU") as err:
-        tribyol.pretrain(None, {"train.accelerator": "gpu", "run_dir": str(tmp_path)})
+        tribyol.pretrain(None, {"train.accelerator": "gpu", "runs_root": str(tmp_path)})
     assert str(err.value).endswith("use train.accelerator='cpu' (or auto)")
 
 

@@ -22,7 +22,7 @@ TINY_FLAGS = [
 
 def test_pretrain_then_export(tmp_path: Path, capsys):
     runs = tmp_path / "runs"
-    assert main(["pretrain", "--method", "tribyol", *TINY_FLAGS, "--run-dir", str(runs)]) == 0
+    assert main(["pretrain", "--method", "tribyol", *TINY_FLAGS, "--runs-root", str(runs)]) == 0
     run_dir = runs / "tribyol_convnet_b16_e1_digits"
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     out = tmp_path / "enc.safetensors"
@@ -32,7 +32,7 @@ def test_pretrain_then_export(tmp_path: Path, capsys):
         assert meta["method"] == "tribyol" and meta["in_channels"] == "1"
         assert all(not k.startswith(("fc.", "projector")) for k in f.keys())  # noqa: SIM118 (safe_open is not iterable)
     # the same run again is refused with a remedy, and exits 2
-    assert main(["pretrain", "--method", "tribyol", *TINY_FLAGS, "--run-dir", str(runs)]) == 2
+    assert main(["pretrain", "--method", "tribyol", *TINY_FLAGS, "--runs-root", str(runs)]) == 2
     assert "--resume" in capsys.readouterr().err
 
 

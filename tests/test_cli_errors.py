@@ -55,7 +55,7 @@ BAD_CONFIG = [
     (["--set", "optim.lr=fast"], ["optim.lr: expected a number, got 'fast'"]),
     (["--set", "optim.lr=-1"], ["optim.lr must be > 0"]),
     (["--set", "train.epochs=0"], ["train.epochs must be >= 1, got 0"]),
-    (["--set", "views.flip_p=1.5"], ["views.flip_p must be in [0, 1], got 1.5"]),
+    (["--set", "augment.flip_p=1.5"], ["augment.flip_p must be in [0, 1], got 1.5"]),
     (["--set", "data.bad_images=ignore"], ["data.bad_images must be one of skip, error, got 'ignore'"]),
     (["--set", "train.ckpt_every_steps=-5"], ["train.ckpt_every_steps must be >= 0"]),
     (["--set", "train.devices=0"], ["train.devices must be auto, a count >= 1"]),
@@ -74,7 +74,7 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize(("args", "expected"), BAD_CONFIG, ids=lambda x: " ".join(x)[:40])
 def test_bad_config_errors_before_anything_runs(tmp_path: Path, capsys, args, expected) -> None:
     runs = tmp_path / "runs"
-    assert main(["pretrain", "--run-dir", str(runs), *args]) == 2
+    assert main(["pretrain", "--runs-root", str(runs), *args]) == 2
     line = error_line(capsys)
     for text in expected:
         assert text in line
@@ -95,12 +95,12 @@ def test_missing_dataset_root_names_the_path_and_the_fix(tmp_path: Path, capsys)
     runs = tmp_path / "runs"
     missing = tmp_path / "no_such_folder"
     assert main(["pretrain", *TINY, "--dataset", "folder", "--data-root", str(missing),
-                 "--run-dir", str(runs)]) == 2
+                 "--runs-root", str(runs)]) == 2
     line = error_line(capsys)
     assert f"image folder {missing} does not exist" in line and "--data-root" in line
     (tmp_path / "empty").mkdir()
     assert main(["pretrain", *TINY, "--dataset", "mnist", "--data-root", str(tmp_path / "empty"),
-                 "--run-dir", str(runs)]) == 2
+                 "--runs-root", str(runs)]) == 2
     line = error_line(capsys)
     assert "MNIST not found: looked in" in line and "--download" in line
 
@@ -110,11 +110,11 @@ def test_empty_config_file_and_a_file_as_data_root_say_what_is_wrong(tmp_path: P
     runs = tmp_path / "runs"
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing yet\n")
-    assert main(["pretrain", "--config", str(empty), "--run-dir", str(runs)]) == 2
+    assert main(["pretrain", "--config", str(empty), "--runs-root", str(runs)]) == 2
     line = error_line(capsys)
     assert f"config file {empty} is empty (no keys)" in line and "does not exist" not in line
     assert main(["pretrain", *TINY, "--dataset", "mnist", "--data-root", str(empty),
-                 "--run-dir", str(runs)]) == 2
+                 "--runs-root", str(runs)]) == 2
     line = error_line(capsys)
     assert f"--data-root {empty} is a file, not a folder" in line and "not found" not in line
     assert not runs.exists()
@@ -123,21 +123,21 @@ def test_empty_config_file_and_a_file_as_data_root_say_what_is_wrong(tmp_path: P
 def test_a_last_batch_of_one_image_is_dropped_not_a_crash(tmp_path: Path, capsys) -> None:
     # 33 images at batch 16: two full batches, and one image BatchNorm could not normalise.
     runs = tmp_path / "runs"
-    assert main(["pretrain", *TINY, "--limit", "33", "--run-dir", str(runs), "--name", "r"]) == 0
+    assert main(["pretrain", *TINY, "--limit", "33", "--runs-root", str(runs), "--name", "r"]) == 0
     assert json.loads((runs / "r" / "run.json").read_text())["steps_done"] == 2
 
 
 def test_batch_larger_than_the_data_fails_before_training(tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
-    assert main(["pretrain", *TINY, "--limit", "8", "--run-dir", str(runs), "--name", "x"]) == 2
+    assert main(["pretrain", *TINY, "--limit", "8", "--runs-root", str(runs), "--name", "x"]) == 2
     assert "8 training images are fewer than one batch of 16" in error_line(capsys)
     assert not (runs / "x").exists()  # nothing written: a retry needs no --overwrite
 
 
 def test_existing_run_directory_resume_and_overwrite(tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
-    args = ["pretrain", *TINY, "--set", "train.max_steps=1", "--run-dir", str(runs), "--name", "r"]
-    assert main(["pretrain", *TINY, "--run-dir", str(runs), "--name", "nope", "--resume"]) == 2
+    args = ["pretrain", *TINY, "--set", "train.max_steps=1", "--runs-root", str(runs), "--name", "r"]
+    assert main(["pretrain", *TINY, "--runs-root", str(runs), "--name", "nope", "--resume"]) == 2
     assert "--resume given but" in error_line(capsys)
     assert main(args) == 0
     capsys.readouterr()
@@ -192,7 +192,7 @@ def test_corrupt_images_are_skipped_and_named(tmp_path: Path, caplog, capsys) ->
     bad = image_folder(tmp_path / "imgs")
     with caplog.at_level(logging.WARNING, logger="tribyol"):
         assert main(["pretrain", *TINY, *FOLDER, "--data-root", str(tmp_path / "imgs"),
-                     "--batch-size", "26", "--run-dir", str(tmp_path / "runs")]) == 0
+                     "--batch-size", "26", "--runs-root", str(tmp_path / "runs")]) == 0
     skipped = [r.getMessage() for r in caplog.records if "skipping corrupt image" in r.getMessage()]
     assert sorted(m.split()[3] for m in skipped) == sorted(map(str, bad))
     assert any("(2 skipped so far)" in m for m in skipped)
@@ -202,7 +202,7 @@ def test_corrupt_image_with_bad_images_error_names_the_file(tmp_path: Path, caps
     bad = image_folder(tmp_path / "imgs")
     assert main(["pretrain", *TINY, *FOLDER, "--data-root", str(tmp_path / "imgs"),
                  "--batch-size", "26", "--set", "data.bad_images=error",
-                 "--run-dir", str(tmp_path / "runs")]) == 2
+                 "--runs-root", str(tmp_path / "runs")]) == 2
     line = error_line(capsys)
     assert "cannot decode image" in line and any(str(path) in line for path in bad)
     assert "data.bad_images=skip" in line
@@ -210,7 +210,7 @@ def test_corrupt_image_with_bad_images_error_names_the_file(tmp_path: Path, caps
 
 def test_digits_ok_sanity(tmp_path: Path) -> None:
     """The tiny flags above are valid: the failures are the bad inputs, not the baseline."""
-    assert main(["pretrain", *TINY, "--set", "train.max_steps=1", "--run-dir", str(tmp_path)]) == 0
+    assert main(["pretrain", *TINY, "--set", "train.max_steps=1", "--runs-root", str(tmp_path)]) == 0
     assert torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=True)["global_step"] == 1
 
 
@@ -223,7 +223,7 @@ def _bad_yaml(tmp: Path) -> list[str]:
 def _tiny_export(tmp: Path) -> Path:
     """A real (tiny) exported encoder, made once per test that needs one."""
     runs = tmp / "runs"
-    assert main(["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(runs), "--name", "e"]) == 0
+    assert main(["pretrain", *TINY, "--max-steps", "1", "--runs-root", str(runs), "--name", "e"]) == 0
     out = tmp / "enc.safetensors"
     assert main(["export", str(runs / "e"), "--out", str(out)]) == 0
     return out
@@ -251,13 +251,13 @@ def _export_without_metadata_keys(tmp: Path) -> list[str]:
 def _bad_weights(tmp: Path) -> list[str]:
     (tmp / "resnet18.pth").write_bytes(b"this is not a torch file")
     return ["pretrain", *TINY, "--method", "supervised-imagenet", "--backbone", "resnet18",
-            "--weights", str(tmp / "resnet18.pth"), "--run-dir", str(tmp / "runs")]
+            "--weights", str(tmp / "resnet18.pth"), "--runs-root", str(tmp / "runs")]
 
 
 def _export_to(target: str):
     def make(tmp: Path) -> list[str]:
         runs = tmp / "runs"
-        assert main(["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(runs), "--name", "e"]) == 0
+        assert main(["pretrain", *TINY, "--max-steps", "1", "--runs-root", str(runs), "--name", "e"]) == 0
         (tmp / "a_dir").mkdir()
         (tmp / "a_file").write_text("x")
         return ["export", str(runs / "e"), "--out", str(tmp / target)]
@@ -271,7 +271,7 @@ NO_TRACEBACK = [
     ("seed-negative", lambda t: ["pretrain", "--seed", "-1"], ["train.seed must be in [0, 2**32)"]),
     ("seed-too-big", lambda t: ["pretrain", "--seed", str(2**32)], ["train.seed must be in [0, 2**32)"]),
     ("lr-inf", lambda t: ["pretrain", "--set", "optim.lr=inf"], ["optim.lr: expected a finite number"]),
-    ("strategy-bogus", lambda t: ["pretrain", *TINY, "--strategy", "bogus", "--run-dir", str(t / "r")],
+    ("strategy-bogus", lambda t: ["pretrain", *TINY, "--strategy", "bogus", "--runs-root", str(t / "r")],
      ["strategy='bogus'", "--strategy auto"]),
     ("weights-bad-file", _bad_weights, ["cannot read ImageNet weights", "--weights"]),
     ("export-out-dir", _export_to("a_dir"), ["is a directory", "pass a file path"]),
@@ -297,7 +297,7 @@ def test_ordinary_mistakes_are_one_error_line(tmp_path: Path, capsys, make, expe
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_accelerator_gpu_without_gpu(tmp_path: Path, capsys) -> None:
-    assert main(["pretrain", *TINY, "--accelerator", "gpu", "--run-dir", str(tmp_path / "r")]) == 2
+    assert main(["pretrain", *TINY, "--accelerator", "gpu", "--runs-root", str(tmp_path / "r")]) == 2
     assert "no usable CUDA GPU" in error_line(capsys) and not (tmp_path / "r").exists()
 
 
@@ -319,6 +319,6 @@ def test_export_refuses_to_overwrite_unless_asked(tmp_path: Path, capsys) -> Non
 def test_networks_that_cannot_be_built_are_one_error_line(tmp_path: Path, capsys, extra,
                                                           expected) -> None:
     runs = tmp_path / "runs"
-    assert main(["pretrain", *TINY, *extra, "--run-dir", str(runs)]) == 2
+    assert main(["pretrain", *TINY, *extra, "--runs-root", str(runs)]) == 2
     assert expected in error_line(capsys)
     assert not runs.exists()  # nothing written

@@ -30,7 +30,7 @@ def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_piped_run_prints_plain_lines_on_stderr_and_only_results_on_stdout(tmp_path: Path) -> None:
-    done = cli("pretrain", *TINY, "--run-dir", str(tmp_path), "--name", "r")
+    done = cli("pretrain", *TINY, "--runs-root", str(tmp_path), "--name", "r")
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"run directory: {tmp_path / 'r'}\n"  # results only
     for noise in ("\r", "Training:", "v_num", "site-packages"):
@@ -46,7 +46,7 @@ def test_pretrain_help_gives_every_flag_a_meaning_and_default() -> None:
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     pretrain = sub.choices["pretrain"]
     for action in pretrain._actions:
-        if action.dest in ("help", "config", "set", "resume", "overwrite", "weights", "run_dir", "name",
+        if action.dest in ("help", "config", "set", "resume", "overwrite", "weights", "runs_root", "name",
                            "data_root"):
             continue
         assert action.help and "default" in action.help, action.dest
@@ -118,7 +118,7 @@ def test_a_run_shorter_than_log_every_steps_still_logs_its_last_step(tmp_path: P
                                                                       capsys) -> None:
     # 3 steps, logging every 10: it used to print no progress line and write no metrics.csv.
     assert main(["pretrain", *TINY, "--set", "train.log_every_steps=10", "--max-steps", "3",
-                 "--run-dir", str(tmp_path), "--name", "r"]) == 0
+                 "--runs-root", str(tmp_path), "--name", "r"]) == 0
     steps = _step_lines(capsys.readouterr().err)
     assert [line.split()[1] for line in steps] == ["3/3"]
     (metrics,) = (tmp_path / "r" / "logs").glob("*/metrics.csv")
@@ -130,7 +130,7 @@ def test_the_step_line_shows_the_epochs_max_steps_lets_the_run_reach(tmp_path: P
                                                                       capsys) -> None:
     # 4 steps an epoch; --max-steps 6 ends an 80-epoch run in its second epoch.
     assert main(["pretrain", *TINY, "--epochs", "80", "--max-steps", "6",
-                 "--run-dir", str(tmp_path), "--name", "r"]) == 0
+                 "--runs-root", str(tmp_path), "--name", "r"]) == 0
     steps = _step_lines(capsys.readouterr().err)
     assert [line.split("  ")[:2] for line in steps] == [
         ["step 2/6", "epoch 1/2"], ["step 4/6", "epoch 1/2"], ["step 6/6", "epoch 2/2"]]
@@ -142,7 +142,7 @@ def test_run_directory_is_printed_by_rank_zero_only(tmp_path: Path, capsys, monk
     import tribyol.engine
 
     monkeypatch.setattr(tribyol.engine, "pretrain", lambda cfg, **kwargs: tmp_path / "r")
-    args = ["pretrain", "--dataset", "digits", "--run-dir", str(tmp_path), "--name", "r"]
+    args = ["pretrain", "--dataset", "digits", "--runs-root", str(tmp_path), "--name", "r"]
     monkeypatch.setattr(rank_zero_only, "rank", 1)  # what Lightning sets in a DDP child
     assert main(args) == 0
     assert "run directory" not in capsys.readouterr().out

@@ -71,9 +71,9 @@ def test_a_saved_config_can_start_another_method(tmp_path: Path) -> None:
         load_config(saved, [("method.name", "byol"), ("method.target_policy", "shared")])
 
 
-@pytest.mark.parametrize(("key", "value"), [("views.blur_sigma", [1.0, 0.5]),
-                                            ("views.crop_scale", [0.5, 0.2]),
-                                            ("views.crop_ratio", [2.0, 1.0])])
+@pytest.mark.parametrize(("key", "value"), [("augment.blur_sigma", [1.0, 0.5]),
+                                            ("augment.crop_scale", [0.5, 0.2]),
+                                            ("augment.crop_ratio", [2.0, 1.0])])
 def test_ranges_must_run_low_to_high(key: str, value: list[float]) -> None:
     with pytest.raises(ConfigError, match=f"{key} must be \\[a, b\\] with 0 < a <= b"):
         load_config(None, [(key, value)])
@@ -88,11 +88,11 @@ def test_a_config_given_as_a_mapping_is_a_base_like_a_file() -> None:
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("views.crop_scale.0=0.5", "views.crop_scale: expected a list of 2 numbers"),
-    ("views.crop_scale={}", "views.crop_scale: expected a list of 2 numbers"),
-    ("views.solarize_p=[[1], 0.2]", "views.solarize_p: expected a list of numbers"),
-    ("views.solarize_p=[abc, 0.2]", "views.solarize_p: expected a list of numbers"),
-    ("views.solarize_p=['${views.flip_p}', 0.1]", "interpolation syntax"),
+    ("augment.crop_scale.0=0.5", "augment.crop_scale: expected a list of 2 numbers"),
+    ("augment.crop_scale={}", "augment.crop_scale: expected a list of 2 numbers"),
+    ("augment.solarize_p=[[1], 0.2]", "augment.solarize_p: expected a list of numbers"),
+    ("augment.solarize_p=[abc, 0.2]", "augment.solarize_p: expected a list of numbers"),
+    ("augment.solarize_p=['${augment.flip_p}', 0.1]", "interpolation syntax"),
     ("method.name=${oc.env:USER}", "method.name: .* is OmegaConf interpolation syntax"),
     ("train.accumulate=18446744073709551616", "train.accumulate: 18446744073709551616 is too large"),
     ("data.root=true", "data.root: expected text, got True"),

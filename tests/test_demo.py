@@ -14,7 +14,7 @@ from tribyol.demo import run_demo
 @pytest.mark.slow
 def test_demo_falls_back_to_digits_and_reports_every_row(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-copy")
-    rows = run_demo(run_dir=str(tmp_path / "demo"), quick=True, data_root=str(tmp_path / "data"))
+    rows = run_demo(runs_root=str(tmp_path / "demo"), quick=True, data_root=str(tmp_path / "data"))
     out = capsys.readouterr().out
     assert "Falling back to sklearn's digits" in out
     assert [r["method"] for r in rows] == ["tribyol", "byol", "random init"]

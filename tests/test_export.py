@@ -78,7 +78,7 @@ def test_export_of_a_resnet18_run_loads_into_torchvision(tiny, tmp_path: Path) -
     # Lightning run writes these same two entries but takes ~10 s for a resnet18.
     module = PretrainModule(to_dict(cfg), vars(info))
     scramble(module.method.backbone, seed=1)
-    run = write_run(Path(cfg.run_dir) / run_name(cfg), module.state_dict(),
+    run = write_run(Path(cfg.runs_root) / run_name(cfg), module.state_dict(),
                     dict(module.hparams))
 
     meta = export(run, tmp_path / "x.safetensors")

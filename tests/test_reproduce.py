@@ -133,12 +133,12 @@ def test_equal_compute_is_each_arms_counted_cost() -> None:
 
 def test_an_arm_restating_the_default_shares_its_run() -> None:
     grid = expand_grid(tiny(arms=[{"label": "default"},
-                                  {"set": {"views.third_view": "byol-pairs"}},
-                                  {"set": {"views.third_view": "uniform"}}], seeds=[0]))
+                                  {"set": {"augment.extra_views": "byol-pairs"}},
+                                  {"set": {"augment.extra_views": "uniform"}}], seeds=[0]))
     mark_same_runs(grid.cells, resolved_fingerprint)
     same = {c.id: c.same_as for c in grid.cells}
-    assert same["tribyol-third_view-byol-pairs_digits_b16_s0"] == "tribyol_digits_b16_s0"
-    assert same["tribyol-third_view-uniform_digits_b16_s0"] is None
+    assert same["tribyol-extra_views-byol-pairs_digits_b16_s0"] == "tribyol_digits_b16_s0"
+    assert same["tribyol-extra_views-uniform_digits_b16_s0"] is None
 
 
 def test_bad_grids_are_config_errors() -> None:
@@ -202,7 +202,7 @@ class FakeRunner:
     def __call__(self, argv: list[str], log_file: Path, env: dict) -> int:
         self.calls.append(list(argv))
         if argv[0] == "pretrain":
-            run = Path(argv[argv.index("--run-dir") + 1]) / argv[argv.index("--name") + 1]
+            run = Path(argv[argv.index("--runs-root") + 1]) / argv[argv.index("--name") + 1]
             run.mkdir(parents=True, exist_ok=True)
             stopped = run.name in self.stop_pretrain
             self.stop_pretrain.discard(run.name)
@@ -568,10 +568,10 @@ def test_a_validation_grid_never_scores_the_test_carve(tmp_path: Path) -> None:
     assert "(`select_on: test`)" in tables_markdown([], plain)
 
 
-def test_the_shipped_third_view_grid_chooses_on_validation() -> None:
+def test_the_shipped_extra_views_grid_chooses_on_validation() -> None:
     grid = load_grid(GRIDS / "third_view_validation.yaml")
     assert grid.spec["select_on"] == "validation"
-    assert sorted({c.value("views.third_view") for c in grid.cells}) == ["byol-pairs", "cycle",
+    assert sorted({c.value("augment.extra_views") for c in grid.cells}) == ["byol-pairs", "cycle",
                                                                          "uniform"]
     assert len(grid.cells) == 9 and {c.seed for c in grid.cells} == {0, 1, 2}
     ablation = load_grid(GRIDS / "cpu_ablation.yaml")

@@ -86,7 +86,7 @@ def test_resume_config_refuses_another_config_or_run_folder(runs: Path) -> None:
     assert resume_config(runs / "a", None, [("train.max_steps", 9)]) == runs / "a" / CONFIG_NAME
     with pytest.raises(ConfigError, match="drop --config"):
         resume_config(runs / "a", "other.yaml")
-    for override in [("name", "x"), "run_dir=elsewhere"]:
+    for override in [("name", "x"), "runs_root=elsewhere"]:
         with pytest.raises(ConfigError, match="names the run's folder"):
             resume_config(runs / "a", None, [override])
 

@@ -36,7 +36,7 @@ __all__ = ["Run", "build_method", "evaluate", "load_encoder", "pretrain"]
 # flags (tribyol.fields.api_wording); a flag missing here becomes its argument's name.
 PRETRAIN_NAMES = {"--data-root": "data.root", "--download": "data.download=True",
                   "--resume": "resume=True", "--overwrite": "overwrite=True", "--name": "name",
-                  "--run-dir": "run_dir", "--accelerator": "train.accelerator",
+                  "--runs-root": "runs_root", "--accelerator": "train.accelerator",
                   "--devices": "train.devices", "--strategy": "train.strategy",
                   "--batch-size": "train.batch_size", "--limit": "data.limit",
                   "--weights": "method.weights"}

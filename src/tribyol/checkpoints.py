@@ -406,7 +406,7 @@ def run_settings(cfg: RunConfig, info: Mapping[str, Any]) -> dict[str, Any]:
                   **({"norm": m.norm, "norm_groups": m.norm_groups} if m.norm != "bn" else {})},
         "norm": {"mean": [float(v) for v in info["mean"]], "std": [float(v) for v in info["std"]]},
         "optim": tree["optim"],
-        "views": tree["views"],
+        "augment": tree["augment"],
         "train": {"precision": cfg.train.precision},
         "data": {"dataset": d.dataset, "images": info.get("num_train_images"),
                  "classes": info.get("num_classes"), "channels": info.get("channels"),

@@ -78,7 +78,7 @@ PRETRAIN_OPTIONS = {
     "backbone": PretrainFlag("model.backbone"),
     "precision": PretrainFlag("train.precision"),
     "seed": PretrainFlag("train.seed", int, meaning="the run's seed, in [0, 2**32)"),
-    "run_dir": PretrainFlag("run_dir"),
+    "runs_root": PretrainFlag("runs_root"),
     "name": PretrainFlag("name"),
     # The default is TriBYOL.Options'; methods import torch, so it is written here (a test
     # checks the two agree).
@@ -182,7 +182,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from tribyol.demo import run_demo
 
-    run_demo(run_dir=args.run_dir, quick=args.quick)
+    run_demo(runs_root=args.runs_root, quick=args.quick)
     return 0
 
 
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help=f"an offline demo, {DEMO_DURATION}: TriBYOL vs BYOL vs random init")
-    p.add_argument("--run-dir", default="runs/demo", help="where the demo writes its runs")
+    p.add_argument("--runs-root", default="runs/demo", help="where the demo writes its runs")
     p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
     p.set_defaults(func=cmd_demo)
 

@@ -84,12 +84,12 @@ class DataConfig:
 # Two-view methods always get BYOL's pair. The default is this one constant: byol-pairs led the
 # CPU ablation on its test carve; on a validation carve no third view is told apart, and it stays
 # by the rule of configs/grids/third_view_validation.yaml (RESULTS.md A1; docs/methods.md why).
-THIRD_VIEWS = ("cycle", "byol-pairs", "uniform")
-DEFAULT_THIRD_VIEW = "byol-pairs"
+EXTRA_VIEWS = ("cycle", "byol-pairs", "uniform")
+DEFAULT_EXTRA_VIEWS = "byol-pairs"
 
 
 @dataclass
-class ViewsConfig:
+class AugmentConfig:
     """Batched augmentation; defaults follow BYOL's recipe (Grill et al. 2020, table 6)."""
 
     crop_scale: tuple[float, float] = option((0.08, 1.0), "random resized crop: area range")
@@ -109,8 +109,8 @@ class ViewsConfig:
     blur_sigma: tuple[float, float] = option((0.1, 2.0), "Gaussian blur: sigma range")
     solarize_p: list[float] = option(help="per-view solarization probabilities", rule=PROBABILITY,
                                      default_factory=lambda: [0.0, 0.2])
-    third_view: str = option(DEFAULT_THIRD_VIEW, "how the views past BYOL's pair are augmented",
-                             choices=THIRD_VIEWS)
+    extra_views: str = option(DEFAULT_EXTRA_VIEWS, "how the views past BYOL's pair are augmented",
+                             choices=EXTRA_VIEWS)
 
 
 @dataclass
@@ -188,12 +188,12 @@ class RunConfig:
     """A whole pre-training run. ``method`` holds ``name`` plus that method's options."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    views: ViewsConfig = field(default_factory=ViewsConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     method: dict[str, Any] = field(default_factory=lambda: {"name": "tribyol"})
-    run_dir: str = option("runs", "parent folder of run directories")
+    runs_root: str = option("runs", "parent folder of run directories")
     name: str | None = option(None, "run directory name, one plain folder name",
                               default_text="method_backbone_batch_budget_dataset")
 
@@ -343,6 +343,27 @@ def config_tree(
     return tree
 
 
+def upgrade_tree(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """A config (config.yaml, a checkpoint's or a record's settings) written before the renames
+    of issue 21 in today's names: ``views`` -> ``augment`` (and its ``third_view`` ->
+    ``extra_views``; a ``views`` section without it augmented the views past the pair the
+    ``cycle`` way), ``run_dir`` -> ``runs_root``, TriBYOL's ``method.views`` ->
+    ``method.num_views``. The one place older runs are read through (docs/architecture.md)."""
+    tree = copy.deepcopy(dict(tree))
+    if "views" in tree and "augment" not in tree:
+        old = tree.pop("views")
+        if isinstance(old, dict):
+            old = dict(old)
+            old["extra_views"] = old.pop("third_view", "cycle")
+        tree["augment"] = old
+    if "run_dir" in tree and "runs_root" not in tree:
+        tree["runs_root"] = tree.pop("run_dir")
+    method = tree.get("method")
+    if isinstance(method, dict) and "views" in method and "num_views" not in method:
+        tree["method"] = {("num_views" if k == "views" else k): v for k, v in method.items()}
+    return tree
+
+
 def check_run_name(name: str | None) -> None:
     """``name`` must be one plain path component: it names a folder that may be replaced."""
     if name is None:
@@ -352,7 +373,7 @@ def check_run_name(name: str | None) -> None:
     if bad:
         raise ConfigError(
             f"name {name!r} must be one plain folder name (no '/', not '.' or '..'); "
-            f"use {option_name('--run-dir')} for the parent folder"
+            f"use {option_name('--runs-root')} for the parent folder"
         )
     size = len(name.encode("utf-8", "surrogateescape"))
     if size > 255:  # the longest folder name a filesystem takes
@@ -370,15 +391,15 @@ def validate_values(cfg: RunConfig) -> None:
     ones that relate two values."""
     check_run_name(cfg.name)
     check_fields(cfg, lambda name: name)
-    for section in ("data", "views", "model", "optim", "train"):
+    for section in ("data", "augment", "model", "optim", "train"):
         check_fields(getattr(cfg, section), lambda name, section=section: f"{section}.{name}")
-    v = cfg.views  # [low, high] pairs (OmegaConf holds them to two numbers)
+    v = cfg.augment  # [low, high] pairs (OmegaConf holds them to two numbers)
     require(0 < v.crop_scale[0] <= v.crop_scale[1] <= 1,
-            f"views.crop_scale must be [a, b] with 0 < a <= b <= 1, got {list(v.crop_scale)}")
+            f"augment.crop_scale must be [a, b] with 0 < a <= b <= 1, got {list(v.crop_scale)}")
     require(0 < v.crop_ratio[0] <= v.crop_ratio[1],
-            f"views.crop_ratio must be [a, b] with 0 < a <= b, got {list(v.crop_ratio)}")
+            f"augment.crop_ratio must be [a, b] with 0 < a <= b, got {list(v.crop_ratio)}")
     require(0 < v.blur_sigma[0] <= v.blur_sigma[1],
-            f"views.blur_sigma must be [a, b] with 0 < a <= b, got {list(v.blur_sigma)}")
+            f"augment.blur_sigma must be [a, b] with 0 < a <= b, got {list(v.blur_sigma)}")
     monitor, every = cfg.data.monitor_fraction, cfg.train.knn_every_epochs
     require((monitor > 0) == (every > 0),
             f"the online kNN monitor needs both data.monitor_fraction > 0 (the labelled images "
@@ -389,6 +410,6 @@ def validate_values(cfg: RunConfig) -> None:
             f"model.sync_bn=true synchronises BatchNorm, but model.norm={m.norm} has none; set "
             "model.sync_bn=false (GroupNorm needs no synchronising) or model.norm=bn")
     for name in ("blur_p", "solarize_p"):
-        require(v.third_view == "cycle" or len(getattr(v, name) or []) <= 2,
+        require(v.extra_views == "cycle" or len(getattr(v, name) or []) <= 2,
                 f"views.{name} with more than two entries sets each view itself, which needs "
-                f"views.third_view=cycle (got {v.third_view}); or give BYOL's pair [p_v, p_v']")
+                f"augment.extra_views=cycle (got {v.extra_views}); or give BYOL's pair [p_v, p_v']")

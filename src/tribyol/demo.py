@@ -54,7 +54,7 @@ def pick_dataset(root: str) -> str:
         return "digits"
 
 
-def run_demo(run_dir: str = "runs/demo", quick: bool = False, data_root: str = "data") -> list[dict]:
+def run_demo(runs_root: str = "runs/demo", quick: bool = False, data_root: str = "data") -> list[dict]:
     s = QUICK if quick else DemoSettings()
     dataset = pick_dataset(data_root)
     if dataset == "digits":
@@ -64,7 +64,7 @@ def run_demo(run_dir: str = "runs/demo", quick: bool = False, data_root: str = "
         ("data.dataset", dataset), ("data.root", data_root), ("data.limit", s.pretrain_images),
         ("model.backbone", "convnet"), ("model.width", s.width),
         ("train.batch_size", s.batch_size), ("train.epochs", s.epochs),
-        ("train.seed", s.seed), ("optim.lr", s.lr), ("run_dir", run_dir),
+        ("train.seed", s.seed), ("optim.lr", s.lr), ("runs_root", runs_root),
         ("train.log_every_steps", 5),
     ]
     rows, curves = [], {}
@@ -93,9 +93,9 @@ def run_demo(run_dir: str = "runs/demo", quick: bool = False, data_root: str = "
         row["probe_top1"] = linear_probe(xtr, ytr, xte, yte, seed=s.seed).top1
 
     print(format_table(rows, dataset, s))
-    png = plot_loss_curves(curves, Path(run_dir) / "loss_curves.png",
+    png = plot_loss_curves(curves, Path(runs_root) / "loss_curves.png",
                            f"Pre-training loss (batch {s.batch_size})")
-    (Path(run_dir) / "demo_results.json").write_text(json.dumps(rows, indent=2))
+    (Path(runs_root) / "demo_results.json").write_text(json.dumps(rows, indent=2))
     print(f"loss curves: {png}")
     return rows
 

@@ -425,7 +425,7 @@ def resolved_fingerprint(cell: Cell) -> str:
     """The run's resolved config (defaults and dataset presets applied), without its name."""
     tree = copy.deepcopy(cell.tree)
     tree.pop("name", None)
-    tree.pop("run_dir", None)
+    tree.pop("runs_root", None)
     return json.dumps(to_dict(load_config(None, list(dotted_items(tree).items()))), sort_keys=True,
                       default=str)
 
@@ -727,7 +727,7 @@ class Reproduction:
     # commands
     def pretrain_argv(self, cell: Cell) -> list[str]:
         config = self.out / "cells" / f"{cell.id}.yaml"
-        argv = ["pretrain", "--config", str(config), "--run-dir", str(self.out / "runs"),
+        argv = ["pretrain", "--config", str(config), "--runs-root", str(self.out / "runs"),
                 "--name", cell.id, "--set", "train.progress_bar=false"]
         status = self.run_status(cell)
         if status is not None and status != "finished":
@@ -740,7 +740,7 @@ class Reproduction:
         if pre is not None:
             tree.setdefault("data", {})["root"] = str(pre)
         tree.pop("name", None)
-        tree.pop("run_dir", None)
+        tree.pop("runs_root", None)
         return tree
 
     def eval_steps(self, cell: Cell) -> list[tuple[str, list[str]]]:

@@ -33,7 +33,7 @@ from tribyol.structured import build_dataclass
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ResolvedRun", "apply_view_preset", "check_names", "drop_other_methods_options",
+__all__ = ["ResolvedRun", "apply_augment_preset", "check_names", "drop_other_methods_options",
            "full_method", "load_config", "resolve_run"]
 
 
@@ -56,10 +56,10 @@ def load_config(
     base = path if isinstance(path, Mapping) or path is None else read_yaml_file(path)
     tree = config_tree(base, overrides)
     validate_values(build_dataclass(RunConfig, tree))
-    apply_view_preset(tree)
+    apply_augment_preset(tree)
     if base is not None:
         drop_other_methods_options(tree, dict(base), overrides)
-    cfg = build_dataclass(RunConfig, tree)  # again, now with the preset under the user's views
+    cfg = build_dataclass(RunConfig, tree)  # again, now with the preset under the user's augment
     check_names(cfg)
     check_view_memory(cfg)
     cfg.method = full_method(cfg.method)  # config.yaml records every option, by its current name
@@ -106,15 +106,16 @@ def full_method(method: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": cls.name, **to_dict(options)}
 
 
-def apply_view_preset(tree: dict[str, Any]) -> None:
-    """Put the dataset's view preset under the user's own ``views`` settings (theirs win)."""
+def apply_augment_preset(tree: dict[str, Any]) -> None:
+    """Put the dataset's augmentation preset under the user's own ``augment`` settings (theirs
+    win)."""
     from tribyol.data import DATASETS  # here, not at the top: the torch-free checks come first
 
     data = tree.get("data") or {}
     name = data.get("dataset", DataConfig.dataset) if isinstance(data, dict) else None
-    views = tree.get("views", {})
-    if name in DATASETS and isinstance(views, dict):
-        tree["views"] = {**DATASETS[name].views, **views}
+    augment = tree.get("augment", {})
+    if name in DATASETS and isinstance(augment, dict):
+        tree["augment"] = {**DATASETS[name].augment, **augment}
 
 
 def check_names(cfg: RunConfig) -> None:

@@ -112,7 +112,7 @@ def list_runs(root: str | Path = "runs") -> list[RunRow]:
     if not root.is_dir():
         raise FileNotFoundError(
             f"runs folder {root} does not exist; pass the folder your runs are in "
-            "(pretrain's --run-dir, default runs)"
+            "(pretrain's --runs-root, default runs)"
         )
     rows = []
     for run_dir in find_runs(root):
@@ -167,9 +167,9 @@ def resume_config(run_dir: str | Path, config: str | None = None,
         )
     for item in overrides:
         key = (parse_override(item) if isinstance(item, str) else item)[0]
-        if key in ("run_dir", "name"):
+        if key in ("runs_root", "name"):
             raise ConfigError(
                 f"--resume {run_dir} names the run's folder itself; drop the {key} override "
-                "(--run-dir / --name)"
+                "(--runs-root / --name)"
             )
     return saved

@@ -90,7 +90,7 @@ def test_pretrain_with_bad_images_error_stops_before_the_first_step(tmp_path: Pa
                "--set", "data.image_size=16", "--set", "data.bad_images=error",
                "--batch-size", "4", "--max-steps", "1", "--accelerator", "cpu", "--devices", "1",
                "--precision", "32", "--set", "model.width=8", "--set", "train.progress_bar=false",
-               "--set", "train.online_probe=false", "--name", "r", "--run-dir", str(runs)])
+               "--set", "train.online_probe=false", "--name", "r", "--runs-root", str(runs)])
     err = capsys.readouterr().err
     assert rc == 2
     line = [ln for ln in err.splitlines() if ln.startswith("error: ")]

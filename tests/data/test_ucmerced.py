@@ -149,20 +149,20 @@ def test_reader_says_what_is_wrong(tmp_path: Path, fake: Path) -> None:
 
 
 def test_preset_views_stem_and_eval_split(fake: Path, tmp_path: Path) -> None:
+    from tribyol.augment import MultiViewAugment
     from tribyol.data.pretrain import data_info_for, load_pretrain_data
     from tribyol.eval.common import load_eval_data
     from tribyol.nets.backbones import uses_small_stem
     from tribyol.resolve import load_config
-    from tribyol.views import MultiViewAugment
 
     cfg = load_config(None, [("data.dataset", "ucmerced"), ("data.root", str(fake.parent)),
-                             ("model.backbone", "resnet18"), ("run_dir", str(tmp_path))])
+                             ("model.backbone", "resnet18"), ("runs_root", str(tmp_path))])
     data = load_pretrain_data(cfg)
     assert len(data) == 168 and data.images.shape[-1] == 256
     info = data_info_for(cfg, data)
     assert info.image_size == 224 and info.num_classes == 21
     assert info.mean == ucm.MEAN and info.std == ucm.STD
-    views = MultiViewAugment(cfg.views, info.image_size, info.mean, info.std)
+    views = MultiViewAugment(cfg.augment, info.image_size, info.mean, info.std)
     assert views.blur_p == [1.0, 0.1]  # BYOL's blur, on above 32 px
     out = views(data.images[:4], 3, torch.Generator().manual_seed(0))
     assert [v.shape for v in out] == [(4, 3, 224, 224)] * 3
@@ -253,7 +253,7 @@ def test_the_run_and_the_eval_records_name_the_split(fake: Path, tmp_path: Path)
 
     runs = tmp_path / "runs"
     assert main(["pretrain", "--dataset", "ucmerced", "--data-root", str(fake), "--batch-size", "16",
-                 "--max-steps", "1", "--precision", "32", "--accelerator", "cpu", "--run-dir", str(runs),
+                 "--max-steps", "1", "--precision", "32", "--accelerator", "cpu", "--runs-root", str(runs),
                  "--name", "u", "--set", "data.image_size=16", "--set", "model.width=8",
                  "--set", "train.progress_bar=false"]) == 0
     sha = ucm.split_manifest(fake)["sha256"]

@@ -78,7 +78,7 @@ def test_no_readable_checkpoint_is_an_error_not_a_silent_restart(tiny, tmp_path,
     with pytest.raises(CheckpointError, match="no readable checkpoint to resume from"):
         pretrain(cfg, resume=True)
     # the same through the CLI: one line, exit 2
-    code = main(["pretrain", "--dataset", "digits", "--run-dir", str(tmp_path / "runs"),
+    code = main(["pretrain", "--dataset", "digits", "--runs-root", str(tmp_path / "runs"),
                  "--name", "broken", "--resume", "--accelerator", "cpu"])
     assert code == 2
     err = capsys.readouterr().err
@@ -116,7 +116,7 @@ def test_nonfinite_stops_with_step_and_tensor_and_keeps_good_checkpoint(tiny, ho
     cfg = tiny(*BASE, ("train.log_every_steps", 3), ("name", how))
     with pytest.raises(NonFiniteLossError, match=r"loss became NaN/Inf at or before step 5 ") as info:
         pretrain(cfg, extra_callbacks=[BlowUpAt(4, how)])
-    last = ckpt_dir(Path(cfg.run_dir) / how) / "last.ckpt"
+    last = ckpt_dir(Path(cfg.runs_root) / how) / "last.ckpt"
     assert f"the last good checkpoint ({last}, step 4) is kept" in str(info.value)
     ckpt = load_checkpoint(last)
     assert ckpt["global_step"] == 4  # nothing after the blow-up was saved
@@ -131,7 +131,7 @@ def test_nonfinite_before_any_checkpoint_does_not_claim_one(tiny) -> None:
         pretrain(cfg)
     assert "no checkpoint had been written yet" in str(info.value)
     assert "is kept" not in str(info.value)
-    assert not (ckpt_dir(Path(cfg.run_dir) / "early") / "last.ckpt").exists()
+    assert not (ckpt_dir(Path(cfg.runs_root) / "early") / "last.ckpt").exists()
 
 
 def test_nonfinite_weight_is_named(tiny) -> None:
@@ -149,7 +149,7 @@ def test_nonfinite_weight_is_named(tiny) -> None:
 
 def test_nonfinite_through_cli_exits_2(tmp_path, capsys) -> None:
     code = main(["pretrain", "--dataset", "digits", "--limit", "64", "--batch-size", "16",
-                 "--accelerator", "cpu", "--precision", "32", "--run-dir", str(tmp_path),
+                 "--accelerator", "cpu", "--precision", "32", "--runs-root", str(tmp_path),
                  "--set", "optim.lr=1e38", "--set", "model.width=8", "--set", "train.progress_bar=false",
                  "--set", "train.log_every_steps=1", "--max-steps", "4"])
     assert code == 2

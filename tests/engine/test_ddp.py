@@ -44,7 +44,7 @@ def ddp_run(tmp_path: Path, name: str, *extra: str, accelerator: str = "cpu") ->
         "--accelerator", accelerator, "--devices", "2", "--strategy", "ddp",
         "--set", "model.width=8", "--set", "model.hidden_dim=32", "--set", "model.proj_dim=16",
         "--set", "train.progress_bar=false", "--set", "train.log_every_steps=1",
-        "--run-dir", str(tmp_path / "runs"), "--name", name, *extra,
+        "--runs-root", str(tmp_path / "runs"), "--name", name, *extra,
     ]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-4000:]

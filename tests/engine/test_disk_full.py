@@ -35,7 +35,7 @@ ARGS = ["pretrain", "--dataset", "digits", "--limit", "128", "--batch-size", "16
 
 
 def run_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], Path]:
-    code = main([*ARGS, "--run-dir", str(tmp_path / "runs")])
+    code = main([*ARGS, "--runs-root", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert "Traceback" not in err
     return code, [line for line in err.splitlines() if line.startswith("error: ")], tmp_path / "runs" / "r"

@@ -56,7 +56,7 @@ def child_env(**hooks: str) -> dict[str, str]:
 
 
 def cli(run_dir: Path, name: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "tribyol.cli", *ARGS, "--run-dir", str(run_dir), "--name", name, *extra]
+    return [sys.executable, "-m", "tribyol.cli", *ARGS, "--runs-root", str(run_dir), "--name", name, *extra]
 
 
 def batches(progress: Path) -> dict[int, str]:

@@ -66,7 +66,7 @@ def test_a_locked_run_is_one_error_line(tmp_path: Path, capsys, live_pid: int) -
     runs = tmp_path / "runs"
     args = ["pretrain", "--dataset", "digits", "--limit", "64", "--batch-size", "16",
             "--max-steps", "1", "--accelerator", "cpu", "--set", "model.width=8",
-            "--set", "train.progress_bar=false", "--run-dir", str(runs), "--name", "r"]
+            "--set", "train.progress_bar=false", "--runs-root", str(runs), "--name", "r"]
     assert main(args) == 0
     write_lock(runs / "r", live_pid)
     assert main([*args, "--resume"]) == 2
@@ -131,7 +131,7 @@ def test_the_lock_is_held_while_training_and_released_after(tiny, how: str) -> N
         run_dir = pretrain(tiny(*overrides), resume=how == "resume",
                            overwrite="overwrite" in how, extra_callbacks=[seen])
     except FloatingPointError:
-        run_dir = Path(cfg.run_dir) / "r"
+        run_dir = Path(cfg.runs_root) / "r"
     assert seen.record["pid"] == os.getpid() and seen.record["host"] == socket.gethostname()
     assert not (run_dir / LOCK_NAME).exists()
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["r"]
@@ -139,7 +139,7 @@ def test_the_lock_is_held_while_training_and_released_after(tiny, how: str) -> N
 
 def test_a_folder_another_process_is_starting_in_is_refused(tiny, live_pid: int) -> None:
     """Two fresh runs at once: the second finds the first one's lock (and nothing else yet)."""
-    run_dir = Path(tiny().run_dir) / "r"
+    run_dir = Path(tiny().runs_root) / "r"
     run_dir.mkdir(parents=True)
     write_lock(run_dir, live_pid)
     with pytest.raises(RunDirLockedError, match=f"pid {live_pid}"):
@@ -164,7 +164,7 @@ def test_a_run_made_while_this_one_started_is_not_written_into(tiny, monkeypatch
     monkeypatch.setattr(run, "check_run_dir", racing)
     with pytest.raises(RunDirExistsError, match="made by another run while this one started"):
         pretrain(tiny(("train.max_steps", 2), ("name", "r")))
-    run_dir = Path(cfg.run_dir) / "r"
+    run_dir = Path(cfg.runs_root) / "r"
     assert json.loads((run_dir / "run.json").read_text())["steps_done"] == 1
     assert not (run_dir / LOCK_NAME).exists()
 
@@ -207,7 +207,7 @@ def test_a_lock_file_that_cannot_be_written_is_one_error_line(tmp_path: Path, ca
     runs = tmp_path / "runs"
     args = ["pretrain", "--dataset", "digits", "--limit", "64", "--batch-size", "16",
             "--max-steps", "1", "--accelerator", "cpu", "--set", "model.width=8",
-            "--set", "train.progress_bar=false", "--run-dir", str(runs), "--name", "r"]
+            "--set", "train.progress_bar=false", "--runs-root", str(runs), "--name", "r"]
     assert main(args) == 0
     before = snapshot(runs / "r")
     real_open = os.open

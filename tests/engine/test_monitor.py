@@ -18,7 +18,7 @@ from tribyol.nets import build_backbone
 def weighted_knn_top1(encoder, bank, queries, info, k: int, temperature: float) -> float:
     """kNN top-1 written out independently of tribyol.eval: eval-mode features of the plain
     (resized, normalised) images, cosine similarity, votes weighted by exp(sim / T)."""
-    from tribyol.views import eval_transform
+    from tribyol.augment import eval_transform
 
     net = copy.deepcopy(encoder).eval()
     with torch.no_grad():

@@ -45,7 +45,6 @@ def test_config_with_the_old_views_option_resumes(tiny, caplog) -> None:
     config.write_text(yaml.safe_dump(saved))
 
     pretrain(tiny(("name", "old"), ("train.epochs", 2)), resume=True)
-    assert "method.views is deprecated; use method.num_views" in caplog.text
     assert yaml.safe_load(Path(config).read_text())["method"]["num_views"] == 3
 
 
@@ -79,11 +78,12 @@ def test_resume_keeps_the_normalisation_the_run_started_with(tiny, tmp_path, cap
     assert "resuming with the run's own normalisation, mean (0.5,)" in caplog.text
 
 
-def test_a_run_from_before_third_view_says_its_augmentation_changes(tiny, caplog) -> None:
+def test_a_run_from_before_extra_views_says_its_augmentation_changes(tiny, caplog) -> None:
     run_dir = pretrain(tiny(("name", "old3")))
     config = run_dir / CONFIG_NAME
     saved = yaml.safe_load(config.read_text())
-    del saved["views"]["third_view"]  # as config.yaml was written before the option existed
+    saved["views"] = saved.pop("augment")  # as config.yaml was written before the renames
+    del saved["views"]["extra_views"]  # and before the option existed
     config.write_text(yaml.safe_dump(saved))
     pretrain(tiny(("name", "old3"), ("train.epochs", 2)), resume=True)
-    assert "resuming with views.third_view changed: 'cycle' -> 'byol-pairs'" in caplog.text
+    assert "resuming with augment.extra_views changed: 'cycle' -> 'byol-pairs'" in caplog.text

@@ -49,7 +49,7 @@ def test_resume_from_the_run_folder_needs_only_the_new_flags(tmp_path: Path, mon
 def test_resume_from_the_run_folder_again_changes_nothing(tmp_path: Path, caplog, capsys) -> None:
     """The saved config read back resolves to itself: no spurious "changed" line."""
     runs = tmp_path / "runs"
-    assert main([*FIRST, "--max-steps", "2", "--run-dir", str(runs), "--name", "r"]) == 0
+    assert main([*FIRST, "--max-steps", "2", "--runs-root", str(runs), "--name", "r"]) == 0
     with caplog.at_level(logging.INFO, logger="tribyol"):
         assert main(["pretrain", "--resume", str(runs / "r")]) == 0
     assert changed(caplog) == []
@@ -58,7 +58,7 @@ def test_resume_from_the_run_folder_again_changes_nothing(tmp_path: Path, caplog
 
 def test_resume_from_a_folder_refuses_a_second_config_or_folder(tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
-    assert main([*FIRST, "--max-steps", "1", "--run-dir", str(runs), "--name", "r"]) == 0
+    assert main([*FIRST, "--max-steps", "1", "--runs-root", str(runs), "--name", "r"]) == 0
     capsys.readouterr()
     for extra in (["--config", str(runs / "r" / "config.yaml")], ["--name", "s"]):
         assert main(["pretrain", "--resume", str(runs / "r"), *extra]) == 2

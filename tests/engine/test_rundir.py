@@ -47,7 +47,7 @@ def still_there(files: dict[Path, bytes]) -> bool:
 
 def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path: Path, capsys) -> None:
     files = user_folder(tmp_path / "runs" / "victim")
-    assert main(["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(tmp_path / "runs"),
+    assert main(["pretrain", *TINY, "--max-steps", "1", "--runs-root", str(tmp_path / "runs"),
                  "--name", "victim", "--overwrite"]) == 2
     line = error_line(capsys)
     assert "is not a tribyol run directory" in line and "README.md" in line and RUN_MARKER in line
@@ -67,14 +67,14 @@ def test_overwrite_refuses_a_run_holding_foreign_files(tiny, capsys) -> None:
 def test_name_must_be_one_plain_component(tmp_path: Path, capsys, name: str) -> None:
     runs = tmp_path / "parent" / "runs"
     sibling = user_folder(runs / "other_run")
-    assert main(["pretrain", *TINY, "--run-dir", str(runs), "--name", name, "--overwrite"]) == 2
+    assert main(["pretrain", *TINY, "--runs-root", str(runs), "--name", name, "--overwrite"]) == 2
     assert "must be one plain folder name" in error_line(capsys)
     assert still_there(sibling)
 
 
 def test_overwrite_with_a_bad_data_root_keeps_the_old_run(tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
-    args = ["pretrain", *TINY, "--max-steps", "2", "--run-dir", str(runs), "--name", "r"]
+    args = ["pretrain", *TINY, "--max-steps", "2", "--runs-root", str(runs), "--name", "r"]
     assert main(args) == 0
     before = (runs / "r" / "checkpoints" / "last.ckpt").read_bytes()
     assert main([*args, "--dataset", "mnist", "--data-root", str(tmp_path / "typo"), "--overwrite"]) == 2
@@ -114,7 +114,7 @@ def test_overwrite_whose_first_step_turns_nan_keeps_the_old_run(tmp_path: Path, 
     """lr=1e38: the first update leaves huge (finite) weights, the next loss is NaN. The
     default log_every_steps (10) would check it only at the end, after the old run was gone."""
     runs = tmp_path / "runs"
-    args = ["pretrain", *TINY, "--max-steps", "3", "--run-dir", str(runs), "--name", "good"]
+    args = ["pretrain", *TINY, "--max-steps", "3", "--runs-root", str(runs), "--name", "good"]
     assert main(args) == 0
     old = {p: p.read_bytes() for p in (runs / "good").rglob("*") if p.is_file()}
     assert main([*args, "--overwrite", "--set", "optim.lr=1e38"]) == 2
@@ -130,7 +130,7 @@ def test_overwrite_with_only_corrupt_images_keeps_the_old_run(tmp_path: Path, ca
         (bad / label).mkdir(parents=True)
         for i in range(16):
             (bad / label / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
-    args = ["pretrain", *TINY, "--max-steps", "2", "--run-dir", str(runs), "--name", "good"]
+    args = ["pretrain", *TINY, "--max-steps", "2", "--runs-root", str(runs), "--name", "good"]
     assert main(args) == 0
     before = (runs / "good" / "checkpoints" / "last.ckpt").read_bytes()
     assert main([*args, "--overwrite", "--dataset", "folder", "--data-root", str(bad),
@@ -148,7 +148,7 @@ def test_overwrite_refuses_a_lightning_layout_without_the_marker(tmp_path: Path,
     for file, data in files.items():
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_bytes(data)
-    assert main(["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(tmp_path / "runs"),
+    assert main(["pretrain", *TINY, "--max-steps", "1", "--runs-root", str(tmp_path / "runs"),
                  "--name", "theirs", "--overwrite"]) == 2
     line = error_line(capsys)
     assert "is not a tribyol run directory" in line and "epoch=99-step=100000.ckpt" in line
@@ -187,7 +187,7 @@ def test_overwrite_refuses_a_link_inside_a_run(tiny, tmp_path: Path) -> None:
 
 def test_a_name_too_long_for_a_folder_is_one_error_line(tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
-    assert main(["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(runs),
+    assert main(["pretrain", *TINY, "--max-steps", "1", "--runs-root", str(runs),
                  "--name", "é" * 128]) == 2  # 256 bytes
     assert "at most 255" in error_line(capsys)
     assert not runs.exists()
@@ -204,7 +204,7 @@ def test_a_run_with_a_name_of_250_characters_can_be_replaced(tiny) -> None:
 
 def test_resume_with_another_method_is_refused_before_anything_is_written(tmp_path, capsys) -> None:
     runs = tmp_path / "runs"
-    args = ["pretrain", *TINY, "--max-steps", "2", "--run-dir", str(runs), "--name", "r"]
+    args = ["pretrain", *TINY, "--max-steps", "2", "--runs-root", str(runs), "--name", "r"]
     assert main(args) == 0
     config = runs / "r" / "config.yaml"
     saved = config.read_text()
@@ -246,7 +246,7 @@ def test_checkpoint_that_does_not_fit_is_refused_by_name(tiny) -> None:
 
 def test_failed_setup_writes_nothing(tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
-    args = ["pretrain", *TINY, "--max-steps", "1", "--run-dir", str(runs), "--name", "r"]
+    args = ["pretrain", *TINY, "--max-steps", "1", "--runs-root", str(runs), "--name", "r"]
     assert main([*args, "--strategy", "bogus"]) == 2
     assert "strategy" in error_line(capsys)
     assert not runs.exists()
@@ -303,7 +303,7 @@ def _interrupt_once_started(monkeypatch) -> None:
 
 def test_a_new_run_interrupted_before_its_first_step_leaves_no_folder(tiny, monkeypatch) -> None:
     cfg = tiny(("train.max_steps", 1), ("name", "r"))
-    run_dir = Path(cfg.run_dir) / "r"
+    run_dir = Path(cfg.runs_root) / "r"
     _interrupt_once_started(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         pretrain(cfg)

@@ -33,7 +33,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_stops_with_checkpoint_message_and_exit_code(tmp_path: Path, signum, code) -> None:
     progress = tmp_path / "progress"
-    cmd = [sys.executable, "-m", "tribyol.cli", *ARGS, "--run-dir", str(tmp_path / "runs"),
+    cmd = [sys.executable, "-m", "tribyol.cli", *ARGS, "--runs-root", str(tmp_path / "runs"),
            "--name", "r", "--set", "train.ckpt_every_steps=0"]
     proc = subprocess.Popen(cmd, env=child_env(TRIBYOL_TEST_PROGRESS=str(progress),
                                                TRIBYOL_TEST_PAUSE_AT="5"),
@@ -70,7 +70,7 @@ def test_second_ctrl_c_interrupts_at_once_keeping_the_last_checkpoint(tmp_path: 
     Lightning turned it into exit 1 and "failed"; it is exit 130, "interrupted", and the line
     names the checkpoint a resume continues from."""
     progress = tmp_path / "progress"
-    cmd = [sys.executable, "-m", "tribyol.cli", *ARGS, "--run-dir", str(tmp_path / "runs"),
+    cmd = [sys.executable, "-m", "tribyol.cli", *ARGS, "--runs-root", str(tmp_path / "runs"),
            "--name", "r"]  # a checkpoint every 4 steps
     proc = subprocess.Popen(cmd, env=child_env(TRIBYOL_TEST_PROGRESS=str(progress),
                                                TRIBYOL_TEST_PAUSE_AT="5"),
@@ -119,7 +119,7 @@ def test_signal_before_training_is_one_line_and_exit_code(tmp_path: Path, signum
     """Ctrl+C during the folder scan printed a traceback (and SIGTERM killed the process
     wherever it was): now one line, 128 + the signal, and no run directory."""
     done = subprocess.run([sys.executable, "-c", SIGNAL_DURING_SCAN, str(int(signum)), *ARGS,
-                           "--run-dir", str(tmp_path / "runs"), "--name", "r"],
+                           "--runs-root", str(tmp_path / "runs"), "--name", "r"],
                           env=child_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == code, done.stderr
     assert "Traceback" not in done.stderr

@@ -112,7 +112,7 @@ def test_cli_pretrain_with_weights_option_and_clear_error(tmp_path, capsys, monk
     path, state = imagenet_file(tmp_path)
     args = ["pretrain", "--method", "supervised-imagenet", "--dataset", "digits", "--limit", "32",
             "--batch-size", "16", "--epochs", "1", "--backbone", "resnet18",
-            "--accelerator", "cpu", "--precision", "32", "--run-dir", str(tmp_path / "runs"),
+            "--accelerator", "cpu", "--precision", "32", "--runs-root", str(tmp_path / "runs"),
             "--set", "train.progress_bar=false", "--set", "train.log_every_steps=1",
             "--set", "train.devices=1"]
     assert main([*args, "--weights", str(path)]) == 0  # the flag for method.weights
@@ -204,7 +204,7 @@ def test_a_random_stem_supervised_imagenet_run_says_so_in_its_record(tmp_path, c
     runs, store, out = tmp_path / "runs", tmp_path / "r.jsonl", tmp_path / "enc.safetensors"
     assert main(["pretrain", "--method", "supervised-imagenet", "--dataset", "digits", "--limit",
                  "16", "--batch-size", "16", "--epochs", "1", "--backbone", "resnet18",
-                 "--accelerator", "cpu", "--precision", "32", "--run-dir", str(runs), "--name",
+                 "--accelerator", "cpu", "--precision", "32", "--runs-root", str(runs), "--name",
                  "sup", "--weights", str(path), "--set", "train.progress_bar=false",
                  "--set", "train.devices=1"]) == 0
     assert main(["export", str(runs / "sup"), "--out", str(out)]) == 0

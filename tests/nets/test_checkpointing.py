@@ -113,7 +113,7 @@ def _pretrain(runs: Path, *extra: str) -> dict[str, torch.Tensor]:
     assert main([
         "pretrain", "--method", "tribyol", "--dataset", "digits", "--limit", "64",
         "--batch-size", "16", "--backbone", "convnet", "--precision", "32",
-        "--accelerator", "cpu", "--run-dir", str(runs), "--set", "model.width=8",
+        "--accelerator", "cpu", "--runs-root", str(runs), "--set", "model.width=8",
         "--set", "model.hidden_dim=16", "--set", "model.proj_dim=8",
         "--set", "train.progress_bar=false", "--set", "train.max_steps=2", *extra,
     ]) == 0

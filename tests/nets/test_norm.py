@@ -75,7 +75,7 @@ def test_activation_checkpointing_with_gn_ws() -> None:
 
 
 def _cli_error(capsys: pytest.CaptureFixture, tmp_path: Path, *sets: str) -> str:
-    args = ["pretrain", "--dataset", "digits", "--run-dir", str(tmp_path)]
+    args = ["pretrain", "--dataset", "digits", "--runs-root", str(tmp_path)]
     for s in sets:
         args += ["--set", s]
     assert main(args) == 2
@@ -102,7 +102,7 @@ def test_two_step_pretrain_with_gn_ws(tmp_path: Path) -> None:
     assert main([
         "pretrain", "--method", "tribyol", "--dataset", "digits", "--limit", "64",
         "--batch-size", "16", "--backbone", "convnet", "--precision", "32",
-        "--accelerator", "cpu", "--run-dir", str(tmp_path), "--set", "model.width=8",
+        "--accelerator", "cpu", "--runs-root", str(tmp_path), "--set", "model.width=8",
         "--set", "model.norm=gn-ws", "--set", "model.norm_groups=4",
         "--set", "model.hidden_dim=16", "--set", "model.proj_dim=8",
         "--set", "train.progress_bar=false", "--set", "train.max_steps=2",
@@ -131,7 +131,7 @@ def test_gn_ws_export_loads_into_plain_torchvision(tiny, tmp_path: Path) -> None
     info = data_info_for(cfg, load_pretrain_data(cfg))
     module = PretrainModule(to_dict(cfg), vars(info))
     scramble(module.method.backbone, seed=1)
-    run = write_run(Path(cfg.run_dir) / run_name(cfg), module.state_dict(), dict(module.hparams))
+    run = write_run(Path(cfg.runs_root) / run_name(cfg), module.state_dict(), dict(module.hparams))
     out = tmp_path / "x.safetensors"
     meta = export(run, out)
     assert (meta["norm"], meta["norm_groups"], meta["small_stem"]) == ("gn-ws", "32", "true")

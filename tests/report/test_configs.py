@@ -19,9 +19,9 @@ def rows_of(table) -> dict[str, str]:
     return {line.split(" | ")[0][2:]: line for line in main.splitlines() if line.startswith("| ")}
 
 
-def settings(third_view: str = "byol-pairs", lr: float = 0.05) -> dict:
+def settings(extra_views: str = "byol-pairs", lr: float = 0.05) -> dict:
     return {"method": {"name": "tribyol", "target_policy": "shared"},
-            "views": {"third_view": third_view}, "optim": {"lr": lr},
+            "augment": {"extra_views": extra_views}, "optim": {"lr": lr},
             "model": {"backbone": "convnet", "stem": None}, "data": {"dataset": "cifar10"}}
 
 
@@ -71,22 +71,22 @@ def test_rows_differ_by_every_recorded_setting_and_say_which(tmp_path):
                                   "pretrain_settings": s, "config_id": config_id(s, seed)})
     linear = build_tables(read_results(store))[0]
     rows = rows_of(linear)
-    assert rows["TriBYOL (third_view=cycle, lr=0.05)"].startswith(
-        "| TriBYOL (third_view=cycle, lr=0.05) | 41.00±1.41 / 79.09 |")  # seeds 0 and 1 only
-    assert "| 42.50±2.12 / 79.09 |" in rows["TriBYOL (third_view=byol-pairs, lr=0.05)"]
-    assert "| 50.50±0.71 / 79.09 |" in rows["TriBYOL (third_view=byol-pairs, lr=0.1)"]
-    assert "TriBYOL: third_view, lr" in linear.markdown()
+    assert rows["TriBYOL (extra_views=cycle, lr=0.05)"].startswith(
+        "| TriBYOL (extra_views=cycle, lr=0.05) | 41.00±1.41 / 79.09 |")  # seeds 0 and 1 only
+    assert "| 42.50±2.12 / 79.09 |" in rows["TriBYOL (extra_views=byol-pairs, lr=0.05)"]
+    assert "| 50.50±0.71 / 79.09 |" in rows["TriBYOL (extra_views=byol-pairs, lr=0.1)"]
+    assert "TriBYOL: extra_views, lr" in linear.markdown()
     # the same run names from three configurations: none replaced another
     assert len(latest(read_results(store))) == 6
     # paired against the reference row (the first of the fewest qualifiers) over seeds 0, 1:
     # cycle - byol-pairs = -1, -2; lr 0.1 - lr 0.05 = +9, +7 (t = 8, df 1: p = 1 - 2 atan(8) / pi)
     paired = linear.paired()
-    assert linear.reference_row() == "tribyol@third_view=byol-pairs, lr=0.05"
-    diff = paired["tribyol@third_view=cycle, lr=0.05"][("cifar10", 32)]
+    assert linear.reference_row() == "tribyol@extra_views=byol-pairs, lr=0.05"
+    diff = paired["tribyol@extra_views=cycle, lr=0.05"][("cifar10", 32)]
     assert (diff.n, diff.mean) == (2, -1.5)
     text = linear.markdown()
-    assert "| TriBYOL (third_view=cycle, lr=0.05) | -1.50 [-7.85, +4.85] p 0.20 (n 2) |" in text
-    assert "| TriBYOL (third_view=byol-pairs, lr=0.1) | +8.00 [-4.71, +20.71] p 0.08 (n 2) |" in text
+    assert "| TriBYOL (extra_views=cycle, lr=0.05) | -1.50 [-7.85, +4.85] p 0.20 (n 2) |" in text
+    assert "| TriBYOL (extra_views=byol-pairs, lr=0.1) | +8.00 [-4.71, +20.71] p 0.08 (n 2) |" in text
 
 
 def test_a_record_without_a_recorded_seed_is_not_paired(tmp_path):
@@ -114,17 +114,17 @@ def test_real_runs_of_one_name_from_two_configurations_are_two_rows(tmp_path):
     store = tmp_path / "r.jsonl"
     for folder, view in (("a", "cycle"), ("b", "uniform")):
         run = pretrain(tiny_config(tmp_path / folder, ("name", "same"), ("train.max_steps", 1),
-                                   ("views.third_view", view)))
+                                   ("augment.extra_views", view)))
         assert main(["eval", "knn", str(run), "--dataset", "digits", "--k", "5", "--device", "cpu",
                      "--no-cache", "--limit-train", "100", "--limit-test", "100",
                      "--store", str(store)]) == 0
     records = read_results(store)
     assert [r["run_id"] for r in records] == ["same", "same"]
-    assert [r["pretrain_settings"]["views"]["third_view"] for r in records] == ["cycle", "uniform"]
+    assert [r["pretrain_settings"]["augment"]["extra_views"] for r in records] == ["cycle", "uniform"]
     assert [r["pretrain_seed"] for r in records] == [0, 0]
     assert records[0]["config_id"] != records[1]["config_id"] and len(latest(records)) == 2
     knn = next(t for t in build_tables(records) if t.title.startswith("kNN"))
-    assert set(knn.ours) == {"tribyol@third_view=cycle", "tribyol@third_view=uniform"}
+    assert set(knn.ours) == {"tribyol@extra_views=cycle", "tribyol@extra_views=uniform"}
 
 
 def test_report_reference_names_the_row_to_pair_against(tmp_path, capsys):

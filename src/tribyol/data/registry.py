@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-# Per-dataset view presets, applied under the user's own ``views`` settings.
-DIGIT_VIEWS = {"crop_scale": [0.25, 1.0], "flip_p": 0.0}  # flips change a digit's meaning
-GRAY_SMALL_VIEWS = {"crop_scale": [0.25, 1.0]}  # 28 px: an 8 % crop keeps too little
+# Per-dataset augmentation presets, applied under the user's own ``augment`` settings.
+DIGIT_AUGMENT = {"crop_scale": [0.25, 1.0], "flip_p": 0.0}  # flips change a digit's meaning
+GRAY_SMALL_AUGMENT = {"crop_scale": [0.25, 1.0]}  # 28 px: an 8 % crop keeps too little
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class DatasetSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     reader: Callable[..., Any]  # (root, split, download, **options) -> image set
-    views: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)  # a preset under the user's augment:
     pretrain_split: str = "train"  # STL-10 pre-trains on train+unlabeled
     in_memory: bool = True
 
@@ -282,19 +282,19 @@ DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec("mnist", **_MNIST_STATS, mean=(0.1307,), std=(0.3081,),
-                    reader=_torchvision("MNIST", "NHW"), views=DIGIT_VIEWS),
+                    reader=_torchvision("MNIST", "NHW"), augment=DIGIT_AUGMENT),
         DatasetSpec("fashionmnist", **_MNIST_STATS, mean=(0.2860,), std=(0.3530,),
-                    reader=read_fashionmnist, views=GRAY_SMALL_VIEWS),
+                    reader=read_fashionmnist, augment=GRAY_SMALL_AUGMENT),
         DatasetSpec("kmnist", **_MNIST_STATS, mean=(0.1918,), std=(0.3483,),
                     reader=_torchvision("KMNIST", "NHW"),
-                    views=DIGIT_VIEWS),
+                    augment=DIGIT_AUGMENT),
         DatasetSpec("usps", channels=1, image_size=16, num_classes=10, mean=(0.2469,),
                     std=(0.2989,), reader=_torchvision("USPS", "NHW"),
-                    views=DIGIT_VIEWS),
+                    augment=DIGIT_AUGMENT),
         DatasetSpec("svhn", channels=3, image_size=32, num_classes=10,
                     mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
                     reader=_torchvision("SVHN", "NCHW"),
-                    views={"flip_p": 0.0}),
+                    augment={"flip_p": 0.0}),
         DatasetSpec("cifar10", channels=3, image_size=32, num_classes=10,
                     mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
                     reader=_torchvision("CIFAR10", "NHWC")),
@@ -306,7 +306,7 @@ DATASETS: dict[str, DatasetSpec] = {
                     reader=_torchvision("STL10", "NCHW"),
                     pretrain_split="train+unlabeled"),
         DatasetSpec("digits", channels=1, image_size=16, num_classes=10, mean=(0.3,),
-                    std=(0.35,), reader=read_digits, views=DIGIT_VIEWS),
+                    std=(0.35,), reader=read_digits, augment=DIGIT_AUGMENT),
         # 2,100 aerial tiles of 256 px: a fixed seeded 80/20 split (tribyol.data.ucmerced),
         # decoded once to 256 px in memory, views at 224 (BYOL's blur, the 7x7 ResNet stem).
         DatasetSpec("ucmerced", channels=3, image_size=ucmerced.VIEW_SIZE,

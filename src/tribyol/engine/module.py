@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tribyol.augment import MultiViewAugment
 from tribyol.checkpoints import add_checksum
 from tribyol.config import RunConfig, to_dict
 from tribyol.data.pretrain import DataInfo
@@ -26,7 +27,6 @@ from tribyol.methods.losses import labelled_cross_entropy
 from tribyol.nets import build_backbone
 from tribyol.nets.sync_bn import convert_to_global_bn
 from tribyol.resolve import ResolvedRun, resolve_run
-from tribyol.views import MultiViewAugment
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class PretrainModule(L.LightningModule):
             # Weights in NHWC too, else every conv converts between the two layouts.
             self.method.to(memory_format=torch.channels_last)
         # The method picks its augmentation from the run's views (supervised: crop and flip only).
-        views_cfg = self.method.views_config(cfg.views)
+        views_cfg = self.method.augment_config(cfg.augment)
         self.augment = MultiViewAugment(views_cfg, info.image_size, info.mean, info.std)
         use_probe = cfg.train.online_probe and info.num_classes > 0 and not cls.needs_labels
         self.probe = nn.Linear(ctx.backbone.out_dim, info.num_classes) if use_probe else None
@@ -154,7 +154,7 @@ class PretrainModule(L.LightningModule):
 
     def _make_views(self, images: Tensor, g: torch.Generator) -> list[Tensor]:
         # Named ranges, so that a torch.profiler trace splits the step (benchmarks/profile_step.py).
-        with torch.profiler.record_function("tribyol.views"):
+        with torch.profiler.record_function("tribyol.augment"):
             views = self.augment(images, self.method.num_views, g)
             if self.cfg.model.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]

@@ -138,7 +138,7 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
         resume_flag = option_name("--resume")
         raise FileNotFoundError(
             f"{resume_flag} given but {run_dir} does not exist or is empty; drop {resume_flag} "
-            f"to start a new run, or check {option_name('--run-dir')}/{option_name('--name')}"
+            f"to start a new run, or check {option_name('--runs-root')}/{option_name('--name')}"
         )
     if exists and not (resume or overwrite):
         raise RunDirExistsError(f"run directory {run_dir} already exists. {_run_dir_choices()}")
@@ -471,7 +471,7 @@ def _pretrain(
             f"{len(dataset)} training images are fewer than one batch of {cfg.train.batch_size}; "
             "lower train.batch_size or add data"
         )
-    run_dir = Path(cfg.run_dir) / run_name(cfg, len(dataset))
+    run_dir = Path(cfg.runs_root) / run_name(cfg, len(dataset))
     if isinstance(resume, (str, Path)):  # that folder, whatever name the config would give
         run_dir, resume = Path(resume), True
     exists = check_run_dir(run_dir, resume, overwrite)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import yaml
 
-from tribyol.config import RunConfig, dotted_items, read_yaml_file, to_dict
+from tribyol.config import RunConfig, dotted_items, read_yaml_file, to_dict, upgrade_tree
 from tribyol.data.pretrain import DataInfo
 from tribyol.errors import (
     CheckpointError,
@@ -158,8 +158,8 @@ def foreign_files(run_dir: Path) -> list[str]:
 
 
 def _name_or_run_dir() -> str:
-    """``--name or --run-dir`` on the command line; the API's ``name or run_dir``."""
-    return f"{option_name('--name')} or {option_name('--run-dir')}"
+    """``--name or --runs-root`` on the command line; the API's ``name or run_dir``."""
+    return f"{option_name('--name')} or {option_name('--runs-root')}"
 
 
 def _listed(paths: list[str]) -> str:
@@ -443,12 +443,7 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> dict[str, tuple[Any, A
     if not saved_path.exists():
         return {}
     try:
-        saved_tree = read_yaml_file(saved_path)
-        views = saved_tree.get("views")
-        if isinstance(views, dict) and "third_view" not in views:
-            # Written before views.third_view existed: such a run augmented its views past
-            # BYOL's pair the "cycle" way, so a resume that changes it says so.
-            saved_tree["views"] = {**views, "third_view": "cycle"}
+        saved_tree = upgrade_tree(read_yaml_file(saved_path))
         saved_cfg = build_dataclass(RunConfig, saved_tree)
         saved_cfg.method = full_method(saved_cfg.method)  # an older run's defaults and names
         saved = to_dict(saved_cfg)

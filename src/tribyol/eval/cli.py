@@ -304,7 +304,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         src.encoder, data.train, subset, data.test, data.test_indices,
         num_classes=data.num_classes, image_size=src.image_size,
         mean=src.mean, std=src.std,
-        in_channels=src.in_channels, views_preset=get_spec(spec_name).views,
+        in_channels=src.in_channels, augment_preset=get_spec(spec_name).augment,
         options=options, device=args.device,
     )
     _check_scored(args, data, result.num_test)

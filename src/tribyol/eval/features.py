@@ -23,9 +23,9 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from tribyol.augment import eval_transform
 from tribyol.channels import LUMA
 from tribyol.checkpoints import write_safetensors
-from tribyol.views import eval_transform
 
 log = logging.getLogger(__name__)
 

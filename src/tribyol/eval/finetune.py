@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tribyol.config import ViewsConfig
+from tribyol.augment import MultiViewAugment, eval_transform
+from tribyol.config import AugmentConfig
 from tribyol.eval.features import adapt_channels, default_device, extract_features
 from tribyol.eval.options import FinetuneOptions
 from tribyol.structured import build_dataclass
-from tribyol.views import MultiViewAugment, eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,11 @@ class FinetuneResult:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def views_config(augment: str, preset: dict[str, Any], crop_min: float) -> ViewsConfig | None:
+def augment_config(augment: str, preset: dict[str, Any], crop_min: float) -> AugmentConfig | None:
     """The augmentation for fine-tuning; ``None`` means the plain evaluation view."""
     if augment == "none":
         return None
-    cfg = build_dataclass(ViewsConfig, dict(preset))
+    cfg = build_dataclass(AugmentConfig, dict(preset))
     if augment == "crop-flip":
         cfg.crop_scale = (crop_min, 1.0)
         cfg.jitter_p, cfg.grayscale_p, cfg.blur_p, cfg.solarize_p = 0.0, 0.0, [0.0], [0.0]
@@ -61,7 +61,7 @@ def finetune(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     in_channels: int | None = None,
-    views_preset: dict[str, Any] | None = None,
+    augment_preset: dict[str, Any] | None = None,
     options: FinetuneOptions | None = None,
     device: torch.device | str | None = None,
 ) -> FinetuneResult:
@@ -72,7 +72,7 @@ def finetune(
     torch.manual_seed(seed)
     head = nn.Linear(encoder.out_dim, num_classes)
     model = nn.Sequential(encoder, head).to(device)
-    vcfg = views_config(opt.augment, views_preset or {}, opt.crop_min)
+    vcfg = augment_config(opt.augment, augment_preset or {}, opt.crop_min)
     augment = MultiViewAugment(vcfg, image_size, mean, std).to(device) if vcfg else None
     train_indices = torch.as_tensor(train_indices).long().cpu()
     n = len(train_indices)

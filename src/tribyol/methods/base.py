@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 import torch
 from torch import Tensor, nn
 
-from tribyol.config import ModelConfig, ViewsConfig
+from tribyol.config import AugmentConfig, ModelConfig
 
 if TYPE_CHECKING:  # a hint only: methods need not load the data readers
     from tribyol.data.pretrain import DataInfo
@@ -155,7 +155,7 @@ class Method(nn.Module):
         ``reproduce``'s ``equal_compute`` cannot match it). ``registry.step_cost`` weighs them."""
         return None
 
-    def views_config(self, views: ViewsConfig) -> ViewsConfig:
+    def augment_config(self, views: AugmentConfig) -> AugmentConfig:
         """The augmentation this method trains on, given the run's ``views`` settings (the
         self-supervised recipe); the engine builds its views from what this returns."""
         return views

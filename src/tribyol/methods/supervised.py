@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from tribyol.config import ViewsConfig
+from tribyol.config import AugmentConfig
 from tribyol.errors import CheckpointError, ConfigError, torch_load_reason
 from tribyol.methods.base import Method, MethodContext, StepOutput
 from tribyol.methods.losses import labelled_cross_entropy
@@ -135,7 +135,7 @@ def load_imagenet_weights(encoder: nn.Module, path: Path) -> list[str]:
 AUGMENTATIONS = ("crop-flip", "byol")
 
 
-def crop_flip_views(views: ViewsConfig) -> ViewsConfig:
+def crop_flip_views(views: AugmentConfig) -> AugmentConfig:
     """The standard supervised augmentation from the run's views: crop and flip as configured
     (dataset presets included), every colour, blur and solarise op off."""
     return dataclasses.replace(views, jitter_p=0.0, grayscale_p=0.0, blur_p=[0.0],
@@ -166,7 +166,7 @@ class Supervised(Method):
     def num_views(self) -> int:
         return 1
 
-    def views_config(self, views: ViewsConfig) -> ViewsConfig:
+    def augment_config(self, views: AugmentConfig) -> AugmentConfig:
         return crop_flip_views(views) if self.options.augment == "crop-flip" else views
 
     def forward_views(self, views: list[Tensor], labels: Tensor | None = None) -> StepOutput:

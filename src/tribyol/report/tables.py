@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tribyol.config import upgrade_tree
 from tribyol.report import paper
 from tribyol.report.stats import Paired, paired_difference
 from tribyol.store import saw_labels_of
@@ -259,7 +260,7 @@ def _saw_labels(r: dict[str, Any]) -> str:
 GRID_RUN = re.compile(r"(?P<head>.+)_(?P<data>[^_]+)_b(?P<batch>\d+)_s(?P<seed>\d+)")
 MAX_SETTINGS = 3  # setting differences a row label spells out; more: "+N more, cfg <hash>"
 # The order in which differing settings are named (the rest after these, alphabetically).
-SETTING_ORDER = ("method", "views", "optim", "model", "norm", "train", "data", "weights")
+SETTING_ORDER = ("method", "augment", "optim", "model", "norm", "train", "data", "weights")
 SEPARATION_NOTE = (
     "`cell X`: a record from before settings were recorded, its configuration read from "
     "its run's name (a `tribyol reproduce` cell: `X` is the arm, none for the default arm); "
@@ -354,7 +355,8 @@ def _setting_quals(group: list[dict[str, Any]]) -> tuple[list[list[str]], list[s
     names of the keys that differ."""
     recorded = [r for r in group if isinstance(r.get("pretrain_settings"), dict)]
     legacy = [r for r in group if not isinstance(r.get("pretrain_settings"), dict)]
-    flats = {id(r): {k: v for k, v in _flat(r["pretrain_settings"]).items() if k != "model.stem"}
+    flats = {id(r): {k: v for k, v in _flat(upgrade_tree(r["pretrain_settings"])).items()
+                    if k != "model.stem"}
              for r in recorded}
     all_keys = {k for f in flats.values() for k in f}
     differ = sorted((k for k in all_keys if len({_text(f.get(k)) for f in flats.values()}) > 1),

@@ -7,17 +7,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from tribyol.config import THIRD_VIEWS, ViewsConfig
-from tribyol.views import augment
+from tribyol.augment import ops
+from tribyol.config import EXTRA_VIEWS, AugmentConfig
 
-BYOL_BLUR_P = (1.0, 0.1)  # BYOL's asymmetric pair, used above views.blur_min_size
+BYOL_BLUR_P = (1.0, 0.1)  # BYOL's asymmetric pair, used above augment.blur_min_size
 
 
-def per_view_probabilities(probs: Sequence[float], num_views: int, third_view: str) -> list[float]:
+def per_view_probabilities(probs: Sequence[float], num_views: int, extra_views: str) -> list[float]:
     """The probability of one op (blur or solarize) for each of ``num_views`` views.
 
     ``probs`` is the config's list: BYOL's pair ``[p_v, p_v']`` (a single entry is used for
-    both; empty means off). With one or two views every ``third_view`` gives the list cycled,
+    both; empty means off). With one or two views every ``extra_views`` gives the list cycled,
     i.e. BYOL's pair: two-view methods are unaffected. With three or more:
 
     - ``cycle``: view k uses ``probs[k % len(probs)]``; with a pair, v'' copies v.
@@ -25,13 +25,13 @@ def per_view_probabilities(probs: Sequence[float], num_views: int, third_view: s
       BYOL's asymmetric pair.
     - ``uniform``: every view gets ``(p_v + p_v') / 2`` (blur 0.55, solarize 0.1 for BYOL's).
     """
-    if third_view not in THIRD_VIEWS:
-        raise ValueError(f"third_view {third_view!r} is not one of {', '.join(THIRD_VIEWS)}")
+    if extra_views not in EXTRA_VIEWS:
+        raise ValueError(f"extra_views {extra_views!r} is not one of {', '.join(EXTRA_VIEWS)}")
     probs = [float(p) for p in probs] or [0.0]
-    if num_views <= 2 or third_view == "cycle":
+    if num_views <= 2 or extra_views == "cycle":
         return [probs[k % len(probs)] for k in range(num_views)]
     first, second = probs[0], probs[1 % len(probs)]
-    if third_view == "byol-pairs":
+    if extra_views == "byol-pairs":
         return [first] + [second] * (num_views - 1)
     return [(first + second) / 2] * num_views
 
@@ -40,13 +40,13 @@ class MultiViewAugment(nn.Module):
     """BYOL's recipe as batched ops on whatever device the batch is on.
 
     Per-view probabilities (``blur_p``, ``solarize_p``): views 0 and 1 are BYOL's asymmetric
-    pair; ``cfg.third_view`` decides the views past them (``per_view_probabilities``). An empty
+    pair; ``cfg.extra_views`` decides the views past them (``per_view_probabilities``). An empty
     list means the op is off.
     """
 
     def __init__(
         self,
-        cfg: ViewsConfig,
+        cfg: AugmentConfig,
         image_size: int,
         mean: Sequence[float],
         std: Sequence[float],
@@ -59,14 +59,14 @@ class MultiViewAugment(nn.Module):
             blur = list(BYOL_BLUR_P) if image_size > cfg.blur_min_size else [0.0]
         self.blur_p = list(blur) or [0.0]
         self.solarize_p = list(cfg.solarize_p) or [0.0]
-        self.third_view = cfg.third_view
+        self.extra_views = cfg.extra_views
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
     def probabilities(self, num_views: int) -> tuple[list[float], list[float]]:
         """(blur, solarize) probability of each of ``num_views`` views."""
-        return (per_view_probabilities(self.blur_p, num_views, self.third_view),
-                per_view_probabilities(self.solarize_p, num_views, self.third_view))
+        return (per_view_probabilities(self.blur_p, num_views, self.extra_views),
+                per_view_probabilities(self.solarize_p, num_views, self.extra_views))
 
     def normalize(self, x: Tensor) -> Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
@@ -76,19 +76,19 @@ class MultiViewAugment(nn.Module):
         """One augmented view of a float batch in [0, 1]; ``blur_p`` / ``solarize_p`` default to
         the lists' entry ``index`` (cycled)."""
         c = self.cfg
-        x = augment.random_resized_crop(
+        x = ops.random_resized_crop(
             x, self.image_size, g, c.crop_scale, c.crop_ratio, c.flip_p
         )
-        x = augment.color_jitter(
+        x = ops.color_jitter(
             x, g, c.jitter_p, c.brightness, c.contrast, c.saturation, c.hue
         )
-        x = augment.random_grayscale(x, g, c.grayscale_p)
+        x = ops.random_grayscale(x, g, c.grayscale_p)
         if blur_p is None:
             blur_p = self.blur_p[index % len(self.blur_p)]
         if solarize_p is None:
             solarize_p = self.solarize_p[index % len(self.solarize_p)]
-        x = augment.gaussian_blur(x, g, blur_p, c.blur_sigma)
-        x = augment.solarize(x, g, solarize_p)
+        x = ops.gaussian_blur(x, g, blur_p, c.blur_sigma)
+        x = ops.solarize(x, g, solarize_p)
         return self.normalize(x)
 
     @torch.no_grad()

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tribyol.config import ViewsConfig
-from tribyol.views import MultiViewAugment, augment, eval_transform
+from tribyol.augment import MultiViewAugment, eval_transform, ops
+from tribyol.config import AugmentConfig
 
 RGB_MEAN, RGB_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -26,11 +26,11 @@ def images(b: int = 4, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tenso
     return torch.randint(0, 256, (b, c, size, size), generator=gen(seed), dtype=torch.uint8)
 
 
-def plain_views(**changes: object) -> ViewsConfig:
+def plain_views(**changes: object) -> AugmentConfig:
     """Identity crop, no flip, no colour, blur or solarize; ``changes`` switch ops back on.
-    Per-view lists cycle over the views (``third_view=cycle``), so one entry sets one view."""
-    base = ViewsConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
-                       grayscale_p=0.0, blur_p=[0.0], solarize_p=[0.0], third_view="cycle")
+    Per-view lists cycle over the views (``extra_views=cycle``), so one entry sets one view."""
+    base = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
+                       grayscale_p=0.0, blur_p=[0.0], solarize_p=[0.0], extra_views="cycle")
     return dataclasses.replace(base, **changes)
 
 
@@ -38,7 +38,7 @@ def plain_views(**changes: object) -> ViewsConfig:
 
 
 def test_views_shapes_and_dtype() -> None:
-    aug = MultiViewAugment(ViewsConfig(), 24, RGB_MEAN, RGB_STD)
+    aug = MultiViewAugment(AugmentConfig(), 24, RGB_MEAN, RGB_STD)
     batch = images(5, 3, 40)
     views = aug(batch, 3, gen())
     assert len(views) == 3
@@ -49,7 +49,7 @@ def test_views_shapes_and_dtype() -> None:
 
 
 def test_identical_images_get_different_views_across_the_batch() -> None:
-    aug = MultiViewAugment(ViewsConfig(), 32, RGB_MEAN, RGB_STD)
+    aug = MultiViewAugment(AugmentConfig(), 32, RGB_MEAN, RGB_STD)
     batch = images(1, 3, 32).expand(8, -1, -1, -1).contiguous()
     for view in aug(batch, 2, gen()):
         for i, j in itertools.combinations(range(8), 2):
@@ -61,13 +61,13 @@ def test_identical_images_get_different_views_across_the_batch() -> None:
 
 def test_crops_alone_differ_per_sample() -> None:
     x = torch.linspace(0, 1, 32).expand(6, 1, 32, 32).contiguous()  # a horizontal ramp
-    out = augment.random_resized_crop(x, 16, gen(), scale=(0.1, 0.5), flip_p=0.0)
+    out = ops.random_resized_crop(x, 16, gen(), scale=(0.1, 0.5), flip_p=0.0)
     starts = out[:, 0, 8, 0]
     assert len(set(starts.tolist())) == 6  # every sample starts its crop elsewhere
 
 
 def test_same_seed_same_views_other_seed_other_views() -> None:
-    aug = MultiViewAugment(ViewsConfig(solarize_p=[0.5, 0.5]), 64, RGB_MEAN, RGB_STD)
+    aug = MultiViewAugment(AugmentConfig(solarize_p=[0.5, 0.5]), 64, RGB_MEAN, RGB_STD)
     batch = images(4, 3, 64)
     first, again, other = aug(batch, 3, gen(7)), aug(batch, 3, gen(7)), aug(batch, 3, gen(8))
     for a, b in zip(first, again, strict=True):
@@ -76,22 +76,22 @@ def test_same_seed_same_views_other_seed_other_views() -> None:
 
 
 def test_one_channel_batches_work() -> None:
-    aug = MultiViewAugment(ViewsConfig(), 28, (0.3,), (0.3,))
+    aug = MultiViewAugment(AugmentConfig(), 28, (0.3,), (0.3,))
     views = aug(images(4, 1, 28), 3, gen())
     assert [tuple(v.shape) for v in views] == [(4, 1, 28, 28)] * 3
     assert all(torch.isfinite(v).all() for v in views)
 
 
 def test_blur_off_at_small_sizes_byol_pair_above() -> None:
-    cfg = ViewsConfig()
+    cfg = AugmentConfig()
     assert cfg.blur_p is None and cfg.blur_min_size == 32
     assert MultiViewAugment(cfg, 16, RGB_MEAN, RGB_STD).blur_p == [0.0]
     assert MultiViewAugment(cfg, 32, RGB_MEAN, RGB_STD).blur_p == [0.0]
     assert MultiViewAugment(cfg, 33, RGB_MEAN, RGB_STD).blur_p == [1.0, 0.1]
     assert MultiViewAugment(cfg, 224, RGB_MEAN, RGB_STD).blur_p == [1.0, 0.1]
-    lowered = ViewsConfig(blur_min_size=8)
+    lowered = AugmentConfig(blur_min_size=8)
     assert MultiViewAugment(lowered, 16, RGB_MEAN, RGB_STD).blur_p == [1.0, 0.1]
-    explicit = ViewsConfig(blur_p=[0.3])
+    explicit = AugmentConfig(blur_p=[0.3])
     assert MultiViewAugment(explicit, 224, RGB_MEAN, RGB_STD).blur_p == [0.3]
     assert MultiViewAugment(explicit, 16, RGB_MEAN, RGB_STD).blur_p == [0.3]
 
@@ -134,10 +134,10 @@ def test_normalisation_uses_mean_and_std() -> None:
 
 def test_full_crop_without_flip_is_the_identity() -> None:
     x = torch.rand(3, 3, 20, 20, generator=gen())
-    out = augment.random_resized_crop(x, 20, gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0),
+    out = ops.random_resized_crop(x, 20, gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0),
                                       flip_p=0.0)
     assert torch.allclose(out, x, atol=1e-5)
-    bigger = augment.random_resized_crop(x, 40, gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0),
+    bigger = ops.random_resized_crop(x, 40, gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0),
                                          flip_p=0.0)
     expected = F.interpolate(x, size=(40, 40), mode="bilinear", align_corners=False)
     assert torch.allclose(bigger[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], atol=1e-5)
@@ -145,14 +145,14 @@ def test_full_crop_without_flip_is_the_identity() -> None:
 
 def test_flip_mirrors_horizontally() -> None:
     x = torch.rand(3, 2, 16, 16, generator=gen())
-    out = augment.random_resized_crop(x, 16, gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0),
+    out = ops.random_resized_crop(x, 16, gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0),
                                       flip_p=1.0)
     assert torch.allclose(out, x.flip(-1), atol=1e-5)
 
 
 def test_crop_area_follows_scale() -> None:
     ramp = torch.linspace(0, 1, 64).expand(16, 1, 64, 64).contiguous()
-    out = augment.random_resized_crop(ramp, 32, gen(), scale=(0.25, 0.25), ratio=(1.0, 1.0),
+    out = ops.random_resized_crop(ramp, 32, gen(), scale=(0.25, 0.25), ratio=(1.0, 1.0),
                                       flip_p=0.0)
     span = out[:, 0, 0, -1] - out[:, 0, 0, 0]  # 0.25 of the area: half the width
     assert torch.allclose(span, torch.full_like(span, 0.5), atol=0.03)
@@ -161,45 +161,45 @@ def test_crop_area_follows_scale() -> None:
 
 def test_solarize_inverts_at_and_above_the_threshold() -> None:
     x = torch.tensor([0.0, 0.2, 0.49, 0.5, 0.7, 1.0]).view(1, 1, 1, 6)
-    out = augment.solarize(x, gen(), p=1.0, threshold=0.5)
+    out = ops.solarize(x, gen(), p=1.0, threshold=0.5)
     assert torch.allclose(out.flatten(), torch.tensor([0.0, 0.2, 0.49, 0.5, 0.3, 0.0]))
-    assert torch.equal(augment.solarize(x, gen(), p=0.0), x)
+    assert torch.equal(ops.solarize(x, gen(), p=0.0), x)
 
 
 def test_blur_keeps_a_constant_image_and_smooths_noise() -> None:
     const = torch.full((4, 3, 64, 64), 0.37)
-    assert torch.allclose(augment.gaussian_blur(const, gen(), p=1.0), const, atol=1e-6)
+    assert torch.allclose(ops.gaussian_blur(const, gen(), p=1.0), const, atol=1e-6)
     noise = torch.rand(4, 3, 64, 64, generator=gen())
-    blurred = augment.gaussian_blur(noise, gen(), p=1.0, sigma=(1.5, 2.0))
+    blurred = ops.gaussian_blur(noise, gen(), p=1.0, sigma=(1.5, 2.0))
     assert blurred.shape == noise.shape
     assert blurred.std() < 0.5 * noise.std()
     assert torch.allclose(blurred.mean(dim=(2, 3)), noise.mean(dim=(2, 3)), atol=0.01)
-    assert torch.equal(augment.gaussian_blur(noise, gen(), p=0.0), noise)
+    assert torch.equal(ops.gaussian_blur(noise, gen(), p=0.0), noise)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_colour_ops_stay_in_unit_range(channels: int) -> None:
     x = torch.rand(16, channels, 8, 8, generator=gen())
-    out = augment.color_jitter(x, gen(), 1.0, brightness=0.9, contrast=0.9, saturation=0.9,
+    out = ops.color_jitter(x, gen(), 1.0, brightness=0.9, contrast=0.9, saturation=0.9,
                                hue=0.5)
     assert out.min() >= 0 and out.max() <= 1
     assert not torch.allclose(out, x)
-    assert torch.equal(augment.color_jitter(x, gen(), 0.0, 0.9, 0.9, 0.9, 0.5), x)
-    gray = augment.random_grayscale(x, gen(), 1.0)
+    assert torch.equal(ops.color_jitter(x, gen(), 0.0, 0.9, 0.9, 0.9, 0.5), x)
+    gray = ops.random_grayscale(x, gen(), 1.0)
     assert gray.shape == x.shape and gray.min() >= 0 and gray.max() <= 1
 
 
 def test_one_channel_skips_saturation_hue_and_grayscale() -> None:
     x = torch.rand(8, 1, 8, 8, generator=gen())
-    only_colour = augment.color_jitter(x, gen(), 1.0, brightness=0.0, contrast=0.0,
+    only_colour = ops.color_jitter(x, gen(), 1.0, brightness=0.0, contrast=0.0,
                                        saturation=0.8, hue=0.5)
     assert torch.equal(only_colour, x)
-    assert torch.equal(augment.random_grayscale(x, gen(), 1.0), x)
+    assert torch.equal(ops.random_grayscale(x, gen(), 1.0), x)
 
 
 def test_grayscale_makes_channels_equal() -> None:
     x = torch.rand(4, 3, 8, 8, generator=gen())
-    out = augment.random_grayscale(x, gen(), 1.0)
+    out = ops.random_grayscale(x, gen(), 1.0)
     assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
     luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
     assert torch.allclose(out[:, 0], luma, atol=1e-6)
@@ -207,19 +207,19 @@ def test_grayscale_makes_channels_equal() -> None:
 
 def test_hue_keeps_greys_and_luma() -> None:
     grey = torch.rand(4, 1, 8, 8, generator=gen()).expand(4, 3, 8, 8)
-    out = augment.color_jitter(grey, gen(), 1.0, 0.0, 0.0, 0.0, hue=0.5)
+    out = ops.color_jitter(grey, gen(), 1.0, 0.0, 0.0, 0.0, hue=0.5)
     assert torch.allclose(out, grey, atol=1e-5)
     # Low-chroma colours never leave [0, 1] when turned, so no clamping: the YIQ rotation
     # must change the colour but keep its luma.
     x = 0.5 + 0.1 * (torch.rand(8, 3, 8, 8, generator=gen(1)) - 0.5)
-    turned = augment.color_jitter(x, gen(), 1.0, 0.0, 0.0, 0.0, hue=0.5)
+    turned = ops.color_jitter(x, gen(), 1.0, 0.0, 0.0, 0.0, hue=0.5)
     assert all(not torch.allclose(turned[i], x[i], atol=1e-3) for i in range(8))
-    assert torch.allclose(augment.grayscale(turned), augment.grayscale(x), atol=1e-5)
+    assert torch.allclose(ops.grayscale(turned), ops.grayscale(x), atol=1e-5)
 
 
 def test_contrast_and_saturation_keep_a_flat_grey_image() -> None:
     flat = torch.full((4, 3, 8, 8), 0.4)
-    out = augment.color_jitter(flat, gen(), 1.0, 0.0, contrast=0.9, saturation=0.9, hue=0.0)
+    out = ops.color_jitter(flat, gen(), 1.0, 0.0, contrast=0.9, saturation=0.9, hue=0.0)
     assert torch.allclose(out, flat, atol=1e-6)
 
 
@@ -238,7 +238,7 @@ def test_empty_probability_lists_mean_off() -> None:
 
 
 def test_channel_mismatch_with_normalisation_is_an_error() -> None:
-    aug = MultiViewAugment(ViewsConfig(), 16, RGB_MEAN, RGB_STD)
+    aug = MultiViewAugment(AugmentConfig(), 16, RGB_MEAN, RGB_STD)
     with pytest.raises(ValueError, match="1 channels"):
         aug(images(2, 1, 16), 2, gen())  # would silently broadcast to 3 channels
 
@@ -284,13 +284,13 @@ def test_colour_rates_per_image_match_their_probabilities() -> None:
     within_sampling_error(brightness[~grey], 0.8)
 
 
-# -- the recipe's numbers, as documented (config.ViewsConfig, docs/methods.md, augment.py) ------
+# -- the recipe's numbers, as documented (config.AugmentConfig, docs/methods.md, augment.py) ------
 
 
 def test_recipe_defaults_are_byols() -> None:
-    """BYOL's table 6, as ViewsConfig documents it (and docs/methods.md: jitter 0.8, grayscale
+    """BYOL's table 6, as AugmentConfig documents it (and docs/methods.md: jitter 0.8, grayscale
     0.2, crops down to 8 %)."""
-    cfg = ViewsConfig()
+    cfg = AugmentConfig()
     assert (cfg.jitter_p, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue) == (
         0.8, 0.4, 0.4, 0.2, 0.1)
     assert cfg.grayscale_p == 0.2 and cfg.crop_scale == (0.08, 1.0) and cfg.flip_p == 0.5
@@ -313,7 +313,7 @@ def test_jitter_strengths_are_the_ranges_drawn() -> None:
     images where the op alone is visible, with the other ops off."""
     def jitter(x, **strength):
         s = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0, **strength}
-        return augment.color_jitter(x, gen(), 1.0, **s)
+        return ops.color_jitter(x, gen(), 1.0, **s)
 
     gray = torch.full((N, 3, 2, 2), 0.5)
     _drawn(jitter(gray, brightness=0.4)[:, 0, 0, 0] / 0.5, 0.6, 1.4)
@@ -321,10 +321,10 @@ def test_jitter_strengths_are_the_ranges_drawn() -> None:
     halves[:, :, 1] = 0.75  # mean 0.5, gray: contrast scales the distance from it
     _drawn((jitter(halves, contrast=0.4)[:, 0, 1, 0] - 0.5) / 0.25, 0.6, 1.4)
     colour = torch.tensor([0.6, 0.4, 0.5]).view(1, 3, 1, 1).expand(N, 3, 2, 2).contiguous()
-    luma = augment.grayscale(colour)
+    luma = ops.grayscale(colour)
     out = jitter(colour, saturation=0.2)
-    _drawn(((out - augment.grayscale(out))[:, 0] / (colour - luma)[:, 0]).flatten(0)[::4], 0.8, 1.2)
-    to_yiq, _ = augment._yiq_matrices(torch.device("cpu"), torch.float32)
+    _drawn(((out - ops.grayscale(out))[:, 0] / (colour - luma)[:, 0]).flatten(0)[::4], 0.8, 1.2)
+    to_yiq, _ = ops._yiq_matrices(torch.device("cpu"), torch.float32)
     before = torch.einsum("ij,bjhw->bihw", to_yiq, colour)[:, :, 0, 0]
     after = torch.einsum("ij,bjhw->bihw", to_yiq, jitter(colour, hue=0.1))[:, :, 0, 0]
     torch.testing.assert_close(after[:, 0], before[:, 0])  # the luma stays
@@ -342,7 +342,7 @@ def _impulse(size: int, n: int = 1) -> torch.Tensor:
 def test_blur_kernel_is_a_tenth_of_the_side(side, kernel) -> None:
     """augment.gaussian_blur: a kernel of ~10 % of the side, odd, at least 3 (BYOL's 23 px at
     224): an impulse spreads over exactly ``kernel`` pixels per axis, and no farther."""
-    row = augment.gaussian_blur(_impulse(side), gen(), 1.0, sigma=(2.0, 2.0))[0, 0, side // 2]
+    row = ops.gaussian_blur(_impulse(side), gen(), 1.0, sigma=(2.0, 2.0))[0, 0, side // 2]
     reach = kernel // 2
     centre = side // 2
     assert (row[centre - reach:centre + reach + 1] > 0).all()
@@ -353,7 +353,7 @@ def test_blur_sigma_is_drawn_from_its_range() -> None:
     """sigma ~ U(0.1, 2.0) per image: the spread of each blurred impulse (its std, which for a
     kernel of 23 px is sigma itself up to truncation) covers the range and never leaves it."""
     n, side = 2000, 224
-    row = augment.gaussian_blur(_impulse(side, n), gen(), 1.0, sigma=(0.1, 2.0))[:, 0, side // 2]
+    row = ops.gaussian_blur(_impulse(side, n), gen(), 1.0, sigma=(0.1, 2.0))[:, 0, side // 2]
     row = row / row.sum(dim=1, keepdim=True)
     offsets = torch.arange(side, dtype=torch.float32) - side // 2
     sigma = (row * offsets**2).sum(dim=1).sqrt()

@@ -1,15 +1,15 @@
-"""``views.third_view``: the blur / solarize probability of each view, measured on large batches."""
+"""``augment.extra_views``: the blur / solarize probability of each view, measured on large batches."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tribyol.config import DEFAULT_THIRD_VIEW, THIRD_VIEWS, ViewsConfig
+from tribyol.augment import MultiViewAugment
+from tribyol.augment.pipeline import per_view_probabilities
+from tribyol.config import DEFAULT_EXTRA_VIEWS, EXTRA_VIEWS, AugmentConfig
 from tribyol.errors import ConfigError
 from tribyol.resolve import load_config
-from tribyol.views import MultiViewAugment
-from tribyol.views.pipeline import per_view_probabilities
 
 N = 2000
 IDENTITY = ((0.0,) * 3, (1.0,) * 3)  # normalisation that leaves [0, 1] values as they are
@@ -40,12 +40,12 @@ def within_sampling_error(hits: torch.Tensor, p: float) -> float:
 
 
 def test_the_default_is_one_constant_byol_pairs() -> None:
-    assert DEFAULT_THIRD_VIEW in THIRD_VIEWS
-    assert ViewsConfig().third_view == DEFAULT_THIRD_VIEW == "byol-pairs"
-    assert load_config().views.third_view == DEFAULT_THIRD_VIEW
+    assert DEFAULT_EXTRA_VIEWS in EXTRA_VIEWS
+    assert AugmentConfig().extra_views == DEFAULT_EXTRA_VIEWS == "byol-pairs"
+    assert load_config().augment.extra_views == DEFAULT_EXTRA_VIEWS
 
 
-@pytest.mark.parametrize("setting", THIRD_VIEWS)
+@pytest.mark.parametrize("setting", EXTRA_VIEWS)
 def test_two_view_methods_are_unaffected(setting: str) -> None:
     assert per_view_probabilities([1.0, 0.1], 2, setting) == [1.0, 0.1]
     assert per_view_probabilities([0.0, 0.2], 2, setting) == [0.0, 0.2]
@@ -53,7 +53,7 @@ def test_two_view_methods_are_unaffected(setting: str) -> None:
 
 
 def test_probabilities_for_three_and_more_views() -> None:
-    for setting in THIRD_VIEWS:
+    for setting in EXTRA_VIEWS:
         for n in (3, 4, 6):
             got = per_view_probabilities([0.0, 0.2], n, setting)
             want = (SOLARIZE[setting] * 2)[:n] if setting == "cycle" else (
@@ -62,18 +62,18 @@ def test_probabilities_for_three_and_more_views() -> None:
     assert per_view_probabilities([1.0, 0.1], 3, "uniform") == pytest.approx([0.55] * 3)
     assert per_view_probabilities([0.3], 3, "byol-pairs") == [0.3] * 3  # one entry: both
     assert per_view_probabilities([], 3, "uniform") == [0.0] * 3  # empty: off
-    with pytest.raises(ValueError, match="third_view"):
+    with pytest.raises(ValueError, match="extra_views"):
         per_view_probabilities([0.0, 0.2], 3, "random")
 
 
-@pytest.mark.parametrize("setting", THIRD_VIEWS)
+@pytest.mark.parametrize("setting", EXTRA_VIEWS)
 def test_measured_solarize_rates_of_the_cifar10_convnet_views(setting: str) -> None:
     """The whole recipe of a CIFAR-10 run at 32 px (no blur there): solarize rates of four
     views (v, v', v'', v''')."""
     num_views = 4
-    cfg = load_config(overrides=[("data.dataset", "cifar10"), ("views.third_view", setting),
+    cfg = load_config(overrides=[("data.dataset", "cifar10"), ("augment.extra_views", setting),
                                  ("method.views", num_views)])
-    aug = MultiViewAugment(cfg.views, 32, *IDENTITY)
+    aug = MultiViewAugment(cfg.augment, 32, *IDENTITY)
     assert aug.probabilities(num_views)[0] == [0.0] * num_views  # blur is off at <= 32 px
     # A flat 250 image: crops, flips, grey and jitter (brightness >= 0.6) keep it >= 0.58, so a
     # view is solarized exactly when its brightest pixel is below 0.5.
@@ -86,13 +86,13 @@ def test_measured_solarize_rates_of_the_cifar10_convnet_views(setting: str) -> N
         assert rates[0] == rates[2] == 0.0 and 0.17 < rates[1] < 0.23
 
 
-@pytest.mark.parametrize("setting", THIRD_VIEWS)
+@pytest.mark.parametrize("setting", EXTRA_VIEWS)
 def test_measured_blur_rates_above_the_blur_size(setting: str) -> None:
     """Above blur_min_size blur is on with BYOL's pair (1.0, 0.1) (16 px above 8 px here, to
     keep the test fast); a blurred checkerboard loses most of its contrast."""
-    cfg = ViewsConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
+    cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
                       grayscale_p=0.0, solarize_p=[0.0], blur_sigma=(1.0, 2.0), blur_min_size=8,
-                      third_view=setting)
+                      extra_views=setting)
     aug = MultiViewAugment(cfg, 16, *IDENTITY)
     assert aug.blur_p == [1.0, 0.1]
     board = (torch.arange(16).view(1, -1) + torch.arange(16).view(-1, 1)) % 2
@@ -104,10 +104,10 @@ def test_measured_blur_rates_above_the_blur_size(setting: str) -> None:
 
 def test_a_bad_setting_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="byol-pairs"):
-        load_config(overrides=["views.third_view=byol-pair"])
-    with pytest.raises(ConfigError, match="third_view=cycle"):
-        load_config(overrides=["views.third_view=uniform", "views.solarize_p=[0.0, 0.2, 0.5]"])
-    with pytest.raises(ConfigError, match="third_view=cycle"):  # the default, byol-pairs, too
-        load_config(overrides=["views.solarize_p=[0.0, 0.2, 0.5]"])
-    cycled = load_config(overrides=["views.third_view=cycle", "views.solarize_p=[0.0, 0.2, 0.5]"])
-    assert cycled.views.solarize_p[2] == 0.5
+        load_config(overrides=["augment.extra_views=byol-pair"])
+    with pytest.raises(ConfigError, match="extra_views=cycle"):
+        load_config(overrides=["augment.extra_views=uniform", "augment.solarize_p=[0.0, 0.2, 0.5]"])
+    with pytest.raises(ConfigError, match="extra_views=cycle"):  # the default, byol-pairs, too
+        load_config(overrides=["augment.solarize_p=[0.0, 0.2, 0.5]"])
+    cycled = load_config(overrides=["augment.extra_views=cycle", "augment.solarize_p=[0.0, 0.2, 0.5]"])
+    assert cycled.augment.solarize_p[2] == 0.5

@@ -1,5 +1,0 @@
-"""Views: batched augmentation ops and the multi-view pipeline."""
-
-from tribyol.views.pipeline import MultiViewAugment, eval_transform
-
-__all__ = ["MultiViewAugment", "eval_transform"]
