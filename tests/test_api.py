@@ -62,8 +62,8 @@ def test_evaluate_checks_its_options_before_loading_anything(tmp_path: Path, opt
 
 
 def test_api_errors_name_arguments_and_config_keys_not_flags(tmp_path: Path) -> None:
+    from tribyol.config.fields import flag_name
     from tribyol.errors import ConfigError, DatasetNotFoundError
-    from tribyol.fields import flag_name
 
     runs = tmp_path / "runs"
     with pytest.raises(DatasetNotFoundError) as err:

@@ -83,7 +83,7 @@ def test_pretrain_help_defaults_are_the_configs() -> None:
     """Each flag's meaning and default are read from its config field, not written again."""
     from tribyol.cli import PRETRAIN_OPTIONS
     from tribyol.config import config_field
-    from tribyol.fields import flag_help
+    from tribyol.config.fields import flag_help
 
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     helps = {a.dest: a.help for a in sub.choices["pretrain"]._actions}

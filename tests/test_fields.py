@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tribyol.config.fields import at_least, check_fields, default_text, flag_help, one_of, option, within
 from tribyol.errors import ConfigError
-from tribyol.fields import at_least, check_fields, default_text, flag_help, one_of, option, within
 
 
 @dataclass

@@ -19,6 +19,7 @@ from torch import nn
 
 from tribyol.checkpoints import load_encoder
 from tribyol.config import ModelConfig, RunConfig, to_dict
+from tribyol.config.fields import api_wording
 from tribyol.errors import ConfigError
 from tribyol.eval.cli import check_dataset, check_device
 from tribyol.eval.common import check_carve_unseen, load_eval_data, load_source
@@ -26,14 +27,13 @@ from tribyol.eval.features import extract_features
 from tribyol.eval.knn import knn_accuracy
 from tribyol.eval.linear import linear_probe
 from tribyol.eval.options import DatasetOptions, EvalOptions, KnnOptions, LinearOptions
-from tribyol.fields import api_wording
 from tribyol.methods import Method, MethodContext, resolve_options
 from tribyol.resolve import load_config
 
 __all__ = ["Run", "build_method", "evaluate", "load_encoder", "pretrain"]
 
 # Errors raised through these functions name their arguments and config keys, not the CLI's
-# flags (tribyol.fields.api_wording); a flag missing here becomes its argument's name.
+# flags (tribyol.config.fields.api_wording); a flag missing here becomes its argument's name.
 PRETRAIN_NAMES = {"--data-root": "data.root", "--download": "data.download=True",
                   "--resume": "resume=True", "--overwrite": "overwrite=True", "--name": "name",
                   "--runs-root": "runs_root", "--accelerator": "train.accelerator",

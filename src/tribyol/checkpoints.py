@@ -28,10 +28,10 @@ from torch import nn
 
 from tribyol.channels import channel_stats
 from tribyol.config import NORMS, RunConfig, to_dict
+from tribyol.config.structured import build_dataclass
 from tribyol.errors import CheckpointError, torch_load_reason
 from tribyol.methods.supervised import imagenet_stem
 from tribyol.nets import BACKBONES, build_backbone, uses_small_stem
-from tribyol.structured import build_dataclass
 
 CHECKPOINT_NAME = "last.ckpt"
 PREVIOUS_NAME = "previous.ckpt"

@@ -21,8 +21,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from tribyol.config import config_default, config_field
+from tribyol.config.fields import default_text
 from tribyol.errors import DISK_ERRNOS, USER_ERRORS, RunStopped
-from tribyol.fields import default_text
 from tribyol.resolve import load_config
 from tribyol.runs import format_runs, list_runs, resume_config
 

@@ -28,8 +28,8 @@ from tribyol.config import (
     to_dict,
     validate_values,
 )
-from tribyol.fields import did_you_mean
-from tribyol.structured import build_dataclass
+from tribyol.config.fields import did_you_mean
+from tribyol.config.structured import build_dataclass
 
 log = logging.getLogger(__name__)
 

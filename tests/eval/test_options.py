@@ -11,6 +11,7 @@ from dataclasses import MISSING, fields
 import pytest
 
 from tribyol.cli import build_parser
+from tribyol.config.fields import flag_help
 from tribyol.errors import ConfigError
 from tribyol.eval.cli import PROTOCOLS
 from tribyol.eval.options import (
@@ -20,7 +21,6 @@ from tribyol.eval.options import (
     LinearOptions,
     TransferOptions,
 )
-from tribyol.fields import flag_help
 
 
 def eval_parsers() -> dict[str, argparse.ArgumentParser]:

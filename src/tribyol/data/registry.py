@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from tribyol.config.fields import option_name
 from tribyol.data import ucmerced
 from tribyol.data.images import FolderImages, TensorImages
 from tribyol.errors import DatasetNotFoundError
-from tribyol.fields import option_name
 
 log = logging.getLogger(__name__)
 

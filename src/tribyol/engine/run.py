@@ -25,6 +25,7 @@ from tribyol.checkpoints import (
     read_checkpoint,
 )
 from tribyol.config import RunConfig
+from tribyol.config.fields import option_name, option_value
 from tribyol.data import TensorImages
 from tribyol.data.check import check_before_training
 from tribyol.data.pretrain import DataInfo, data_info_for, load_pretrain_data
@@ -62,7 +63,6 @@ from tribyol.errors import (
     RunDirExistsError,
     RunStopped,
 )
-from tribyol.fields import option_name, option_value
 from tribyol.resolve import resolve_run
 
 log = logging.getLogger(__name__)

@@ -29,6 +29,8 @@ import torch
 import yaml
 
 from tribyol.config import RunConfig, dotted_items, read_yaml_file, to_dict, upgrade_tree
+from tribyol.config.fields import option_name, option_value
+from tribyol.config.structured import build_dataclass
 from tribyol.data.pretrain import DataInfo
 from tribyol.errors import (
     CheckpointError,
@@ -37,10 +39,8 @@ from tribyol.errors import (
     RunDirExistsError,
     RunDirLockedError,
 )
-from tribyol.fields import option_name, option_value
 from tribyol.methods import upgrade_state_keys
 from tribyol.resolve import full_method
-from tribyol.structured import build_dataclass
 
 log = logging.getLogger(__name__)
 

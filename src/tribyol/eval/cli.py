@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tribyol.config.fields import add_flags, did_you_mean, option_value
 from tribyol.errors import ConfigError
 from tribyol.eval.options import (
     DEVICE_PATTERN,
@@ -24,7 +25,6 @@ from tribyol.eval.options import (
     LinearOptions,
     TransferOptions,
 )
-from tribyol.fields import add_flags, did_you_mean, option_value
 from tribyol.store import append_result, make_record
 
 log = logging.getLogger(__name__)

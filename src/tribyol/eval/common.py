@@ -16,12 +16,12 @@ from torch import Tensor, nn
 
 from tribyol.channels import channel_stats
 from tribyol.checkpoints import EncoderInfo, load_encoder
+from tribyol.config.fields import option_value
 from tribyol.data import DatasetNotFoundError, get_spec, load_split
 from tribyol.data.registry import IMAGENET_MEAN, IMAGENET_STD
 from tribyol.data.subsets import limit_indices, outside_carve, validation_carve
 from tribyol.errors import ConfigError
 from tribyol.eval.splits import carve_names, names_digest, stratified_sample, stratified_split
-from tribyol.fields import option_value
 from tribyol.methods.supervised import IMAGENET_WEIGHTS, find_imagenet_weights, load_imagenet_weights
 from tribyol.store import config_id, saw_labels_of
 

@@ -19,9 +19,9 @@ from torch import Tensor, nn
 
 from tribyol.augment import MultiViewAugment, eval_transform
 from tribyol.config import AugmentConfig
+from tribyol.config.structured import build_dataclass
 from tribyol.eval.features import adapt_channels, default_device, extract_features
 from tribyol.eval.options import FinetuneOptions
-from tribyol.structured import build_dataclass
 
 log = logging.getLogger(__name__)
 

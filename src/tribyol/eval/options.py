@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Self
 
-from tribyol.fields import (
+from tribyol.config.fields import (
     Rule,
     at_least,
     check_fields,

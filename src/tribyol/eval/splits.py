@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tribyol.config.fields import option_name
 from tribyol.data import load_split
 from tribyol.data.subsets import (
     SUBSET_MANIFEST,
@@ -26,7 +27,6 @@ from tribyol.data.subsets import (
 )
 from tribyol.errors import ConfigError
 from tribyol.eval.options import MIN_TEST_IMAGES
-from tribyol.fields import option_name
 
 # Fewer test images than this are refused unless forced (``--force-small-test``): at 100 images
 # one image moves top-1 by a whole point, already the size of the gaps between methods.

@@ -9,9 +9,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from tribyol.config.fields import did_you_mean
+from tribyol.config.structured import build_dataclass
 from tribyol.errors import ConfigError
-from tribyol.fields import did_you_mean
-from tribyol.structured import build_dataclass
 
 log = logging.getLogger("tribyol")  # the deprecation notes read "WARNING tribyol: ..."
 

@@ -1,7 +1,7 @@
 """Typed run configuration: the dataclasses, YAML files and dotted overrides.
 
 Every number the poster leaves open is an option field here (or in a method's ``Options``) with
-its default, meaning and check. ``tribyol.structured`` builds these dataclasses from a tree;
+its default, meaning and check. ``tribyol.config.structured`` builds these dataclasses from a tree;
 checking names against the dataset, backbone and method registries is ``tribyol.resolve``'s job.
 """
 
@@ -17,8 +17,7 @@ from typing import Any
 
 import yaml
 
-from tribyol.errors import ConfigError
-from tribyol.fields import (
+from tribyol.config.fields import (
     Rule,
     at_least,
     check_fields,
@@ -29,6 +28,7 @@ from tribyol.fields import (
     positive,
     within,
 )
+from tribyol.errors import ConfigError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true")

@@ -15,8 +15,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from tribyol.config.fields import did_you_mean
 from tribyol.errors import ConfigError
-from tribyol.fields import did_you_mean
 
 T = TypeVar("T")
 
