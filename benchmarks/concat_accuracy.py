@@ -28,9 +28,9 @@ import torch
 
 from tribyol.data import get_spec, load_split
 from tribyol.engine import pretrain
-from tribyol.eval.common import load_source
 from tribyol.eval.features import extract_features
 from tribyol.eval.linear import linear_probe
+from tribyol.eval.sources import load_source
 from tribyol.resolve import load_config
 
 

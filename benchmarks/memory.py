@@ -47,8 +47,9 @@ def child(method: str, backbone: str, batch: int, precision: str) -> dict[str, A
     from tribyol.config import to_dict
     from tribyol.data import TensorImages
     from tribyol.data.pretrain import data_info_for
+    from tribyol.engine.loader import PretrainData
     from tribyol.engine.module import PretrainModule
-    from tribyol.engine.run import PretrainData, resolve_precision
+    from tribyol.engine.trainer import resolve_precision
 
     warnings.filterwarnings("ignore")
     args = argparse.Namespace(device=torch.device("cpu"), dataset="ucmerced", image_size=None,

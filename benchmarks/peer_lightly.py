@@ -47,7 +47,8 @@ import throughput as tp  # noqa: E402  (the shared timing harness beside this fi
 
 from tribyol.config import RunConfig  # noqa: E402
 from tribyol.data import TensorImages, get_spec  # noqa: E402
-from tribyol.engine.run import load_pretrain_data, resolve_precision  # noqa: E402
+from tribyol.data.pretrain import load_pretrain_data  # noqa: E402
+from tribyol.engine.trainer import resolve_precision  # noqa: E402
 from tribyol.nets import build_backbone  # noqa: E402
 
 try:
@@ -80,7 +81,7 @@ class LightlyBYOL(L.LightningModule):
         deactivate_requires_grad(self.backbone_momentum)
         deactivate_requires_grad(self.projection_head_momentum)
         self.criterion = NegativeCosineSimilarity()
-        self.tau = float(cfg.method.get("tau", 0.996))
+        self.tau = float(cfg.method.tau)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.prediction_head(self.projection_head(self.backbone(x)))

@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput as tp  # noqa: E402
 
 from tribyol.config import to_dict  # noqa: E402
-from tribyol.data.pretrain import data_info_for  # noqa: E402
+from tribyol.data.pretrain import data_info_for, load_pretrain_data  # noqa: E402
+from tribyol.engine.loader import PretrainData  # noqa: E402
 from tribyol.engine.module import PretrainModule  # noqa: E402
-from tribyol.engine.run import PretrainData, load_pretrain_data, resolve_precision  # noqa: E402
+from tribyol.engine.trainer import resolve_precision  # noqa: E402
 
 RANGES = ("tribyol.augment", "tribyol.method_forward", "tribyol.ema")
 

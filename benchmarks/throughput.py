@@ -46,9 +46,10 @@ import torch
 
 from tribyol.config import RunConfig, to_dict
 from tribyol.data import TensorImages, get_spec
-from tribyol.data.pretrain import data_info_for
+from tribyol.data.pretrain import data_info_for, load_pretrain_data
+from tribyol.engine.loader import PretrainData
 from tribyol.engine.module import PretrainModule
-from tribyol.engine.run import PretrainData, load_pretrain_data, resolve_precision
+from tribyol.engine.trainer import resolve_precision
 from tribyol.errors import ConfigError
 from tribyol.methods import METHODS
 from tribyol.resolve import load_config

@@ -23,13 +23,13 @@ import torch
 
 from tribyol.checkpoints import load_encoder
 from tribyol.data import get_spec, load_split
-from tribyol.data.pretrain import data_info_for
+from tribyol.data.pretrain import data_info_for, load_pretrain_data
+from tribyol.data.sampling import stratified_sample
 from tribyol.engine import pretrain
+from tribyol.engine.logs import read_metrics
 from tribyol.engine.module import build_encoder
-from tribyol.engine.run import load_pretrain_data, read_metrics
 from tribyol.eval.features import extract_features
 from tribyol.eval.linear import linear_probe
-from tribyol.eval.splits import stratified_sample
 from tribyol.resolve import load_config
 
 METHODS = ["tribyol", "byol", "cross", "simsiam", "simclr", "pirl-jigsaw", "pirl-rotation",

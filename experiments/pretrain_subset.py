@@ -5,7 +5,7 @@
 `tribyol eval ... --test-from-train F --seed S` holds out a seeded, stratified fraction F of
 ROOT/train as its test set. This writes SUB/train/<class>/ with symlinks to up to N images per
 class taken only from the other images, so pre-training on SUB never sees a test image, even
-unlabelled (``tribyol.eval.splits.pretrain_subset``, which `tribyol reproduce` uses too).
+unlabelled (``tribyol.data.carves.pretrain_subset``, which `tribyol reproduce` uses too).
 tests/test_experiments.py checks the two sets are disjoint, and that the scripts
 carve with the same fraction and seed they evaluate with.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tribyol.eval.splits import pretrain_subset  # the one implementation; also reproduce's
+from tribyol.data.carves import pretrain_subset  # the one implementation; also reproduce's
 
 
 def main() -> None:

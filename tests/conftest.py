@@ -35,3 +35,15 @@ def tiny_config(tmp_path: Path, *overrides: tuple[str, object] | str) -> RunConf
 def tiny(tmp_path: Path):
     """``tiny(*overrides)`` -> RunConfig writing runs under this test's tmp_path."""
     return lambda *overrides: tiny_config(tmp_path, *overrides)
+
+
+TINY_RUN_STEPS = 2  # of the 4 steps an epoch that 64 digits in batches of 16 make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny run pre-trained once a session (``tiny_config`` with ``train.max_steps`` 2, the
+    default name): read it as it is; tests that change it change a ``tests.helpers.copy_run``."""
+    from tribyol.engine import pretrain
+
+    return pretrain(tiny_config(tmp_path_factory.mktemp("tiny_run"), ("train.max_steps", TINY_RUN_STEPS)))

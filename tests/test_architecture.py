@@ -41,7 +41,9 @@ IN_FUNCTION_IMPORTS = {
     "cli.py": "each command's machinery (engine, export, demo, data check) when it runs: fast --help",
     "eval/cli.py": "the eval protocols (torch) when a command runs: fast --help",
     "report/cli.py": "tables, plots and cached features when the command runs: fast --help",
-    "reproduce.py": "data, splits, tables and plots only when a grid runs: fast --help",
+    "reproduce/cost.py": "the method registry and dataset presets (torch) for a plan: fast --help",
+    "reproduce/data.py": "the pre-training subset and carves (torch) only when a grid runs: fast --help",
+    "reproduce/tables.py": "tables and plots only when a grid's tables are written: fast --help",
     "resolve.py": "the registries (torch) after the torch-free config checks",
     "api.py": "the engine (Lightning) on the first pretrain() call",
 }
@@ -59,4 +61,30 @@ def test_imports_inside_functions_stay_where_they_have_a_reason() -> None:
                         name = path.relative_to(ROOT / "src" / "tribyol").as_posix()
                         found[name] = found.get(name, 0) + 1
     assert set(found) <= set(IN_FUNCTION_IMPORTS), sorted(set(found) - set(IN_FUNCTION_IMPORTS))
-    assert sum(found.values()) <= 40, found
+    assert sum(found.values()) <= 43, found
+
+
+# Issue 21: a newcomer reads a module in one sitting and a function on one screen.
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def test_no_module_or_function_outgrows_its_limit() -> None:
+    import ast
+
+    long_modules, long_functions = [], []
+    for path in sorted((ROOT / "src" / "tribyol").rglob("*.py")):
+        text = path.read_text()
+        name = path.relative_to(ROOT / "src" / "tribyol").as_posix()
+        if text.count("\n") > MAX_MODULE_LINES:
+            long_modules.append(name)
+        for node in ast.walk(ast.parse(text)):
+            if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES):
+                long_functions.append(f"{name}:{node.name}")
+    assert not long_modules, long_modules
+    assert not long_functions, long_functions
+
+
+def test_ruff_holds_complexity_in_src() -> None:
+    text = (ROOT / "pyproject.toml").read_text()
+    assert '"C901"' in text and "max-complexity = 10" in text

@@ -43,8 +43,8 @@ def test_unknown_key_names_the_closest(capsys):
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("cpu/*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path: Path):
-    # configs/grids/*.yaml (the poster's runs among them) are checked in tests/test_reproduce.py
+    # configs/grids/*.yaml (the poster's runs among them) are checked in tests/reproduce/test_grid.py
     cfg = load_config(path)
     method, backbone, batch = path.stem.split("_")[:3]
-    assert cfg.method["name"] == method and cfg.model.backbone == backbone
+    assert cfg.method.name == method and cfg.model.backbone == backbone
     assert f"b{cfg.train.batch_size}" == batch

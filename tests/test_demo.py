@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-import tribyol.data.registry as registry
+import tribyol.data.readers as readers
 from tribyol.demo import run_demo
 
 
 @pytest.mark.slow
 def test_demo_falls_back_to_digits_and_reports_every_row(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-copy")
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-copy")
     rows = run_demo(runs_root=str(tmp_path / "demo"), quick=True, data_root=str(tmp_path / "data"))
     out = capsys.readouterr().out
     assert "Falling back to sklearn's digits" in out

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from tests.helpers import random_png_folder
-from tribyol.eval.common import load_eval_data
-from tribyol.eval.splits import pretrain_subset
+from tribyol.data.carves import pretrain_subset
+from tribyol.eval.data import load_eval_data
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

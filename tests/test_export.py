@@ -121,11 +121,9 @@ def test_export_at_224px_rgb_loads_into_unmodified_torchvision(tiny, tmp_path: P
         assert torch.allclose(net(x), encoder.eval()(x), atol=1e-5)
 
 
-def test_export_of_a_real_run(tiny, tmp_path: Path) -> None:
+def test_export_of_a_real_run(tiny_run: Path, tmp_path: Path) -> None:
     """The whole path with the real Trainer's checkpoint (a tiny ConvNet, a few steps)."""
-    from tribyol.engine import pretrain
-
-    run = pretrain(tiny(("train.max_steps", 2)))
+    run = tiny_run  # read only: the export is written under tmp_path
     ckpt = load_checkpoint(run / "checkpoints" / CHECKPOINT_NAME)
     meta = export(run, tmp_path / "convnet.safetensors")
     assert (meta["backbone"], meta["width"], meta["in_channels"]) == ("convnet", "8", "1")

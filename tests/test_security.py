@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import TINY_RUN_STEPS
+from tests.helpers import copy_run
 from tribyol.checkpoints import load_checkpoint, load_encoder
 from tribyol.cli import main
 from tribyol.engine import pretrain
@@ -63,10 +65,10 @@ def test_load_encoder_and_export_refuse(tmp_path: Path, capsys) -> None:
     assert not marker.exists()
 
 
-def test_resume_refuses(tiny, tmp_path: Path) -> None:
+def test_resume_refuses(tiny, tiny_run: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    cfg = tiny(("train.max_steps", 1), ("name", "victim"))
-    run_dir = pretrain(cfg)
+    cfg = tiny(("train.max_steps", TINY_RUN_STEPS), ("name", "victim"))
+    run_dir = copy_run(tiny_run, tmp_path / "runs", "victim")
     poisoned(run_dir / "checkpoints" / "last.ckpt", marker)
     poisoned(run_dir / "checkpoints" / "previous.ckpt", marker)
     with pytest.raises(CheckpointError, match="no readable checkpoint"):
@@ -74,13 +76,13 @@ def test_resume_refuses(tiny, tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_lightning_resume_path_itself_is_weights_only(tiny, tmp_path: Path) -> None:
+def test_lightning_resume_path_itself_is_weights_only(tiny, tiny_run: Path, tmp_path: Path) -> None:
     """Belt and braces: even past our check, ``trainer.fit`` loads with ``weights_only=True``."""
     import tribyol.engine.run as run
 
     marker = tmp_path / "pwned"
-    cfg = tiny(("train.max_steps", 1), ("name", "victim2"))
-    run_dir = pretrain(cfg)
+    cfg = tiny(("train.max_steps", TINY_RUN_STEPS), ("name", "victim2"))
+    run_dir = copy_run(tiny_run, tmp_path / "runs", "victim2")
     ckpt = poisoned(run_dir / "checkpoints" / "last.ckpt", marker)
     original = run.select_resume_checkpoint
     try:

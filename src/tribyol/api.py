@@ -18,15 +18,17 @@ from typing import Any
 from torch import nn
 
 from tribyol.checkpoints import load_encoder
-from tribyol.config import ModelConfig, RunConfig, to_dict
+from tribyol.config import ModelConfig, RunConfig
 from tribyol.config.fields import api_wording
 from tribyol.errors import ConfigError
+from tribyol.eval.carve_overlap import check_carve_unseen
 from tribyol.eval.cli import check_dataset, check_device
-from tribyol.eval.common import check_carve_unseen, load_eval_data, load_source
+from tribyol.eval.data import load_eval_data
 from tribyol.eval.features import extract_features
 from tribyol.eval.knn import knn_accuracy
 from tribyol.eval.linear import linear_probe
 from tribyol.eval.options import DatasetOptions, EvalOptions, KnnOptions, LinearOptions
+from tribyol.eval.sources import load_source
 from tribyol.methods import Method, MethodContext, resolve_options
 from tribyol.resolve import load_config
 
@@ -70,15 +72,6 @@ class Run:
         return load_encoder(self.directory)
 
 
-def _as_config(config: RunConfig | str | Path | Mapping[str, Any] | None,
-               overrides: Mapping[str, Any] | Iterable[str]) -> RunConfig:
-    items = list(overrides.items()) if isinstance(overrides, Mapping) else (
-        [overrides] if isinstance(overrides, str) else list(overrides))
-    if isinstance(config, RunConfig):
-        config = to_dict(config)
-    return load_config(config, items)
-
-
 @api_wording(PRETRAIN_NAMES)
 def pretrain(
     config: RunConfig | str | Path | Mapping[str, Any] | None = None,
@@ -95,7 +88,7 @@ def pretrain(
     """
     from tribyol.engine import pretrain as run_pretraining
 
-    cfg = _as_config(config, overrides)
+    cfg = load_config(config, overrides)  # a RunConfig, a mapping or one "key=value" as well
     return Run(run_pretraining(cfg, resume=resume, overwrite=overwrite))
 
 

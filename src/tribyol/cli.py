@@ -16,12 +16,13 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, fields
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from tribyol.config import config_default, config_field
-from tribyol.config.fields import default_text
+from tribyol.config import DEFAULT_METHOD, config_option
+from tribyol.config.fields import add_flag, flag_name, option
+from tribyol.config.schema import type_hints
 from tribyol.errors import DISK_ERRNOS, USER_ERRORS, RunStopped
 from tribyol.resolve import load_config
 from tribyol.runs import format_runs, list_runs, resume_config
@@ -40,85 +41,48 @@ DESCRIPTION = (
 )
 
 
-@dataclass(frozen=True)
-class PretrainFlag:
-    """A ``pretrain`` flag: the dotted config key it sets. Its meaning and default come from
-    that key's option field in ``tribyol.config`` (written once); ``meaning`` and
-    ``default_text`` only where the field says less, or where the key is a method's option."""
+@dataclass
+class MethodFlags:
+    """The ``pretrain`` flags that set ``method.*``. The options themselves, with their defaults
+    and checks, are the methods' ``Options`` (``tribyol.methods``, which imports torch): these
+    fields describe the flags only, and repeat no default."""
 
-    key: str
-    type: Any = str
-    meaning: str | None = None
-    default_text: str | None = None
-    aliases: tuple[str, ...] = ()  # older spellings, still accepted
-
-    def help(self) -> str:
-        f = config_field(self.key)
-        meaning = self.meaning or (f.metadata["help"] if f is not None else self.key)
-        if self.default_text is not None:
-            default = f"default: {self.default_text}"
-        elif self.type is bool:
-            default = f"default: {'on' if config_default(self.key) else 'off'}"
-        else:
-            default = (default_text(f) if f is not None else None) or \
-                f"default {config_default(self.key)}"
-        return f"{meaning} ({default})"
+    # The registry's names, written out: it imports torch (a test keeps them in step).
+    method: str = option(DEFAULT_METHOD, "tribyol, byol, cross, simsiam, simclr, pirl-jigsaw, "
+                                         "pirl-rotation, supervised or supervised-imagenet")
+    num_views: int | None = option(None, "TriBYOL: number of views, >= 3",
+                                   default_text="TriBYOL's, docs/methods.md")
+    weights: str | None = option(None, "supervised-imagenet: ImageNet state-dict file",
+                                 default_text="the torch hub cache")
 
 
-PRETRAIN_OPTIONS = {
-    "method": PretrainFlag("method.name", meaning="tribyol, byol, cross, simsiam, simclr, "
-                           "pirl-jigsaw, pirl-rotation, supervised or supervised-imagenet"),
-    "dataset": PretrainFlag("data.dataset", meaning="mnist, fashionmnist, kmnist, usps, svhn, "
-                            "cifar10, cifar100, stl10, digits, ucmerced, or folder (your ImageFolder)"),
-    "data_root": PretrainFlag("data.root"),
-    "download": PretrainFlag("data.download", bool),
-    "batch_size": PretrainFlag("train.batch_size", int),
-    "epochs": PretrainFlag("train.epochs", int),
-    "max_steps": PretrainFlag("train.max_steps", int),
-    "backbone": PretrainFlag("model.backbone"),
-    "precision": PretrainFlag("train.precision"),
-    "seed": PretrainFlag("train.seed", int, meaning="the run's seed, in [0, 2**32)"),
-    "runs_root": PretrainFlag("runs_root"),
-    "name": PretrainFlag("name"),
-    # The default is TriBYOL.Options'; methods import torch, so it is written here (a test
-    # checks the two agree).
-    "num_views": PretrainFlag("method.num_views", int, meaning="TriBYOL: number of views, >= 3",
-                              default_text="3", aliases=("--views",)),
-    "weights": PretrainFlag("method.weights", meaning="supervised-imagenet: ImageNet state-dict "
-                            "file", default_text="the torch hub cache"),
-    "devices": PretrainFlag("train.devices"),
-    "strategy": PretrainFlag("train.strategy"),
-    "accelerator": PretrainFlag("train.accelerator"),
-    "limit": PretrainFlag("data.limit", int),
+# Flag attribute -> the dotted config key it sets; its meaning and default are that key's
+# option field (``tribyol.config``), or ``MethodFlags``' for a method's.
+PRETRAIN_FLAGS = {
+    "method": "method.name", "dataset": "data.dataset", "data_root": "data.root",
+    "download": "data.download", "batch_size": "train.batch_size", "epochs": "train.epochs",
+    "max_steps": "train.max_steps", "backbone": "model.backbone", "precision": "train.precision",
+    "seed": "train.seed", "runs_root": "runs_root", "name": "name",
+    "num_views": "method.num_views", "weights": "method.weights", "devices": "train.devices",
+    "strategy": "train.strategy", "accelerator": "train.accelerator", "limit": "data.limit",
 }
-# Flag attribute -> dotted config key.
-PRETRAIN_FLAGS = {attr: flag.key for attr, flag in PRETRAIN_OPTIONS.items()}
 
 
-class _OldSpelling(argparse.Action):
-    """Stores the value; a deprecated spelling of the flag (``--views``) also says so."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        if option_string != self.option_strings[0]:
-            logging.getLogger("tribyol").warning(
-                "%s is deprecated; use %s (the old spelling goes in the next release)",
-                option_string, self.option_strings[0])
-        setattr(namespace, self.dest, values)
+def pretrain_option(attr: str) -> tuple[Field, Any]:
+    """The option field behind pretrain's flag ``attr`` and its type."""
+    key = PRETRAIN_FLAGS[attr]
+    if key.startswith("method."):
+        return {f.name: f for f in fields(MethodFlags)}[attr], type_hints(MethodFlags)[attr]
+    found = config_option(key)
+    assert found is not None, key
+    return found
 
 
 def add_pretrain_flags(p: argparse.ArgumentParser) -> None:
-    """``PRETRAIN_OPTIONS`` as flags; unset ones leave the config's value (``None`` default)."""
-    for attr, flag in PRETRAIN_OPTIONS.items():
-        names = ["--" + attr.replace("_", "-"), *flag.aliases]
-        help_text = flag.help()
-        if flag.aliases:
-            help_text += f"; {', '.join(flag.aliases)}: deprecated spelling"
-        if flag.type is bool:
-            p.add_argument(*names, dest=attr, action="store_true", help=help_text)
-        else:
-            p.add_argument(*names, dest=attr, type=flag.type, help=help_text,
-                           action=_OldSpelling if flag.aliases else "store")
+    """``PRETRAIN_FLAGS`` as flags; unset ones leave the config's value (``None`` default)."""
+    for attr in PRETRAIN_FLAGS:
+        f, hint = pretrain_option(attr)
+        add_flag(p, f, hint, flag=flag_name(attr), dest=attr, unset=True)
 
 
 def overrides_from_args(args: argparse.Namespace, flags: dict[str, str]) -> list:

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 
 from tribyol.data import DatasetNotFoundError, load_split
-from tribyol.engine.run import pretrain, read_metrics
-from tribyol.eval.common import load_source
+from tribyol.engine.logs import read_metrics
+from tribyol.engine.run import pretrain
 from tribyol.eval.features import extract_features
 from tribyol.eval.linear import linear_probe
+from tribyol.eval.sources import load_source
 from tribyol.report.plots import plot_loss_curves
 from tribyol.resolve import load_config
 

@@ -2,8 +2,9 @@
 
 ``tribyol.config`` defines the config and checks what needs no registry (before torch is
 imported, so those errors come at once); this module, a layer above the registries, adds the
-dataset's view preset and checks the dataset, backbone and method names and the method's
-options.
+dataset's view preset, checks the dataset, backbone and method names, and resolves the method's
+options, once, into its typed ``Options``: ``cfg.method`` of the ``RunConfig`` returned is that
+instance (``cfg.method.name``, ``cfg.method.tau``), and everything downstream reads it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import math
 import os
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from tribyol.config import (
     read_yaml_file,
     require,
     to_dict,
+    upgrade_tree,
     validate_values,
 )
 from tribyol.config.fields import did_you_mean
@@ -33,16 +34,16 @@ from tribyol.config.structured import build_dataclass
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ResolvedRun", "apply_augment_preset", "check_names", "drop_other_methods_options",
-           "full_method", "load_config", "resolve_run"]
+__all__ = ["apply_augment_preset", "check_names", "drop_other_methods_options", "load_config",
+           "resolve_method", "saved_config"]
 
 
 def load_config(
     path: str | Path | Mapping[str, Any] | RunConfig | None = None,
     overrides: typing.Iterable[str | tuple[str, Any]] | Mapping[str, Any] | str = (),
 ) -> RunConfig:
-    """Defaults <- YAML file (or a config as a mapping) <- dotted overrides, then validated
-    (including method options).
+    """Defaults <- YAML file (or a config as a mapping) <- dotted overrides, then validated,
+    with ``method`` resolved into the method's typed ``Options``.
 
     Keys, types and value ranges are checked before anything imports torch (fast errors); the
     names that need the registries (dataset, backbone, method and its options) after.
@@ -62,8 +63,7 @@ def load_config(
     cfg = build_dataclass(RunConfig, tree)  # again, now with the preset under the user's augment
     check_names(cfg)
     check_view_memory(cfg)
-    cfg.method = full_method(cfg.method)  # config.yaml records every option, by its current name
-    return cfg
+    return resolve_method(cfg)
 
 
 def drop_other_methods_options(tree: dict[str, Any], file_tree: dict[str, Any],
@@ -83,8 +83,8 @@ def drop_other_methods_options(tree: dict[str, Any], file_tree: dict[str, Any],
         return
     cls = METHODS.get(method.get("name"))
     if cls is None:
-        return  # an unknown method: full_method names it
-    known = {f.name for f in dataclasses.fields(cls.Options)} | set(cls.renamed_options)
+        return  # an unknown method: resolve_method names it
+    known = {f.name for f in dataclasses.fields(cls.Options)}
     given = set()
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
@@ -97,13 +97,21 @@ def drop_other_methods_options(tree: dict[str, Any], file_tree: dict[str, Any],
                  ", method.".join(dropped), file_name, method["name"])
 
 
-def full_method(method: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"name": ..., some options}`` -> the name and every option (defaults filled in, a
-    deprecated option name replaced by its current one), validated."""
+def resolve_method(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with its ``method`` mapping made the method's typed ``Options`` (defaults filled
+    in, every option checked): the one place a method's options are resolved."""
     from tribyol.methods import resolve_options  # here: the torch-free checks come first
 
-    cls, options = resolve_options(method)
-    return {"name": cls.name, **to_dict(options)}
+    if not dataclasses.is_dataclass(cfg.method):
+        cfg.method = resolve_options(cfg.method)[1]
+    return cfg
+
+
+def saved_config(tree: Mapping[str, Any]) -> RunConfig:
+    """A config a run saved (its config.yaml, a checkpoint's hyper-parameters), by this version
+    or an older one (``upgrade_tree``), built and with its method resolved; without a new run's
+    checks of the machine (memory) or the dataset's preset, which it already holds."""
+    return resolve_method(build_dataclass(RunConfig, upgrade_tree(tree)))
 
 
 def apply_augment_preset(tree: dict[str, Any]) -> None:
@@ -115,11 +123,11 @@ def apply_augment_preset(tree: dict[str, Any]) -> None:
     name = data.get("dataset", DataConfig.dataset) if isinstance(data, dict) else None
     augment = tree.get("augment", {})
     if name in DATASETS and isinstance(augment, dict):
-        tree["augment"] = {**DATASETS[name].augment, **augment}
+        tree["augment"] = {**DATASETS[name].augment.as_dict(), **augment}
 
 
 def check_names(cfg: RunConfig) -> None:
-    """The dataset and the backbone must be registered (the method: ``full_method``)."""
+    """The dataset and the backbone must be registered (the method: ``resolve_method``)."""
     # Imported here: the registries import torch, and validate_values' errors come before it.
     from tribyol.data import DATASETS
     from tribyol.nets.backbones import BACKBONES, norm_channels
@@ -170,22 +178,3 @@ def check_view_memory(cfg: RunConfig, memory: int | None = None) -> None:
 
 def _bytes(n: float) -> str:
     return f"{n / 1e12:.1f} TB" if n >= 1e12 else f"{n / 1e9:.1f} GB"
-
-
-@dataclass(frozen=True)
-class ResolvedRun:
-    """A validated config with its method resolved once; the engine is given this."""
-
-    config: RunConfig
-    method_class: type
-    method_options: Any
-
-
-def resolve_run(config: RunConfig | Mapping[str, Any]) -> ResolvedRun:
-    """``config`` (a ``RunConfig``, or the plain dict a checkpoint or config.yaml holds) with
-    its method class and typed options."""
-    from tribyol.methods import resolve_options
-
-    cfg = config if isinstance(config, RunConfig) else build_dataclass(RunConfig, dict(config))
-    cls, options = resolve_options(cfg.method)
-    return ResolvedRun(cfg, cls, options)

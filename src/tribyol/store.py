@@ -42,7 +42,7 @@ FIELDS = (
     "test_split",  # "test", or how the test images were carved from train
     "time",  # UTC, ISO 8601
     "source",
-    # Records before these lack them (tribyol.report.tables recovers what it can):
+    # Records before these lack them (tribyol.report.records and .settings recover what they can):
     "pretrain_seed",  # train.seed of the run (paired comparisons match seeds)
     "pretrain_stem",  # "random 3x3": supervised-imagenet whose ImageNet stem was not loaded
     "config_id",  # config_id(pretrain_settings, pretrain_seed): unique per configuration

@@ -1,62 +1,15 @@
-"""Batched augmentation: per-sample randomness, reproducibility, and what each op does."""
+"""``augment.ops``: what each batched op does, per sample, and the ranges its strengths draw."""
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tribyol.augment import MultiViewAugment, eval_transform, ops
-from tribyol.config import AugmentConfig
-
-RGB_MEAN, RGB_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
-
-
-def images(b: int = 4, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (b, c, size, size), generator=gen(seed), dtype=torch.uint8)
-
-
-def plain_views(**changes: object) -> AugmentConfig:
-    """Identity crop, no flip, no colour, blur or solarize; ``changes`` switch ops back on.
-    Per-view lists cycle over the views (``extra_views=cycle``), so one entry sets one view."""
-    base = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
-                       grayscale_p=0.0, blur_p=[0.0], solarize_p=[0.0], extra_views="cycle")
-    return dataclasses.replace(base, **changes)
-
-
-# -- the pipeline -------------------------------------------------------------------------------
-
-
-def test_views_shapes_and_dtype() -> None:
-    aug = MultiViewAugment(AugmentConfig(), 24, RGB_MEAN, RGB_STD)
-    batch = images(5, 3, 40)
-    views = aug(batch, 3, gen())
-    assert len(views) == 3
-    for v in views:
-        assert v.dtype == torch.float32 and tuple(v.shape) == (5, 3, 24, 24)
-        assert torch.isfinite(v).all()
-    assert batch.dtype == torch.uint8  # the input batch is not touched
-
-
-def test_identical_images_get_different_views_across_the_batch() -> None:
-    aug = MultiViewAugment(AugmentConfig(), 32, RGB_MEAN, RGB_STD)
-    batch = images(1, 3, 32).expand(8, -1, -1, -1).contiguous()
-    for view in aug(batch, 2, gen()):
-        for i, j in itertools.combinations(range(8), 2):
-            assert not torch.allclose(view[i], view[j]), (i, j)
-    # Two views of one image differ too.
-    v0, v1 = aug(batch, 2, gen(1))
-    assert all(not torch.allclose(v0[i], v1[i]) for i in range(8))
+from tests.helpers import gen
+from tribyol.augment import ops
 
 
 def test_crops_alone_differ_per_sample() -> None:
@@ -64,72 +17,6 @@ def test_crops_alone_differ_per_sample() -> None:
     out = ops.random_resized_crop(x, 16, gen(), scale=(0.1, 0.5), flip_p=0.0)
     starts = out[:, 0, 8, 0]
     assert len(set(starts.tolist())) == 6  # every sample starts its crop elsewhere
-
-
-def test_same_seed_same_views_other_seed_other_views() -> None:
-    aug = MultiViewAugment(AugmentConfig(solarize_p=[0.5, 0.5]), 64, RGB_MEAN, RGB_STD)
-    batch = images(4, 3, 64)
-    first, again, other = aug(batch, 3, gen(7)), aug(batch, 3, gen(7)), aug(batch, 3, gen(8))
-    for a, b in zip(first, again, strict=True):
-        assert torch.equal(a, b)
-    assert not any(torch.allclose(a, b) for a, b in zip(first, other, strict=True))
-
-
-def test_one_channel_batches_work() -> None:
-    aug = MultiViewAugment(AugmentConfig(), 28, (0.3,), (0.3,))
-    views = aug(images(4, 1, 28), 3, gen())
-    assert [tuple(v.shape) for v in views] == [(4, 1, 28, 28)] * 3
-    assert all(torch.isfinite(v).all() for v in views)
-
-
-def test_blur_off_at_small_sizes_byol_pair_above() -> None:
-    cfg = AugmentConfig()
-    assert cfg.blur_p is None and cfg.blur_min_size == 32
-    assert MultiViewAugment(cfg, 16, RGB_MEAN, RGB_STD).blur_p == [0.0]
-    assert MultiViewAugment(cfg, 32, RGB_MEAN, RGB_STD).blur_p == [0.0]
-    assert MultiViewAugment(cfg, 33, RGB_MEAN, RGB_STD).blur_p == [1.0, 0.1]
-    assert MultiViewAugment(cfg, 224, RGB_MEAN, RGB_STD).blur_p == [1.0, 0.1]
-    lowered = AugmentConfig(blur_min_size=8)
-    assert MultiViewAugment(lowered, 16, RGB_MEAN, RGB_STD).blur_p == [1.0, 0.1]
-    explicit = AugmentConfig(blur_p=[0.3])
-    assert MultiViewAugment(explicit, 224, RGB_MEAN, RGB_STD).blur_p == [0.3]
-    assert MultiViewAugment(explicit, 16, RGB_MEAN, RGB_STD).blur_p == [0.3]
-
-
-def test_default_views_at_32px_are_never_blurred() -> None:
-    """With blur off, a view with everything else off is the image itself (no blur drawn)."""
-    cfg = plain_views(blur_p=None)
-    batch = images(4, 3, 32)
-    for v in MultiViewAugment(cfg, 32, (0.0,) * 3, (1.0,) * 3)(batch, 4, gen()):
-        assert torch.allclose(v, batch.float() / 255, atol=1e-6)
-
-
-def test_blur_and_solarize_probabilities_cycle_over_views() -> None:
-    # blur on even views (period 2); solarize on views 2 and 5 (period 3).
-    cfg = plain_views(blur_p=[1.0, 0.0], solarize_p=[0.0, 0.0, 1.0], blur_sigma=(1.5, 2.0))
-    aug = MultiViewAugment(cfg, 64, (0.0,) * 3, (1.0,) * 3)  # identity normalisation
-    batch = images(3, 3, 64)
-    x = batch.float() / 255
-    solarized = torch.where(x >= 0.5, 1 - x, x)
-    views = aug(batch, 6, gen())
-    assert torch.allclose(views[1], x, atol=1e-5)
-    assert torch.allclose(views[3], x, atol=1e-5)
-    assert torch.allclose(views[5], solarized, atol=1e-5)
-    for k in (0, 4):  # blurred only: smoother than the noise image, same mean
-        assert views[k].std() < 0.5 * x.std()
-        assert torch.allclose(views[k].mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=0.01)
-    # View 2: blurred, then solarized; blurred values sit near 0.5, solarizing folds them.
-    assert views[2].std() < 0.5 * x.std() and views[2].max() <= 0.5 + 1e-6
-
-
-def test_normalisation_uses_mean_and_std() -> None:
-    aug = MultiViewAugment(plain_views(), 8, (0.25, 0.5, 0.75), (0.5, 0.25, 0.125))
-    batch = torch.full((2, 3, 8, 8), 255, dtype=torch.uint8)
-    (v,) = aug(batch, 1, gen())
-    assert torch.allclose(v[:, :, 0, 0], torch.tensor([1.5, 2.0, 2.0]).expand(2, 3))
-
-
-# -- the ops ------------------------------------------------------------------------------------
 
 
 def test_full_crop_without_flip_is_the_identity() -> None:
@@ -223,80 +110,6 @@ def test_contrast_and_saturation_keep_a_flat_grey_image() -> None:
     assert torch.allclose(out, flat, atol=1e-6)
 
 
-def test_eval_transform_resizes_and_normalises() -> None:
-    batch = torch.full((2, 3, 48, 48), 255, dtype=torch.uint8)
-    out = eval_transform(batch, 32, RGB_MEAN, RGB_STD)
-    assert out.dtype == torch.float32 and tuple(out.shape) == (2, 3, 32, 32)
-    assert torch.allclose(out, torch.full_like(out, 2.0), atol=1e-5)
-
-
-def test_empty_probability_lists_mean_off() -> None:
-    aug = MultiViewAugment(plain_views(blur_p=[], solarize_p=[]), 16, (0.0,), (1.0,))
-    batch = images(2, 1, 16)
-    for v in aug(batch, 3, gen()):
-        assert torch.allclose(v, batch.float() / 255, atol=1e-5)
-
-
-def test_channel_mismatch_with_normalisation_is_an_error() -> None:
-    aug = MultiViewAugment(AugmentConfig(), 16, RGB_MEAN, RGB_STD)
-    with pytest.raises(ValueError, match="1 channels"):
-        aug(images(2, 1, 16), 2, gen())  # would silently broadcast to 3 channels
-
-
-# -- per-view rates -------------------------------------------------------------------------------
-
-N_RATE = 4000
-
-
-def within_sampling_error(hits: torch.Tensor, p: float) -> None:
-    """The observed rate of ``hits`` is ``p`` to within 4.5 binomial standard errors."""
-    rate = hits.float().mean().item()
-    tolerance = 4.5 * max((p * (1 - p) / len(hits)) ** 0.5, 1 / len(hits))
-    assert abs(rate - p) <= tolerance, (rate, p)
-
-
-def test_solarize_rate_per_view_matches_its_probability() -> None:
-    probs = [0.0, 0.2, 0.7]
-    aug = MultiViewAugment(plain_views(solarize_p=probs), 4, (0.0,) * 3, (1.0,) * 3)
-    batch = torch.full((N_RATE, 3, 4, 4), 200, dtype=torch.uint8)  # 0.78: solarised to 0.22
-    views = aug(batch, 5, gen())
-    for k, view in enumerate(views):  # view k uses probs[k % 3]
-        within_sampling_error(view.amax(dim=(1, 2, 3)) < 0.5, probs[k % 3])
-
-
-def test_colour_rates_per_image_match_their_probabilities() -> None:
-    cfg = plain_views(jitter_p=0.8, brightness=0.4, contrast=0.0, saturation=0.0, hue=0.0,
-                      grayscale_p=0.2, flip_p=0.3)
-    aug = MultiViewAugment(cfg, 4, (0.0,) * 3, (1.0,) * 3)
-    colour = torch.tensor([120, 60, 30], dtype=torch.uint8).view(1, 3, 1, 1)
-    batch = colour.expand(N_RATE, 3, 4, 4).clone()
-    batch[:, :, :, 0] = 0  # a dark left column: a flip moves it to the right
-    (view,) = aug(batch, 1, gen(3))
-    x = batch.float() / 255
-    grey = (view[:, 0] == view[:, 1]).all(dim=(1, 2)) & (view[:, 1] == view[:, 2]).all(dim=(1, 2))
-    within_sampling_error(grey, 0.2)
-    flipped = view[:, 0, 0, -1] < view[:, 0, 0, 0]
-    within_sampling_error(flipped, 0.3)
-    # brightness scales every channel alike: compare the pixel sums to the (mirrored) input
-    brightness = (view.sum(dim=(1, 2, 3)) - x.sum(dim=(1, 2, 3))).abs() > 1e-3
-    # jitter draws a factor in [0.6, 1.4]; grey images change their sum too, so count jitter
-    # among the colour images only
-    within_sampling_error(brightness[~grey], 0.8)
-
-
-# -- the recipe's numbers, as documented (config.AugmentConfig, docs/methods.md, augment.py) ------
-
-
-def test_recipe_defaults_are_byols() -> None:
-    """BYOL's table 6, as AugmentConfig documents it (and docs/methods.md: jitter 0.8, grayscale
-    0.2, crops down to 8 %)."""
-    cfg = AugmentConfig()
-    assert (cfg.jitter_p, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue) == (
-        0.8, 0.4, 0.4, 0.2, 0.1)
-    assert cfg.grayscale_p == 0.2 and cfg.crop_scale == (0.08, 1.0) and cfg.flip_p == 0.5
-    assert cfg.blur_sigma == (0.1, 2.0) and cfg.solarize_p == [0.0, 0.2]
-
-
 N = 4000  # samples per strength check: the extremes land within 0.1 % of each end
 
 
@@ -332,9 +145,12 @@ def test_jitter_strengths_are_the_ranges_drawn() -> None:
     _drawn(torch.remainder(turn + math.pi, 2 * math.pi) / (2 * math.pi) - 0.5, -0.1, 0.1)
 
 
-def _impulse(size: int, n: int = 1) -> torch.Tensor:
-    x = torch.zeros(n, 1, size, size)
-    x[:, :, size // 2, size // 2] = 1.0
+def _impulse(size: int, n: int = 1, width: int | None = None) -> torch.Tensor:
+    """``n`` images ``size`` high (the kernel follows the height), ``width`` wide (default: square),
+    each 0 but for a 1 at its centre."""
+    width = size if width is None else width
+    x = torch.zeros(n, 1, size, width)
+    x[:, :, size // 2, width // 2] = 1.0
     return x
 
 
@@ -352,10 +168,12 @@ def test_blur_kernel_is_a_tenth_of_the_side(side, kernel) -> None:
 def test_blur_sigma_is_drawn_from_its_range() -> None:
     """sigma ~ U(0.1, 2.0) per image: the spread of each blurred impulse (its std, which for a
     kernel of 23 px is sigma itself up to truncation) covers the range and never leaves it."""
-    n, side = 2000, 224
-    row = ops.gaussian_blur(_impulse(side, n), gen(), 1.0, sigma=(0.1, 2.0))[:, 0, side // 2]
+    # 224 px high for the 23 px kernel, but 32 px wide: the kernel's reach (11 px) fits either
+    # side of the centre, and the blur costs a seventh of a square image's.
+    n, side, width = 2000, 224, 32
+    row = ops.gaussian_blur(_impulse(side, n, width), gen(), 1.0, sigma=(0.1, 2.0))[:, 0, side // 2]
     row = row / row.sum(dim=1, keepdim=True)
-    offsets = torch.arange(side, dtype=torch.float32) - side // 2
+    offsets = torch.arange(width, dtype=torch.float32) - width // 2
     sigma = (row * offsets**2).sum(dim=1).sqrt()
     assert sigma.max() <= 2.0 + 1e-3 and sigma.max() > 1.97
     assert sigma.min() < 0.4  # a sigma of 0.1 leaves the impulse nearly whole (std ~0)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tribyol.data import FolderImages, TensorImages
 from tribyol.data.pretrain import MAX_DEFAULT_VIEW_SIZE, data_info_for, load_pretrain_data
-from tribyol.data.subsets import limit_indices
+from tribyol.data.sampling import limit_indices
 
 
 def folder(root: Path, sizes: dict[str, list[tuple[int, int]]], seed: int = 0) -> Path:

@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tribyol.data import BadImageError, DatasetNotFoundError, TensorImages, load_split, read_idx, registry
+from tribyol.data import BadImageError, DatasetNotFoundError, TensorImages, load_split, read_idx, readers
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ def test_mnist_family_reads_the_published_gz_files_without_download(
 ) -> None:
     # A copy of the archives as published (shared/data/MNIST/raw holds only the four .gz
     # files): read as they are, with no --download and nothing written next to them.
-    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
     raw = tmp_path / cls / "raw"
     train, test = pattern(5, 28, 28, seed=3), pattern(3, 28, 28, seed=4)
     write_mnist_split(raw, "train", train, np.array([3, 1, 4, 1, 5], np.uint8), gz=True)
@@ -165,7 +165,7 @@ def debian_copy(tmp_path: Path, seed: int) -> tuple[Path, np.ndarray, np.ndarray
 def test_fashionmnist_falls_back_to_debian_package(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     folder, train, test = debian_copy(tmp_path, seed=3)
-    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", folder)
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", folder)
     empty = tmp_path / "empty"
 
     got = load_split("fashionmnist", empty, "train")
@@ -178,7 +178,7 @@ def test_fashionmnist_falls_back_to_debian_package(tmp_path: Path,
 def test_fashionmnist_prefers_own_files_over_debian(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     folder, _, _ = debian_copy(tmp_path, seed=3)
-    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", folder)
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", folder)
     own = pattern(2, 28, 28, seed=11)
     write_mnist_split(tmp_path / "FashionMNIST" / "raw", "train", own, np.array([1, 2], np.uint8))
     write_mnist_split(tmp_path / "FashionMNIST" / "raw", "t10k", own, np.array([1, 2], np.uint8))
@@ -190,7 +190,7 @@ def test_fashionmnist_broken_debian_copy_names_both_places(
 ) -> None:
     folder = tmp_path / "debian"
     folder.mkdir()  # the package folder exists but holds no files
-    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", folder)
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", folder)
     with pytest.raises(DatasetNotFoundError) as err:
         load_split("fashionmnist", tmp_path / "data", "train")
     message = str(err.value)
@@ -198,7 +198,7 @@ def test_fashionmnist_broken_debian_copy_names_both_places(
     assert str(folder) in message and "--download" in message
 
 
-@pytest.mark.skipif(not registry.DEBIAN_FASHION_MNIST.is_dir(),
+@pytest.mark.skipif(not readers.DEBIAN_FASHION_MNIST.is_dir(),
                     reason="Debian's dataset-fashion-mnist package is not installed")
 def test_real_debian_fashion_mnist_test_split(tmp_path: Path) -> None:
     """The real files, where the package is installed: the known first labels and balance."""
@@ -374,7 +374,7 @@ def test_stl10_reads_binaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_missing_files_name_the_path_and_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, where: str, file: str
 ) -> None:
-    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
     root = tmp_path / "data"
     with pytest.raises(DatasetNotFoundError) as err:
         load_split(name, root, "pretrain")
@@ -593,7 +593,7 @@ def test_folder_skips_hidden_and_empty_class_folders_and_hidden_files(
 def test_split_tools_refuse_bad_arguments_before_touching_a_file(tmp_path: Path, capsys) -> None:
     """`python -m tribyol.data split` and `ucmerced-split`: one error line, exit 2, and a
     user's file named as the output is never written over."""
-    from tribyol.data import splits, ucmerced
+    from tribyol.data import folder_split, ucmerced
 
     (tmp_path / "src" / "a").mkdir(parents=True)
     notes = tmp_path / "notes.txt"
@@ -603,7 +603,7 @@ def test_split_tools_refuse_bad_arguments_before_touching_a_file(tmp_path: Path,
                           ([str(notes), str(tmp_path / "out")], "is not a folder of class folders"),
                           ([str(tmp_path / "src"), str(notes)], "is a file; pick a new folder")]:
         with pytest.raises(SystemExit) as info:
-            splits.main(argv)
+            folder_split.main(argv)
         assert info.value.code == 2 and message in capsys.readouterr().err
     assert ucmerced.main([str(tmp_path / "src"), str(notes)]) == 2
     assert "already exists" in capsys.readouterr().err and notes.read_text() == "mine"

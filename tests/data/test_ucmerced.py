@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -25,7 +24,6 @@ from tribyol.data import DatasetNotFoundError, FolderImages, load_split
 from tribyol.data import ucmerced as ucm
 from tribyol.data.__main__ import main as data_main
 from tribyol.data.images import decode_all, decode_square
-from tribyol.data.splits import stratified_group_split
 
 REPO = Path(__file__).resolve().parents[2]
 TARBALL = Path(os.environ.get("TRIBYOL_UCMERCED_TAR", REPO.parent / "shared/data/uc_merced.tar.gz"))
@@ -92,33 +90,6 @@ def test_split_is_seeded_and_the_duplicate_pair_stays_together(fake: Path) -> No
     assert len(tests) == 12  # each seed gives another split
 
 
-def test_split_ignores_listing_order_and_other_classes() -> None:
-    rng = random.Random(0)
-    names = [f"c{c}/f{k:02d}.jpg" for c in range(3) for k in range(50)]
-    labels = [c for c in range(3) for _ in range(50)]
-    train, test = stratified_group_split(names, labels, 0.2, seed=5, classes=["c0", "c1", "c2"])
-    order = list(range(len(names)))
-    rng.shuffle(order)
-    t2, s2 = stratified_group_split([names[i] for i in order], [labels[i] for i in order], 0.2,
-                                    seed=5, classes=["c0", "c1", "c2"])
-    assert {names[i] for i in test} == {names[order[i]] for i in s2}
-    # dropping class c0 leaves c1's and c2's split unchanged
-    _, s3 = stratified_group_split(names[50:], [x - 1 for x in labels[50:]], 0.2, seed=5,
-                                   classes=["c1", "c2"])
-    assert {names[50 + i] for i in s3} == {names[i] for i in test if labels[i] > 0}
-    assert len(test) == 30 and len(train) == 120
-
-
-def test_groups_are_kept_whole_and_the_quota_stays_exact() -> None:
-    names = [f"a/{k:02d}" for k in range(10)]
-    groups = [[0, 1, 2], [3, 4], [4, 5]]  # overlapping groups merge into {3, 4, 5}
-    for seed in range(20):
-        train, test = stratified_group_split(names, [0] * 10, 0.3, seed, groups)
-        assert len(test) == 3
-        for g in ([0, 1, 2], [3, 4, 5]):
-            assert set(g) <= set(test) or set(g) <= set(train), (seed, g, test)
-
-
 def test_reader_serves_the_two_sides_from_dir_or_parent(fake: Path) -> None:
     m = ucm.split_manifest(fake)
     for root in (fake, fake.parent):
@@ -151,7 +122,7 @@ def test_reader_says_what_is_wrong(tmp_path: Path, fake: Path) -> None:
 def test_preset_views_stem_and_eval_split(fake: Path, tmp_path: Path) -> None:
     from tribyol.augment import MultiViewAugment
     from tribyol.data.pretrain import data_info_for, load_pretrain_data
-    from tribyol.eval.common import load_eval_data
+    from tribyol.eval.data import load_eval_data
     from tribyol.nets.backbones import uses_small_stem
     from tribyol.resolve import load_config
 
@@ -185,7 +156,7 @@ def test_split_folder_cli_writes_a_folder_dataset(fake: Path, tmp_path: Path, ca
 
 
 def test_split_folder_never_writes_over_a_users_files(fake: Path, tmp_path: Path) -> None:
-    from tribyol.data.splits import split_folder
+    from tribyol.data.folder_split import split_folder
 
     dest = tmp_path / "mine"
     (dest / "test").mkdir(parents=True)

@@ -13,8 +13,8 @@ import torch
 
 from tribyol.engine import module as engine_module
 from tribyol.engine import pretrain
+from tribyol.engine.logs import read_metrics
 from tribyol.engine.module import collapse_std, effective_rank
-from tribyol.engine.run import read_metrics
 from tribyol.methods.tribyol import TriBYOL
 
 

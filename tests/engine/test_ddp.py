@@ -16,8 +16,10 @@ embeddings returned. Checked:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +33,8 @@ HOOKS = Path(__file__).parent / "child_hooks"
 BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def ddp_run(tmp_path: Path, name: str, *extra: str, accelerator: str = "cpu") -> list[dict]:
+def launch(tmp_path: Path, name: str, *extra: str, accelerator: str = "cpu") -> subprocess.Popen:
+    """Start a two-rank run of the real CLI (its output to files: a full pipe would stall it)."""
     dump = tmp_path / f"dump_{name}"
     env = dict(os.environ, TRIBYOL_TEST_HOOKS="1", TRIBYOL_TEST_DUMP_DIR=str(dump),
                OMP_NUM_THREADS="1")
@@ -46,12 +49,52 @@ def ddp_run(tmp_path: Path, name: str, *extra: str, accelerator: str = "cpu") ->
         "--set", "train.progress_bar=false", "--set", "train.log_every_steps=1",
         "--runs-root", str(tmp_path / "runs"), "--name", name, *extra,
     ]
-    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stderr[-4000:]
+    with open(tmp_path / f"{name}.log", "w") as log:
+        return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kill a run's process group (rank 0 and the rank it started), where any of it is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def finish(tmp_path: Path, name: str, proc: subprocess.Popen) -> list[dict]:
+    """Wait for ``launch``'s run; each rank's dump, checked for a whole two-rank run."""
+    try:
+        proc.wait(timeout=400)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, (tmp_path / f"{name}.log").read_text()[-4000:]
+    dump = tmp_path / f"dump_{name}"
     ranks = [json.loads((dump / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert [r["step"] for r in ranks] == [3, 3]
     return ranks
+
+
+def ddp_run(tmp_path: Path, name: str, *extra: str, accelerator: str = "cpu") -> list[dict]:
+    return finish(tmp_path, name, launch(tmp_path, name, *extra, accelerator=accelerator))
+
+
+# The CPU runs, launched together: each spends most of its time starting Python, torch and
+# Lightning (one rank after the other), so together they take about as long as the slowest.
+CPU_RUNS = {
+    "tribyol": ("--method", "tribyol"),
+    "simclr": ("--method", "simclr"),
+    "syncbn_cpu": ("--method", "tribyol", "--set", "model.sync_bn=true"),
+}
+
+
+@pytest.fixture(scope="module")
+def cpu_runs(tmp_path_factory: pytest.TempPathFactory):
+    """``cpu_runs(name)`` -> the ranks' dumps of CPU_RUNS[name]; all of them start with the module."""
+    tmp_path = tmp_path_factory.mktemp("ddp")
+    procs = {name: launch(tmp_path, name, *extra) for name, extra in CPU_RUNS.items()}
+    yield lambda name: finish(tmp_path, name, procs[name])
+    for proc in procs.values():
+        stop(proc)
 
 
 def split(hashes: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -60,8 +103,8 @@ def split(hashes: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     return weights, stats
 
 
-def test_tribyol_online_and_target_identical_on_both_ranks(tmp_path: Path) -> None:
-    rank0, rank1 = ddp_run(tmp_path, "tribyol", "--method", "tribyol")
+def test_tribyol_online_and_target_identical_on_both_ranks(cpu_runs) -> None:
+    rank0, rank1 = cpu_runs("tribyol")
     w0, s0 = split(rank0["hashes"])
     w1, s1 = split(rank1["hashes"])
     online = [k for k in w0 if k.startswith("method.online.") or k.startswith("method.predictor.")]
@@ -73,9 +116,9 @@ def test_tribyol_online_and_target_identical_on_both_ranks(tmp_path: Path) -> No
     assert any(s0[k] != s1[k] for k in s0 if k.endswith("running_mean"))
 
 
-def test_simclr_sees_negatives_from_both_ranks(tmp_path: Path) -> None:
+def test_simclr_sees_negatives_from_both_ranks(cpu_runs) -> None:
     pytest.importorskip("tribyol.methods.simclr", reason="methods/simclr.py is not in the tree")
-    rank0, rank1 = ddp_run(tmp_path, "simclr", "--method", "simclr")
+    rank0, rank1 = cpu_runs("simclr")
     w0, _ = split(rank0["hashes"])
     w1, _ = split(rank1["hashes"])
     assert w0 == w1
@@ -87,9 +130,9 @@ def test_simclr_sees_negatives_from_both_ranks(tmp_path: Path) -> None:
     assert g0["local"] != g1["local"]
 
 
-def test_sync_bn_statistics_agree_across_cpu_ranks(tmp_path: Path) -> None:
+def test_sync_bn_statistics_agree_across_cpu_ranks(cpu_runs) -> None:
     """On CPU, model.sync_bn=true swaps in GlobalBatchNorm: one set of global-batch statistics."""
-    rank0, rank1 = ddp_run(tmp_path, "syncbn_cpu", "--method", "tribyol", "--set", "model.sync_bn=true")
+    rank0, rank1 = cpu_runs("syncbn_cpu")
     stats = [k for k in rank0["hashes"] if k.endswith("running_mean")]
     assert stats
     # Unlike the plain run above, BatchNorm buffers now agree as well as the weights.

@@ -19,11 +19,11 @@ import lightning as L
 import pytest
 import torch
 
-import tribyol.engine.callbacks as callbacks
+import tribyol.engine.checkpointing as checkpointing
 from tribyol.checkpoints import load_checkpoint
 from tribyol.cli import main
 from tribyol.engine import pretrain
-from tribyol.engine.callbacks import Throughput
+from tribyol.engine.progress import Throughput
 from tribyol.engine.rundir import write_atomic
 
 # 128 images / 16 = 8 steps per epoch, a checkpoint every 2 steps.
@@ -103,7 +103,7 @@ def test_too_little_free_space_stops_before_writing(tmp_path: Path, capsys, monk
             full["now"] = trainer.global_step >= 4
 
     saves = _Save(fail_at=10**9)  # never fails; counts the writes
-    monkeypatch.setattr(callbacks.shutil, "disk_usage", disk_usage)
+    monkeypatch.setattr(checkpointing.shutil, "disk_usage", disk_usage)
     monkeypatch.setattr(torch, "save", saves)
     real_pretrain = pretrain
 

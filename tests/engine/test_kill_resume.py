@@ -3,7 +3,8 @@
 The run is a subprocess of the real CLI. A test-only callback (tests/engine/child_hooks, put on
 PYTHONPATH) logs each step's batch and parks the process right after step 11, so the kill
 lands at a known point: mid-epoch 0, three steps after the step-8 checkpoint. The test then
-sends SIGKILL from outside, as a crash or an OOM killer would.
+sends SIGKILL from outside, as a crash or an OOM killer would, and resumes the killed run (in this
+process, like the uninterrupted reference run: a second interpreter start costs more than the run).
 
 On CPU with ``train.deterministic=true``, fp32, the same thread count and every piece of state
 restored (weights, optimizer, LR schedule, EMA tau, loop counters, loader position, RNGs), the
@@ -59,17 +60,6 @@ def cli(run_dir: Path, name: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "tribyol.cli", *ARGS, "--runs-root", str(run_dir), "--name", name, *extra]
 
 
-def batches(progress: Path) -> dict[int, str]:
-    """step -> digest of the images it trained on (from the hooks' batch log)."""
-    rows = [line.split() for line in Path(f"{progress}.batches").read_text().splitlines()]
-    return {int(step): digest for step, _epoch, _idx, digest in rows}
-
-
-def run(cmd: list[str], env: dict[str, str], cwd: Path) -> None:
-    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 class BatchLog(L.Callback):
     """In-process twin of the hooks' batch log (step -> digest of the batch's images)."""
 
@@ -80,15 +70,16 @@ class BatchLog(L.Callback):
         self.digests[trainer.global_step] = hashlib.sha256(batch[0].numpy().tobytes()).hexdigest()[:16]
 
 
-def uninterrupted(runs: Path) -> tuple[dict[int, str], Path]:
-    """The reference run, in this process (saves a subprocess start) on one thread like the child."""
+def in_process(runs: Path, name: str, resume: bool = False) -> tuple[dict[int, str], Path]:
+    """Run ``name`` in this process (saves a subprocess start) on one thread like the child:
+    step -> digest of the batch it trained on, and its last checkpoint."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        args = build_parser().parse_args([*cli(runs, "full")[3:]])
+        args = build_parser().parse_args([*cli(runs, name)[3:]])
         cfg = load_config(None, overrides_from_args(args, PRETRAIN_FLAGS))
         log = BatchLog()
-        run_dir = pretrain(cfg, extra_callbacks=[log])
+        run_dir = pretrain(cfg, resume=resume, extra_callbacks=[log])
     finally:
         torch.set_num_threads(threads)
     return log.digests, run_dir / "checkpoints" / "last.ckpt"
@@ -96,8 +87,8 @@ def uninterrupted(runs: Path) -> tuple[dict[int, str], Path]:
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    cut_progress, res_progress = tmp_path / "cut", tmp_path / "resumed"
-    full, full_ckpt = uninterrupted(runs)
+    cut_progress = tmp_path / "cut"
+    full, full_ckpt = in_process(runs, "full")
 
     log = tmp_path / "cut.log"  # a file, not a pipe: a full pipe would stall the child
     with open(log, "w") as out:
@@ -122,9 +113,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> 
     assert KILL_AT - on_disk < CKPT_EVERY  # at most one checkpoint interval of work lost
     assert not list(ckpt_dir.glob(".*.tmp"))  # the kill did not land mid-save here
 
-    run(cli(runs, "cut", "--resume"), child_env(TRIBYOL_TEST_PROGRESS=str(res_progress)), tmp_path)
-
-    resumed = batches(res_progress)
+    resumed, _ = in_process(runs, "cut", resume=True)
     assert min(resumed) == on_disk + 1  # continues at the very next step...
     assert max(resumed) == max(full) == STEPS_PER_EPOCH * EPOCHS
     for step in resumed:  # ...with the very batches the uninterrupted run saw

@@ -18,7 +18,7 @@ import pytest
 
 from tribyol.cli import main
 from tribyol.engine import pretrain
-from tribyol.engine.rundir import LOCK_NAME, RunLock, _process_start, read_lock
+from tribyol.engine.lock import LOCK_NAME, RunLock, _process_start, read_lock
 from tribyol.errors import RunDirExistsError, RunDirLockedError
 
 

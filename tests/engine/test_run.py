@@ -108,14 +108,3 @@ def test_warmup_counts_epochs_of_the_loader_even_when_max_steps_cuts_the_run(tin
                ("optim.lr", 0.1), ("optim.schedule", "constant"), ("train.batch_size", 16))
     pretrain(cfg, extra_callbacks=[LearningRates()])
     assert seen == pytest.approx([0.025, 0.05, 0.075])  # (step + 1) / 4 of 0.1
-
-
-def test_the_trainers_loggers_pickle_for_ddp_spawn(tiny, tmp_path):
-    """ddp_spawn pickles the trainer's loggers; a logger class defined inside a function cannot
-    be pickled (it broke --strategy ddp_spawn)."""
-    import pickle
-
-    from tribyol.engine import build_trainer
-
-    trainer = build_trainer(tiny(), tmp_path / "run")
-    assert len(pickle.loads(pickle.dumps(trainer.loggers))) == len(trainer.loggers)

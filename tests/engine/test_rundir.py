@@ -1,35 +1,21 @@
 """Run directories: only tribyol runs are ever replaced, nothing is written before validation,
-resume refuses a different network, and runs are named and recorded by the budget they ran."""
+and runs are named and recorded by the budget they ran (resume checks: test_resume.py)."""
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.helpers import TINY_FLAGS as TINY
+from tests.helpers import error_line
 from tribyol.checkpoints import load_checkpoint
 from tribyol.cli import main
 from tribyol.engine import RunDirExistsError, pretrain
 from tribyol.engine.rundir import RUN_MARKER
 from tribyol.errors import ConfigError
-
-TINY = [
-    "--dataset", "digits", "--limit", "64", "--batch-size", "16", "--epochs", "1",
-    "--precision", "32", "--accelerator", "cpu", "--devices", "1",
-    "--set", "model.width=8", "--set", "model.hidden_dim=16", "--set", "model.proj_dim=8",
-    "--set", "train.progress_bar=false",
-]
-
-
-def error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def user_folder(path: Path) -> dict[Path, bytes]:
@@ -202,48 +188,6 @@ def test_a_run_with_a_name_of_250_characters_can_be_replaced(tiny) -> None:
     assert [p.name for p in run_dir.parent.iterdir()] == [run_dir.name]
 
 
-def test_resume_with_another_method_is_refused_before_anything_is_written(tmp_path, capsys) -> None:
-    runs = tmp_path / "runs"
-    args = ["pretrain", *TINY, "--max-steps", "2", "--runs-root", str(runs), "--name", "r"]
-    assert main(args) == 0
-    config = runs / "r" / "config.yaml"
-    saved = config.read_text()
-    assert main([*args, "--method", "byol", "--backbone", "resnet18", "--resume"]) == 2
-    line = error_line(capsys)
-    assert "cannot resume" in line and "method.name: 'tribyol' -> 'byol'" in line
-    assert "model.backbone: 'convnet' -> 'resnet18'" in line
-    assert config.read_text() == saved
-    # the saved config still resumes the run
-    assert main(["pretrain", "--config", str(config), "--resume"]) == 0
-    assert yaml.safe_load(config.read_text()) == yaml.safe_load(saved)
-
-
-def test_resume_with_allowed_changes_lists_them_and_keeps_the_old_config(tiny, caplog) -> None:
-    cfg = tiny(("train.max_steps", 2), ("name", "r"))
-    run_dir = pretrain(cfg)
-    old = (run_dir / "config.yaml").read_text()
-    with caplog.at_level(logging.WARNING, logger="tribyol"):
-        pretrain(tiny(("train.max_steps", 3), ("optim.lr", 0.01), ("name", "r")), resume=True)
-    messages = [r.getMessage() for r in caplog.records]
-    assert "resuming with optim.lr changed: 0.03 -> 0.01" in messages
-    assert "resuming with train.max_steps changed: 2 -> 3" in messages
-    assert (run_dir / "config.attempt0.yaml").read_text() == old
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["optim"]["lr"] == 0.01
-
-
-def test_checkpoint_that_does_not_fit_is_refused_by_name(tiny) -> None:
-    """A width change the config comparison cannot see (config.yaml edited) is still caught."""
-    cfg = tiny(("train.max_steps", 1), ("name", "r"))
-    run_dir = pretrain(cfg)
-    edited = yaml.safe_load((run_dir / "config.yaml").read_text())
-    edited["model"]["width"] = 16
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(edited))
-    from tribyol.errors import CheckpointError
-
-    with pytest.raises(CheckpointError, match="does not fit the network"):
-        pretrain(tiny(("train.max_steps", 2), ("model.width", 16), ("name", "r")), resume=True)
-
-
 def test_failed_setup_writes_nothing(tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
     args = ["pretrain", *TINY, "--max-steps", "1", "--runs-root", str(runs), "--name", "r"]
@@ -270,15 +214,6 @@ def test_config_yaml_holds_the_resolved_data_values(tiny) -> None:
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["data"]["channels"] == 1  # digits are grayscale; the default says 3
     assert saved["data"]["image_size"] == 16
-
-
-def test_resume_with_the_same_flags_after_resolution_sees_no_change(tiny, caplog) -> None:
-    cfg = tiny(("train.max_steps", 1), ("name", "r"))
-    run_dir = pretrain(cfg)
-    with caplog.at_level(logging.WARNING, logger="tribyol"):
-        pretrain(tiny(("train.max_steps", 1), ("name", "r")), resume=True)
-    assert not any("changed" in r.getMessage() for r in caplog.records)
-    assert not list(run_dir.glob("config.attempt*.yaml"))
 
 
 def test_bad_seed_is_refused() -> None:

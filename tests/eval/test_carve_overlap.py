@@ -16,10 +16,12 @@ from tests.conftest import tiny_config
 from tests.helpers import random_png_folder
 from tribyol.checkpoints import EncoderInfo, load_encoder
 from tribyol.cli import main
+from tribyol.data.carves import pretrain_subset
 from tribyol.engine import pretrain
 from tribyol.errors import ConfigError
-from tribyol.eval.common import Source, check_carve_unseen, load_eval_data
-from tribyol.eval.splits import pretrain_subset
+from tribyol.eval.carve_overlap import check_carve_unseen
+from tribyol.eval.data import load_eval_data
+from tribyol.eval.sources import Source
 
 
 def carve(root: Path, **options):

@@ -1,8 +1,9 @@
 import torch
 
 from tribyol.data import TensorImages
-from tribyol.eval.common import EvalData, Source
+from tribyol.eval.data import EvalData
 from tribyol.eval.features import FeatureCache
+from tribyol.eval.sources import Source
 from tribyol.eval.transfer import format_table, transfer, transfer_one
 from tribyol.nets import build_backbone
 

@@ -36,7 +36,3 @@ def views(n: int, b: int = 6) -> list[torch.Tensor]:
     """``n`` fixed random 1-channel 16 px views of a batch of ``b``."""
     g = torch.Generator().manual_seed(1)
     return [torch.randn(b, 1, 16, 16, generator=g) for _ in range(n)]
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from tribyol.methods.base import ema_update_, frozen_copy, tau_at
+from tribyol.methods.base import ema_update_, tau_at
+from tribyol.nets.heads import frozen_copy
 
 
 def test_ema_update_is_exact():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 from tests.methods.helpers import make, views
-from tribyol.errors import ConfigError
+from tribyol.errors import CheckpointError, ConfigError
+from tribyol.methods.byol import BYOL
+from tribyol.methods.cross import Cross
 from tribyol.methods.losses import normalized_mse
 
 
@@ -73,8 +77,54 @@ def test_target_takes_no_gradient_and_follows_by_ema():
         torch.testing.assert_close(t, 0.5 * t0 + 0.5 * s)
 
 
-@pytest.mark.parametrize("bad", [{"cross_model_weight": -1.0},
-                                 {"cross_view_weight": 0.0, "cross_model_weight": 0.0}])
-def test_bad_weights_rejected(bad):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize(("bad", "says"), [
+    ({"cross_model_weight": -1.0}, "method.cross_model_weight must be finite and >= 0, got -1.0"),
+    ({"cross_view_weight": 0.0, "cross_model_weight": 0.0},
+     "method.cross_view_weight + method.cross_model_weight must be > 0, got 0"),
+])
+def test_bad_weights_rejected(bad, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
         make("cross", **bad)
+
+
+def old_keys(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Cross's state dict as tribyol wrote it before issue 12 (the poster's student / teacher)."""
+    old = {f"{prefix}online.": f"{prefix}student.", f"{prefix}target.": f"{prefix}teacher."}
+    out = {}
+    for key, value in state.items():
+        for new, was in old.items():
+            key = was + key[len(new):] if key.startswith(new) else key
+        out[key] = value
+    return out
+
+
+def test_current_keys_load_strictly():
+    m, fresh = make("cross"), make("cross", tau=0.5)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.fill_(0.25)
+    fresh.load_state_dict(m.state_dict(), strict=True)
+    assert torch.equal(fresh(views(2)).loss, m(views(2)).loss)
+
+
+def test_a_checkpoint_from_before_the_rename_is_refused_with_one_line():
+    m = make("cross")
+    with pytest.raises(CheckpointError, match="before the issue-12 rename") as err:
+        make("cross").load_state_dict(old_keys(m.state_dict()))
+    assert "student." in str(err.value) and "re-run" in str(err.value)
+    assert "\n" not in str(err.value)
+    parent = torch.nn.Module()  # in a training checkpoint the method sits under "method."
+    parent.method = make("cross")
+    with pytest.raises(CheckpointError, match="before the issue-12 rename"):
+        parent.load_state_dict(old_keys({f"method.{k}": v for k, v in m.state_dict().items()},
+                                        prefix="method."))
+
+
+def test_the_resume_check_refuses_old_keys_before_comparing():
+    current = [f"method.{k}" for k in make("cross").state_dict()]
+    keys = list(old_keys(dict.fromkeys(current), prefix="method."))
+    with pytest.raises(CheckpointError, match="holds method.(student|teacher)."):
+        Cross.check_state_keys(keys, prefix="method.")
+    Cross.check_state_keys(current, prefix="method.")
+    Cross.check_state_keys(["student.w"], prefix="method.")  # not the method's
+    BYOL.check_state_keys(keys, prefix="method.")  # another method has nothing to refuse

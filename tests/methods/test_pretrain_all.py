@@ -10,7 +10,7 @@ import torch
 
 from tribyol.checkpoints import encoder_state, load_checkpoint, load_encoder
 from tribyol.engine import pretrain
-from tribyol.engine.run import read_metrics
+from tribyol.engine.logs import read_metrics
 from tribyol.export import export_encoder
 
 # Per method: how much the last epoch's mean loss is below the first's, as a share of the

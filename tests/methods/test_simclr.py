@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from tests.helpers import free_port
 from tests.methods.helpers import make, views
 from tribyol.errors import ConfigError
 from tribyol.methods.losses import nt_xent
@@ -73,9 +73,7 @@ def test_ddp_gathers_negatives_and_gradients_from_all_ranks():
     world, b = 2, 3
     g = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(world * b, 4, generator=g), torch.randn(world * b, 4, generator=g)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_ddp_worker, args=(r, world, port, z1, z2, queue)) for r in range(world)]

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
+from tests.helpers import imagenet_file
 from tests.methods.helpers import make_supervised as make
 from tribyol.cli import main
-from tribyol.engine.run import read_metrics
+from tribyol.engine.logs import read_metrics
 from tribyol.errors import ConfigError
 from tribyol.methods.supervised import hub_weight_paths
-
-
-def imagenet_file(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
-    """A stand-in for torchvision's resnet18 ImageNet file: a random resnet18's state dict."""
-    torch.manual_seed(123)
-    state = torchvision.models.resnet18(weights=None).state_dict()
-    path = folder / "resnet18-f37072fd.pth"
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return path, state
 
 
 def test_cross_entropy_hand_computed_and_unlabelled_ignored():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 from tests.methods.helpers import make, views
 from tribyol.errors import ConfigError
+from tribyol.methods import resolve_options
 from tribyol.methods.losses import normalized_mse
 
 
@@ -89,12 +92,25 @@ def test_targets_take_no_gradient():
     assert all(p.grad is not None for p in m.predictor.parameters())
 
 
-@pytest.mark.parametrize(
-    "bad", [{"target_policy": "copy"}, {"num_views": 2}, {"views": 2}, {"tau": 1.5}, {"symetric": True}]
-)
-def test_bad_options_are_rejected(bad):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize(("bad", "says"), [
+    ({"target_policy": "copy"}, "method.target_policy must be one of shared, independent-init"),
+    ({"num_views": 2}, "method.num_views must be >= 3 for TriBYOL, and at most 64, got 2"),
+    ({"num_views": 65}, "method.num_views must be >= 3 for TriBYOL, and at most 64, got 65"),
+    ({"tau": 1.5}, "method.tau must be in [0, 1], got 1.5"),
+    ({"tau_final": -0.1}, "method.tau_final must be in [0, 1], got -0.1"),
+    ({"tau_schedule": "linear"}, "method.tau_schedule must be one of constant, cosine"),
+    ({"symetric": True}, "unknown config key 'method.symetric'. Did you mean 'symmetric'?"),
+    # issue 12's old name is read only from older config trees (config.upgrade_tree)
+    ({"views": 2}, "unknown config key 'method.views'. Did you mean 'num_views'?"),
+])
+def test_bad_options_are_rejected(bad, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
         make("tribyol", **bad)
+
+
+def test_num_views_limits_are_accepted():
+    assert make("tribyol", num_views=3).num_views == 3
+    assert resolve_options({"name": "tribyol", "num_views": 64})[1].num_views == 64
 
 
 def conv_stds(net: torch.nn.Module) -> dict[str, float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from tests.helpers import free_port
 from tribyol.nets.sync_bn import GlobalBatchNorm, convert_to_global_bn
 
 
@@ -54,9 +54,7 @@ def test_two_processes_match_one_batchnorm_over_the_whole_batch() -> None:
     weights = torch.cat([torch.arange(y_ref[:4].numel()).view_as(y_ref[:4]).float()] * 2)
     (y_ref * weights).sum().backward()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_global_bn_worker, args=(r, port, x, queue)) for r in (0, 1)]

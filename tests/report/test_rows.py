@@ -2,7 +2,10 @@
 
 import csv
 
-from tribyol.report.tables import build_tables, method_rows, row_name, runs_table
+from tribyol.cli import main
+from tribyol.report.names import row_name
+from tribyol.report.rows import method_rows
+from tribyol.report.tables import build_tables, runs_table
 from tribyol.store import append_result, read_results, saw_labels_of
 
 BASE = {"backbone": "convnet", "dataset": "cifar10", "pretrain_dataset": "cifar10",
@@ -140,18 +143,20 @@ def test_row_names():
         "BYOL (b32, accum 4)", "BYOL (b32, 2 devices)"]
 
 
-def test_a_b32_finetune_row_does_not_carry_the_posters_b128_numbers(tmp_path) -> None:
-    from tribyol.report.tables import build_tables
-    from tribyol.store import append_result, read_results
-
+def test_runs_of_one_method_with_different_budgets_get_their_own_rows(tmp_path):
+    """An equal-compute BYOL (3 epochs) next to a 2-epoch one: two rows, never one mean."""
     store = tmp_path / "r.jsonl"
-    base = {"method": "tribyol", "backbone": "convnet", "dataset": "cifar10", "protocol": "finetune",
-            "metric": "top1", "seed": 0, "test_split": "test", "pretrain_dataset": "cifar10"}
-    append_result(store, {**base, "run_id": "a", "pretrain_batch_size": 32, "label_fraction": 0.01,
-                          "value": 40.0})
-    append_result(store, {**base, "run_id": "b", "pretrain_batch_size": 128, "label_fraction": 0.01,
-                          "value": 50.0})
-    finetune = next(t for t in build_tables(read_results(store)) if t.title.startswith("Fine-tuning"))
-    col = ("cifar10", 0.01)
-    assert finetune.cells("tribyol@b32", col)[1] is None
-    assert finetune.cells("tribyol@b128", col)[1] == 56.60  # the poster's TriBYOL C10 1 % cell
+    base = {"method": "byol", "backbone": "convnet", "dataset": "cifar10", "pretrain_dataset": "cifar10",
+            "metric": "top1", "seed": 0, "test_split": "test", "protocol": "linear",
+            "pretrain_batch_size": 32}
+    append_result(store, {**base, "run_id": "b2", "pretrain_epochs": 2, "value": 50.0})
+    append_result(store, {**base, "run_id": "b3", "pretrain_epochs": 3, "value": 54.0})
+    append_result(store, {**base, "run_id": "t2", "pretrain_epochs": 2, "value": 52.0,
+                          "method": "tribyol"})
+    md = build_tables(read_results(store))[0].markdown()
+    assert "| BYOL (2ep) | 50.00 / 68.67 |" in md and "| BYOL (3ep) | 54.00 / 68.67 |" in md
+    assert "| TriBYOL | 52.00 / 79.09 |" in md  # one budget: the plain method row
+    assert "±" not in md
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(store), "--out", str(out), "--tsne-plots", "0"]) == 0
+    assert (out / "linear_vs_batch.png").stat().st_size > 1000

@@ -1,8 +1,18 @@
-"""The run configuration: option fields (``fields``), the typed sections (``schema``) and their
-building from YAML and overrides (``structured``). Importable without torch."""
+"""The run configuration: option fields, their rules and flags (``fields``), the typed sections
+and their value checks (``schema``), YAML files, overrides and older trees (``load``), and the
+dataclasses built from a tree (``structured``). Importable without torch."""
 
+from tribyol.config.load import (
+    config_tree,
+    dotted_items,
+    parse_override,
+    read_yaml_file,
+    set_dotted,
+    upgrade_tree,
+)
 from tribyol.config.schema import (
     DEFAULT_EXTRA_VIEWS,
+    DEFAULT_METHOD,
     EXTRA_VIEWS,
     NORMS,
     AugmentConfig,
@@ -12,21 +22,15 @@ from tribyol.config.schema import (
     RunConfig,
     TrainConfig,
     config_default,
-    config_field,
-    config_tree,
-    dotted_items,
-    parse_override,
-    read_yaml_file,
+    config_option,
     require,
-    set_dotted,
     to_dict,
-    upgrade_tree,
     validate_values,
 )
 
 __all__ = [
-    "DEFAULT_EXTRA_VIEWS", "EXTRA_VIEWS", "NORMS", "AugmentConfig", "DataConfig", "ModelConfig",
-    "OptimConfig", "RunConfig", "TrainConfig", "config_default", "config_field", "config_tree",
-    "dotted_items", "parse_override", "read_yaml_file", "require", "set_dotted", "to_dict",
-    "upgrade_tree", "validate_values",
+    "DEFAULT_EXTRA_VIEWS", "DEFAULT_METHOD", "EXTRA_VIEWS", "NORMS", "AugmentConfig", "DataConfig",
+    "ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "config_default", "config_option",
+    "config_tree", "dotted_items", "parse_override", "read_yaml_file", "require", "set_dotted",
+    "to_dict", "upgrade_tree", "validate_values",
 ]

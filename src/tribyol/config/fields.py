@@ -154,7 +154,7 @@ def default_text(f: Field) -> str | None:
 
 def flag_help(f: Field) -> str:
     """The field's meaning and its default, as ``--help`` shows them."""
-    default = default_text(f)
+    default = default_text(f) or ("default: off" if _default_of(f) is False else None)
     return f.metadata["help"] + (f" ({default})" if default else "")
 
 
@@ -233,6 +233,8 @@ def comma_list(kind: type) -> Callable[[str], tuple]:
 
 
 def _argparse_type(hint: Any) -> Any:
+    if hint is Any:  # e.g. train.devices: auto, 2 or 0,1, read by the config
+        return str
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is tuple:
         return comma_list(args[0])
@@ -253,18 +255,33 @@ def add_flags(parser: argparse.ArgumentParser, classes: Iterable[type]) -> None:
                                     f"earlier group's flag has {seen[f.name]!r}")
                 continue
             seen[f.name] = f.default
-            meta = f.metadata
-            kwargs: dict[str, Any] = {"help": flag_help(f).replace("%", "%%")}
-            if hints[f.name] is bool:
-                if f.default is not False:
-                    raise TypeError(f"{cls.__name__}.{f.name}: a switch must default to False")
-                parser.add_argument(flag_name(f.name), action="store_true", **kwargs)
-                continue
-            if f.default is MISSING:
-                kwargs["required"] = True
-            else:
-                kwargs["default"] = f.default
-            for key in ("choices", "metavar"):
-                if meta[key] is not None:
-                    kwargs[key] = meta[key]
-            parser.add_argument(flag_name(f.name), type=_argparse_type(hints[f.name]), **kwargs)
+            add_flag(parser, f, hints[f.name], where=cls.__name__)
+
+
+def add_flag(parser: argparse.ArgumentParser, f: Field, hint: Any, *, flag: str | None = None,
+             dest: str | None = None, unset: bool = False, where: str = "") -> None:
+    """The flag of option field ``f`` (of type ``hint``; ``flag_name(f.name)`` unless ``flag``),
+    its help the field's meaning and default: the one flag builder, for pretrain and eval alike.
+
+    ``unset``: a flag not given is ``None`` (a switch ``False``), so the config's value stands,
+    and its value is checked by the config (its rule's error, with a hint), not by argparse.
+    """
+    kwargs: dict[str, Any] = {"help": flag_help(f).replace("%", "%%")}
+    if dest is not None:
+        kwargs["dest"] = dest
+    name = flag or flag_name(f.name)
+    if hint is bool:
+        if f.default is not False and not unset:
+            raise TypeError(f"{where}.{f.name}: a switch must default to False")
+        parser.add_argument(name, action="store_true", **kwargs)
+        return
+    if unset:
+        kwargs["default"] = None
+    elif f.default is MISSING:
+        kwargs["required"] = True
+    else:
+        kwargs["default"] = f.default
+    for key in ("metavar",) if unset else ("choices", "metavar"):
+        if f.metadata.get(key) is not None:
+            kwargs[key] = f.metadata[key]
+    parser.add_argument(name, type=_argparse_type(hint), **kwargs)

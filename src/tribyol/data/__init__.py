@@ -1,17 +1,19 @@
-"""Datasets: a registry of readers that yield uint8 image batches."""
+"""Datasets: a registry of specs whose readers yield uint8 image batches."""
 
 from tribyol.data.images import BadImageError, FolderImages, TensorImages
+from tribyol.data.readers import read_idx
 from tribyol.data.registry import (
     DATASETS,
+    AugmentPreset,
     DatasetNotFoundError,
     DatasetSpec,
     get_spec,
     load_split,
-    read_idx,
 )
 
 __all__ = [
     "DATASETS",
+    "AugmentPreset",
     "BadImageError",
     "DatasetNotFoundError",
     "DatasetSpec",

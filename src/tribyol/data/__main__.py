@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import sys
 
-from tribyol.data import splits, ucmerced
+from tribyol.data import folder_split, ucmerced
 from tribyol.errors import USER_ERRORS
 
-COMMANDS = {"split": splits.main, "ucmerced-split": ucmerced.main}
+COMMANDS = {"split": folder_split.main, "ucmerced-split": ucmerced.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,9 +18,10 @@ from typing import Any
 
 from tribyol.channels import channel_stats
 from tribyol.config import RunConfig
+from tribyol.data.carves import SUBSET_MANIFEST
 from tribyol.data.images import FolderImages
 from tribyol.data.registry import get_spec, load_split
-from tribyol.data.subsets import SUBSET_MANIFEST, limit_dataset
+from tribyol.data.sampling import limit_dataset
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class DataInfo:
 
 def pretrain_source(cfg: RunConfig) -> dict[str, Any]:
     """The resolved ``data.root`` and the manifest of the pre-training subset it holds, if any
-    (``SUBSET_MANIFEST``, written by ``eval.splits.pretrain_subset``: the carve it lies outside)."""
+    (``SUBSET_MANIFEST``, written by ``data.carves.pretrain_subset``: the carve it lies outside)."""
     root = Path(cfg.data.root).expanduser().resolve()
     subset = None
     # no subset folder (or an unreadable manifest: nothing to vouch for its carve)

@@ -16,6 +16,19 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def _folder_images(folder: Path) -> tuple[list[Path], int]:
+    """The images under one class folder, sorted, and how many hidden image files were left out."""
+    images, hidden = [], 0
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if _hidden(path, folder):
+            hidden += 1
+        else:
+            images.append(path)
+    return images, hidden
+
+
 def scan_classes(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     """``(class names, [(image path, label)])`` of ``root/<class>/**/<image>``.
 
@@ -29,14 +42,8 @@ def scan_classes(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
         if folder.name.startswith("."):
             hidden_dirs.append(folder.name)
             continue
-        images = []
-        for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            if _hidden(path, folder):
-                hidden_files += 1
-            else:
-                images.append(path)
+        images, hidden = _folder_images(folder)
+        hidden_files += hidden
         if not images:
             empty.append(folder.name)
             continue

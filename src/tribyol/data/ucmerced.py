@@ -12,9 +12,10 @@ from typing import Any
 
 import torch
 
+from tribyol.data.folder_split import content_groups, manifest
 from tribyol.data.images import TensorImages, decode_all
+from tribyol.data.sampling import stratified_group_split
 from tribyol.data.scan import scan_classes
-from tribyol.data.splits import content_groups, manifest, stratified_group_split
 from tribyol.errors import DatasetNotFoundError
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ such as PIRL's memory bank):
 one fancy-index for tensors held in memory (or on the device), a worker-backed DataLoader for
 folders decoded from disk. It implements Lightning's ``state_dict``/``load_state_dict``
 protocol, so a run resumed from a mid-epoch checkpoint continues with the very next batch.
+``PretrainData`` is the LightningDataModule that serves them to the Trainer.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from tribyol.config import RunConfig
 from tribyol.data import TensorImages
 from tribyol.errors import ConfigError
 
@@ -117,3 +120,41 @@ class BatchLoader:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._resume = {"epoch": int(state["epoch"]), "completed": int(state["completed"])}
+
+
+class PretrainData(L.LightningDataModule):
+    """Serves the pre-training set, moved onto the training device when it fits in memory.
+
+    The loader's position (epoch, batches done) travels in the datamodule's checkpoint state.
+    Lightning's own stateful-loader restore does not reach it: ``configure_optimizers`` asks for
+    ``estimated_stepping_batches``, which builds the loader before the loop state is restored,
+    so a mid-epoch resume would silently restart the epoch. The datamodule state is restored
+    first, and every loader built afterwards starts where the checkpoint left off.
+    """
+
+    def __init__(self, cfg: RunConfig, dataset: Any) -> None:
+        super().__init__()
+        self.cfg, self.dataset = cfg, dataset
+        self.loader: BatchLoader | None = None
+        self._resume_state: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loader": self.loader.state_dict()} if self.loader is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume_state = state.get("loader")
+
+    def setup(self, stage: str) -> None:
+        if isinstance(self.dataset, TensorImages) and self.cfg.data.on_device:
+            self.dataset = self.dataset.to(self.trainer.strategy.root_device)
+
+    def train_dataloader(self) -> BatchLoader:
+        t = self.cfg.train
+        sampler = EpochBatches(
+            len(self.dataset), t.batch_size, t.seed, self.trainer.global_rank, self.trainer.world_size
+        )
+        pin = torch.cuda.is_available() and not isinstance(self.dataset, TensorImages)
+        self.loader = BatchLoader(self.dataset, sampler, self.cfg.data.num_workers, pin)
+        if self._resume_state is not None:
+            self.loader.load_state_dict(self._resume_state)
+        return self.loader

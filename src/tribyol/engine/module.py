@@ -18,15 +18,15 @@ from tribyol.augment import MultiViewAugment
 from tribyol.checkpoints import add_checksum
 from tribyol.config import RunConfig, to_dict
 from tribyol.data.pretrain import DataInfo
-from tribyol.engine.callbacks import steps_per_epoch
 from tribyol.engine.optim import build_optimizer, lr_lambda
+from tribyol.engine.progress import steps_per_epoch
 from tribyol.errors import NonFiniteLossError
-from tribyol.methods import MethodContext
+from tribyol.methods import METHODS, MethodContext
 from tribyol.methods.base import MomentumMethod
 from tribyol.methods.losses import labelled_cross_entropy
 from tribyol.nets import build_backbone
 from tribyol.nets.sync_bn import convert_to_global_bn
-from tribyol.resolve import ResolvedRun, resolve_run
+from tribyol.resolve import resolve_method, saved_config
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +82,19 @@ class PretrainModule(L.LightningModule):
 
     def __init__(
         self,
-        config: ResolvedRun | RunConfig | Mapping[str, Any],
+        config: RunConfig | Mapping[str, Any],
         data_info: DataInfo | Mapping[str, Any],
     ) -> None:
         super().__init__()
-        # Plain dicts are what a checkpoint's hyper-parameters hold (Lightning rebuilds a module
-        # from them); the engine itself passes the typed objects, resolved once.
-        run = config if isinstance(config, ResolvedRun) else resolve_run(config)
+        # The engine passes the one resolved RunConfig and its DataInfo; plain dicts are what a
+        # checkpoint's hyper-parameters hold (Lightning rebuilds a module from them), read
+        # through upgrade_tree as any saved config is.
+        cfg = saved_config(config) if isinstance(config, Mapping) else resolve_method(config)
         info = data_info if isinstance(data_info, DataInfo) else DataInfo.from_dict(data_info)
-        self.save_hyperparameters({"config": to_dict(run.config), "data_info": dataclasses.asdict(info)})
-        cfg, info = self.cfg, self.info = run.config, info
-        cls, options = run.method_class, run.method_options
+        self.save_hyperparameters({"config": to_dict(cfg), "data_info": dataclasses.asdict(info)})
+        self.cfg, self.info = cfg, info
+        options = cfg.method
+        cls = METHODS[options.name]
         ctx = MethodContext.for_data(
             info,
             build_encoder(cfg, info),

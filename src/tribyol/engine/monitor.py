@@ -20,10 +20,10 @@ import torch
 
 from tribyol.config import RunConfig
 from tribyol.data import TensorImages
+from tribyol.data.sampling import stratified_sample, stratified_split
 from tribyol.eval.features import extract_features
 from tribyol.eval.knn import knn_accuracy
 from tribyol.eval.options import KnnOptions
-from tribyol.eval.splits import stratified_sample, stratified_split
 
 log = logging.getLogger(__name__)
 

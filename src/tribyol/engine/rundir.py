@@ -1,53 +1,38 @@
-"""Run directories: the marker that makes them ours, the lock, safe replacement, and config
-changes on resume.
+"""Run directories: atomic writes, the marker that makes them ours, and safe replacement.
 
 tribyol deletes a folder only when it carries the run marker (``run.json``) and every file in
 it, at every depth, is one a run writes (``run_files``). A replaced run is first renamed aside
 and deleted only once the new run's first optimizer step has succeeded with a finite loss, so a
-failed start puts it back. A lock file (``.tribyol.lock``: pid and host) keeps two processes out
-of one run directory.
+failed start puts it back. The lock that keeps two processes out of one run directory is
+``tribyol.engine.lock``; what a resume checks, ``tribyol.engine.resume``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import errno
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import socket
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from tribyol.config import RunConfig, dotted_items, read_yaml_file, to_dict, upgrade_tree
-from tribyol.config.fields import option_name, option_value
-from tribyol.config.structured import build_dataclass
-from tribyol.data.pretrain import DataInfo
-from tribyol.errors import (
-    CheckpointError,
-    ConfigError,
-    DiskWriteError,
-    RunDirExistsError,
-    RunDirLockedError,
-)
-from tribyol.methods import upgrade_state_keys
-from tribyol.resolve import full_method
+from tribyol.config import RunConfig, to_dict
+from tribyol.config.fields import option_name
+from tribyol.engine.lock import LOCK_NAME, RunLock, read_lock, unlink_if_ours
+from tribyol.errors import RunDirExistsError, RunInterrupted, RunStopped
 
 log = logging.getLogger(__name__)
 
 RUN_MARKER = "run.json"
 RUN_FORMAT = "tribyol-run-v1"
 CONFIG_NAME = "config.yaml"
-LOCK_NAME = ".tribyol.lock"
 # Every file a run writes, as paths inside its directory (write_atomic's ".<name>.<hex>.tmp"
 # and a killed checkpoint's ".last.ckpt.<hex>.tmp" included, and the older ".<name>.tmp");
 # Lightning's loggers write the logs/ and tb/ ones. Anything else, at any depth, is someone
@@ -64,12 +49,6 @@ _RUN_FILE = re.compile("|".join((
     r"tb/hparams\.yaml|tb/events\.out\.tfevents\.[^/]+",
 )))
 _RUN_FOLDER = re.compile(r"checkpoints|logs|logs/attempt\d+|tb")
-# Config keys whose change makes a checkpoint unusable: they decide the networks' shapes.
-BREAKING_KEYS = (
-    "method.name", "method.num_views", "method.target_policy", "method.pred_hidden_dim",
-    "model.backbone", "model.width", "model.hidden_dim", "model.proj_dim",
-    "model.small_stem", "model.norm", "model.norm_groups", "data.dataset",
-)  # data.channels / image_size: legacy configs hold unresolved values; the shape check covers them
 
 
 def temp_path(path: Path) -> Path:
@@ -193,148 +172,6 @@ def check_is_run(run_dir: Path, action: str) -> None:
             )
 
 
-def read_lock(path: Path) -> dict[str, Any] | None:
-    """A lock file's record (pid, host, ...), or ``None`` when it is gone or unreadable."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _process_start(pid: int) -> str | None:
-    """When the kernel started ``pid`` (Linux ``/proc``), to tell a reused pid from the holder."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()  # after "pid (comm)": field 3 onwards
-    return fields[19] if len(fields) > 19 else None  # field 22, starttime
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):  # someone else's process, or cannot tell: alive
-        return True
-    return True
-
-
-def _unlink_if_ours(path: Path, token: str) -> None:
-    record = read_lock(path)
-    if record is not None and record.get("token") == token:
-        path.unlink(missing_ok=True)
-
-
-class RunLock:
-    """``.tribyol.lock`` in a run directory: the process training in it (pid, host, start).
-
-    Taken with ``O_CREAT | O_EXCL``, so two processes never both hold it. A holder that is alive
-    on this host, or on another host (which cannot be checked), means refusal; a dead one's lock
-    is taken over, with a warning. Only DDP rank 0 takes it.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.token = uuid.uuid4().hex  # tells this lock from any other, even of this process
-        self.held = False
-
-    @property
-    def path(self) -> Path:
-        return self.run_dir / LOCK_NAME
-
-    def acquire(self) -> None:
-        """Lock ``run_dir`` (which must exist); raises ``RunDirLockedError`` if it is in use."""
-        for _ in range(5):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                self._take_over_stale()
-                continue
-            except OSError as err:  # a read-only filesystem, an I/O error, ...: one line
-                raise self._cannot_lock(err) from None
-            record = {"pid": os.getpid(), "host": socket.gethostname(),
-                      "started": _process_start(os.getpid()),
-                      "since": time.strftime("%Y-%m-%dT%H:%M:%S"), "token": self.token}
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(json.dumps(record) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as err:  # a full disk: an empty lock file would block the next start
-                self.path.unlink(missing_ok=True)
-                raise self._cannot_lock(err) from None
-            self.held = True
-            return
-        raise RunDirLockedError(f"{self.run_dir} is being locked by other processes over and over "
-                                f"({self.path}); try again once they are done")
-
-    def _cannot_lock(self, err: OSError) -> DiskWriteError:
-        """The lock file cannot be written: nothing of the run was touched yet."""
-        fix = ("free some space on that disk" if err.errno in (errno.ENOSPC, errno.EDQUOT)
-               else "make the folder writable, or copy the run to a writable disk")
-        return DiskWriteError(f"cannot lock {self.run_dir}: cannot write {self.path} "
-                              f"({err.strerror or err}); {fix}, then try again")
-
-    def _take_over_stale(self) -> None:
-        """Remove the lock file there if its holder is gone; raise if it may still run."""
-        holder = read_lock(self.path)
-        if holder is None:
-            try:
-                age = time.time() - self.path.stat().st_mtime
-            except FileNotFoundError:
-                return  # released meanwhile: try again
-            if age < 10:  # its holder may be writing it this instant
-                raise RunDirLockedError(f"{self.run_dir} is being locked by another process right "
-                                        "now; try again in a moment")
-            why = "its lock file is unreadable"
-        else:
-            why = self._dead_holder(holder)
-        moved = self.path.with_name(f"{LOCK_NAME}.stale-{self.token}")
-        try:
-            os.replace(self.path, moved)
-        except FileNotFoundError:
-            return
-        if read_lock(moved) != holder:  # another process took it over first: it is theirs
-            with contextlib.suppress(OSError):  # put it back, unless yet another one is there
-                os.link(moved, self.path)
-            moved.unlink(missing_ok=True)
-            raise RunDirLockedError(f"{self.run_dir} was just locked by another process; "
-                                    "try again once it is done")
-        moved.unlink(missing_ok=True)
-        log.warning("took over the lock of %s: %s (a run that ended without releasing it)",
-                    self.run_dir, why)
-
-    def _dead_holder(self, holder: dict[str, Any]) -> str:
-        """Why ``holder`` no longer runs; raises ``RunDirLockedError`` when it may."""
-        pid, host, since = holder.get("pid"), holder.get("host"), holder.get("since", "?")
-        if host != socket.gethostname():
-            raise RunDirLockedError(
-                f"{self.run_dir} is locked by pid {pid} on host {host} (since {since}), which "
-                f"this host cannot check; if no run uses it any more, delete {self.path} and "
-                "try again"
-            )
-        if not isinstance(pid, int) or pid <= 0:
-            return "it names no process"
-        if not _pid_alive(pid):
-            return f"pid {pid} on {host} is no longer running"
-        started, now = holder.get("started"), _process_start(pid)
-        if started and now and started != now:
-            return f"pid {pid} on {host} is now another process"
-        raise RunDirLockedError(
-            f"{self.run_dir} is in use by pid {pid} on this host ({host}, since {since}); wait "
-            f"for that run to end or stop it (kill {pid}), then try again"
-        )
-
-    def release(self) -> None:
-        """Remove the lock, if this process holds it (a no-op otherwise)."""
-        if self.held:
-            self.held = False
-            _unlink_if_ours(self.path, self.token)
-
-
 def remove_unstarted_run(run_dir: Path) -> bool:
     """Remove the folder a new run made, when it was interrupted before its first checkpoint:
     the same command then simply starts again (no ``--resume`` of a run of no step). Only when
@@ -402,7 +239,7 @@ class Replacement:
             return
         foreign = foreign_files(self.aside)
         if foreign:
-            _unlink_if_ours(self.aside / LOCK_NAME, self.lock.token)
+            unlink_if_ours(self.aside / LOCK_NAME, self.lock.token)
             log.warning("kept the replaced run in %s: it now holds files tribyol did not write (%s)",
                         self.aside, _listed(foreign))
             return
@@ -419,97 +256,13 @@ class Replacement:
         if made_here and new.is_dir() and not new.is_symlink() and not foreign_files(new):
             shutil.rmtree(new)  # only what this run wrote, in the folder it made moments ago
         if new.exists() or new.is_symlink():
-            _unlink_if_ours(self.aside / LOCK_NAME, self.lock.token)
+            unlink_if_ours(self.aside / LOCK_NAME, self.lock.token)
             log.error("the new run failed; the old run is kept in %s (%s now holds other files)",
                       self.aside, new)
             return False
         os.replace(self.aside, new)
         log.warning("the new run failed in its first steps; the old run is back in %s", new)
         return True
-
-
-def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """``{dotted key: (old, new)}`` for every key whose value differs."""
-    a, b = dotted_items(old), dotted_items(new)
-    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
-
-
-def check_resume_config(run_dir: Path, cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
-    """Compare the resolved config with the run's saved one; refuse changes that break the checkpoint.
-
-    Returns the allowed changes (empty when the configs agree).
-    """
-    saved_path = run_dir / CONFIG_NAME
-    if not saved_path.exists():
-        return {}
-    try:
-        saved_tree = upgrade_tree(read_yaml_file(saved_path))
-        saved_cfg = build_dataclass(RunConfig, saved_tree)
-        saved_cfg.method = full_method(saved_cfg.method)  # an older run's defaults and names
-        saved = to_dict(saved_cfg)
-    except ConfigError as err:
-        raise ConfigError(
-            f"{saved_path} cannot be read back ({err}); restore it from config.attempt*.yaml"
-        ) from None
-    changes = config_changes(saved, to_dict(cfg))
-    # Older runs saved data.channels / image_size unresolved (the default 3, null); what the
-    # data decided is no change by the user, and a real one fails the weight-shape check.
-    for key in ("data.channels", "data.image_size"):
-        if key in changes and (key == "data.channels" or changes[key][0] is None):
-            del changes[key]
-    breaking = [k for k in changes if k in BREAKING_KEYS]
-    if breaking:
-        listed = "; ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in breaking)
-        raise ConfigError(
-            f"cannot resume {run_dir} with a different network: {listed}. Its checkpoint holds "
-            f"the old one; drop {option_name('--resume')} (with {option_name('--name')} for a "
-            f"new run), or resume with the saved config: {option_value('--config', str(saved_path))} "
-            f"{option_name('--resume')}"
-        )
-    return changes
-
-
-def map_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint read a moment ago and verified (``select_resume_checkpoint``), mapped
-    (``mmap``): its hyper-parameters and tensor shapes without reading the data a second time."""
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-
-
-def check_checkpoint_fits(path: Path, mapped: dict[str, Any], module_state: dict[str, Any],
-                          method: type | None = None) -> None:
-    """The module about to resume has the same weights (names and shapes) as the checkpoint
-    (``mapped``, from ``map_checkpoint(path)``). Weights that ``method`` has renamed since are
-    compared under their new names (they load so)."""
-    saved = mapped["state_dict"]
-    if method is not None:
-        saved = upgrade_state_keys(method, saved, prefix="method.")
-    missing = sorted(k for k in module_state if k not in saved)
-    extra = sorted(k for k in saved if k not in module_state)
-    shapes = sorted(k for k in module_state.keys() & saved.keys()
-                    if tuple(module_state[k].shape) != tuple(saved[k].shape))
-    if missing or extra or shapes:
-        parts = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", extra), ("other shape", shapes))
-                 if keys]
-        raise CheckpointError(
-            f"{path} does not fit the network this config builds ({'; '.join(parts)}). "
-            f"Resume with the run's own config.yaml, or start a new run without "
-            f"{option_name('--resume')}."
-        )
-
-
-def keep_checkpoint_statistics(mapped: dict[str, Any], info: DataInfo) -> DataInfo:
-    """``info`` with the normalisation the run started with, read from its checkpoint
-    (``mapped``): a resumed run keeps normalising as it began, even where this version would
-    compute other statistics (e.g. a grayscale folder before they were luma-weighted)."""
-    hp = mapped.get("hyper_parameters")
-    saved = (hp or {}).get("data_info") or {}
-    mean, std = tuple(saved.get("mean") or ()), tuple(saved.get("std") or ())
-    if len(mean) != info.channels or len(std) != info.channels or (mean, std) == (info.mean, info.std):
-        return info
-    log.warning("resuming with the run's own normalisation, mean %s std %s (a new run would use "
-                "mean %s std %s)", mean, std, info.mean, info.std)
-    return dataclasses.replace(info, mean=mean, std=std)
 
 
 def record_config(run_dir: Path, cfg: RunConfig, changes: dict[str, tuple[Any, Any]]) -> None:
@@ -524,3 +277,20 @@ def record_config(run_dir: Path, cfg: RunConfig, changes: dict[str, tuple[Any, A
             log.warning("resuming with %s changed: %r -> %r", key, old, new)
         log.warning("the previous config is kept as %s", kept)
     write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def is_secondary_rank() -> bool:
+    """True in a DDP process other than global rank 0 (launched by Lightning, torchrun or SLURM).
+
+    Lightning's DDP launcher re-runs the whole command for ranks 1..N-1, after rank 0 has made
+    the run directory: those must neither refuse it as existing nor touch it.
+    """
+    return any(os.environ.get(k, "0") not in ("", "0") for k in
+               ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def exception_status(exception: BaseException) -> str:
+    """run.json's status for a run that ``exception`` ended."""
+    if isinstance(exception, RunInterrupted):
+        return "interrupted"
+    return "stopped" if isinstance(exception, RunStopped) else "failed"

@@ -17,9 +17,8 @@ import lightning as L
 
 from tribyol.config import RunConfig, dotted_items, to_dict
 from tribyol.data.pretrain import DataInfo
-from tribyol.engine.callbacks import steps_per_epoch
+from tribyol.engine.progress import steps_per_epoch
 from tribyol.errors import RunStopped
-from tribyol.resolve import full_method
 
 __all__ = ["RunSummary", "end_summary", "nondefault_config", "start_summary"]
 
@@ -28,7 +27,7 @@ def nondefault_config(cfg: RunConfig) -> dict[str, Any]:
     """The resolved config's dotted keys whose value is not the default (the method's options
     against that method's own defaults), in the config's order."""
     defaults = to_dict(RunConfig())
-    defaults["method"] = full_method({"name": cfg.method["name"]})
+    defaults["method"] = to_dict(RunConfig(method=type(cfg.method)()))["method"]
     base = dotted_items(defaults)
     return {k: v for k, v in dotted_items(to_dict(cfg)).items() if k not in base or base[k] != v}
 

@@ -10,9 +10,10 @@ import importlib
 from typing import Any
 
 _HOMES = {
-    "FeatureCache": "features", "extract_features": "features", "weights_hash": "features",
-    "knn_predict": "knn", "LinearResult": "linear", "linear_probe": "linear",
-    "label_subset": "splits", "stratified_sample": "splits", "stratified_split": "splits",
+    "FeatureCache": "eval.features", "extract_features": "eval.features",
+    "weights_hash": "eval.features", "knn_predict": "eval.knn", "LinearResult": "eval.linear",
+    "linear_probe": "eval.linear", "label_subset": "data.sampling",
+    "stratified_sample": "data.sampling", "stratified_split": "data.sampling",
 }
 
 __all__ = sorted(_HOMES)
@@ -21,4 +22,4 @@ __all__ = sorted(_HOMES)
 def __getattr__(name: str) -> Any:
     if name not in _HOMES:
         raise AttributeError(f"module 'tribyol.eval' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"tribyol.eval.{_HOMES[name]}"), name)
+    return getattr(importlib.import_module(f"tribyol.{_HOMES[name]}"), name)

@@ -67,7 +67,7 @@ def check_device(device: str | None) -> None:
 
 def check_imagenet_options(args: argparse.Namespace) -> None:
     """``--weights`` / ``--image-size`` belong to ``imagenet:ARCH`` sources only."""
-    from tribyol.eval.common import (
+    from tribyol.eval.imagenet import (
         IMAGENET_PREFIX,
         MIN_IMAGENET_IMAGE_SIZE,
         is_imagenet_source,
@@ -165,9 +165,10 @@ class Loaded:
 
 def _setup(args: argparse.Namespace, check: Callable[[Any, str], None] | None = None) -> Loaded:
     """Options checked, the source loaded, ``check(src, dataset)`` run, then the data read."""
-    from tribyol.eval.common import check_carve_unseen, load_eval_data, load_source
+    from tribyol.eval.carve_overlap import check_carve_unseen
+    from tribyol.eval.data import check_test_size, load_eval_data
     from tribyol.eval.features import FeatureCache
-    from tribyol.eval.splits import check_test_size
+    from tribyol.eval.sources import load_source
 
     validate(args)
     src = load_source(args.source, args.random_init, args.seed, weights=args.weights,
@@ -202,7 +203,7 @@ class Features:
 
 
 def _features(args: argparse.Namespace, loaded: Loaded) -> Features:
-    from tribyol.eval.common import cache_name
+    from tribyol.eval.data import cache_name
 
     src, data, cache = loaded.src, loaded.data, loaded.cache
     common = dict(name=cache_name(data, args.data_root), image_size=src.image_size,
@@ -220,7 +221,7 @@ def _features(args: argparse.Namespace, loaded: Loaded) -> Features:
 
 def _check_scored(args: argparse.Namespace, data: Any, scored: int) -> None:
     """The test-size rule on the images scored: corrupt files are only found when decoded."""
-    from tribyol.eval.splits import check_test_size
+    from tribyol.eval.data import check_test_size
 
     check_test_size(scored, data.name, args.force_small_test,
                     left_out=len(data.test_indices) - scored)
@@ -244,8 +245,8 @@ def _save(args: argparse.Namespace, record: dict[str, Any]) -> None:
 
 
 def cmd_linear(args: argparse.Namespace) -> int:
-    from tribyol.eval.common import base_record
     from tribyol.eval.linear import linear_probe
+    from tribyol.eval.records import base_record
 
     loaded = _setup(args)
     src, data = loaded.src, loaded.data
@@ -264,8 +265,8 @@ def cmd_linear(args: argparse.Namespace) -> int:
 
 
 def cmd_knn(args: argparse.Namespace) -> int:
-    from tribyol.eval.common import base_record
     from tribyol.eval.knn import knn_accuracy
+    from tribyol.eval.records import base_record
 
     loaded = _setup(args)
     src, data = loaded.src, loaded.data
@@ -284,9 +285,10 @@ def cmd_knn(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from tribyol.data import get_spec
-    from tribyol.eval.common import base_record, check_label_fraction
+    from tribyol.eval.data import labelled_subset
     from tribyol.eval.finetune import finetune
-    from tribyol.eval.splits import labelled_subset
+    from tribyol.eval.records import base_record
+    from tribyol.eval.sources import check_label_fraction
 
     labels = LabelOptions.from_args(args)
 
@@ -304,7 +306,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         src.encoder, data.train, subset, data.test, data.test_indices,
         num_classes=data.num_classes, image_size=src.image_size,
         mean=src.mean, std=src.std,
-        in_channels=src.in_channels, augment_preset=get_spec(spec_name).augment,
+        in_channels=src.in_channels, augment_preset=get_spec(spec_name).augment.as_dict(),
         options=options, device=args.device,
     )
     _check_scored(args, data, result.num_test)
@@ -322,8 +324,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from tribyol.eval.common import base_record, load_source
     from tribyol.eval.features import FeatureCache, weights_hash
+    from tribyol.eval.records import base_record
+    from tribyol.eval.sources import load_source
     from tribyol.eval.transfer import format_table, transfer
 
     validate(args)

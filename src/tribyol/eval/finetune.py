@@ -26,7 +26,6 @@ from tribyol.eval.options import FinetuneOptions
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class FinetuneResult:
     top1: float  # test top-1, percent
@@ -47,6 +46,96 @@ def augment_config(augment: str, preset: dict[str, Any], crop_min: float) -> Aug
         cfg.crop_scale = (crop_min, 1.0)
         cfg.jitter_p, cfg.grayscale_p, cfg.blur_p, cfg.solarize_p = 0.0, 0.0, [0.0], [0.0]
     return cfg
+
+
+@dataclass
+class _Training:
+    """What each fine-tuning step uses, built once: the model, its optimiser and schedule, and
+    how a batch of images becomes the model's input."""
+
+    model: nn.Module
+    sgd: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    augment: MultiViewAugment | None
+    generator: torch.Generator  # the augmentation's, on the device
+    device: torch.device
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    in_channels: int | None
+
+    def inputs(self, images: Tensor) -> Tensor:
+        images = images.to(self.device)
+        if self.in_channels is not None:
+            images = adapt_channels(images, self.in_channels)
+        if self.augment is not None:
+            return self.augment(images, 1, self.generator)[0]
+        return eval_transform(images, self.image_size, self.mean, self.std)
+
+    def step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimiser step on a batch: (logits, loss)."""
+        logits = self.model(self.inputs(images))
+        loss = F.cross_entropy(logits, labels)
+        self.sgd.zero_grad(set_to_none=True)
+        loss.backward()
+        self.sgd.step()
+        self.schedule.step()
+        return logits, loss
+
+
+def _optimizer(model: nn.Module, opt: FinetuneOptions, total: int) -> tuple[torch.optim.SGD, Any]:
+    """Nesterov SGD (no decay on BN and biases) and a cosine schedule over ``total`` steps."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BN and biases
+    sgd = torch.optim.SGD(
+        [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=opt.lr, momentum=opt.momentum, nesterov=True,
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    return sgd, schedule
+
+
+def _load_batch(train: Any, idx: Tensor) -> tuple[Tensor, Tensor, int]:
+    """``(images, labels, dropped)`` of ``idx``: a corrupt file of a folder (label < 0,
+    bad_images="drop") is left out and counted."""
+    images, labels = train[idx]
+    labels = torch.as_tensor(labels).long()
+    keep = labels >= 0
+    if bool(keep.all()):
+        return images, labels, 0
+    return images[keep], labels[keep], int((~keep).sum())
+
+
+@dataclass
+class _Epoch:
+    steps: int = 0
+    loss: float = float("nan")  # the epoch's mean training loss
+    correct: Tensor | int = 0
+    seen: int = 0
+    corrupt: int = 0  # images left out as corrupt
+
+
+def _train_epoch(training: _Training, train: Any, order: Tensor, batch: int) -> _Epoch:
+    n, out = len(order), _Epoch()
+    # Device-side tallies, read once per epoch: no host sync per step.
+    correct, loss_sum = torch.zeros((), device=training.device), torch.zeros((), device=training.device)
+    for start in range(0, n, batch):
+        idx = order[start : start + batch]
+        if len(idx) < 2 and n >= 2:  # BatchNorm cannot train on a single image
+            continue
+        images, labels, dropped = _load_batch(train, idx)
+        out.corrupt += dropped
+        if dropped and len(labels) < 2:
+            continue
+        labels = labels.to(training.device)
+        logits, loss = training.step(images, labels)
+        out.steps += 1
+        loss_sum += loss.detach() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        out.seen += len(labels)
+    out.loss, out.correct = float(loss_sum) / max(1, out.seen), correct
+    return out
 
 
 def finetune(
@@ -77,55 +166,16 @@ def finetune(
     train_indices = torch.as_tensor(train_indices).long().cpu()
     n = len(train_indices)
     batch = min(opt.batch_size, n)
-    steps_per_epoch = max(1, math.ceil(n / batch))
-    total = opt.epochs * steps_per_epoch
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BN and biases
-    sgd = torch.optim.SGD(
-        [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=opt.lr, momentum=opt.momentum, nesterov=True,
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    g = torch.Generator(device=device).manual_seed(seed)
+    sgd, schedule = _optimizer(model, opt, opt.epochs * max(1, math.ceil(n / batch)))
+    training = _Training(model, sgd, schedule, augment, torch.Generator(device=device).manual_seed(seed),
+                         device, image_size, mean, std, in_channels)
     order_g = torch.Generator().manual_seed(seed)
-    step, loss_value, correct, seen, corrupt = 0, float("nan"), 0, 0, 0
+    epoch, steps, corrupt = _Epoch(), 0, 0
     model.train()
-    for epoch in range(opt.epochs):
-        order = train_indices[torch.randperm(n, generator=order_g)]
-        # Device-side tallies, read once per epoch: no host sync per step.
-        correct, seen, loss_sum = torch.zeros((), device=device), 0, torch.zeros((), device=device)
-        for start in range(0, n, batch):
-            idx = order[start : start + batch]
-            if len(idx) < 2 and n >= 2:  # BatchNorm cannot train on a single image
-                continue
-            images, labels = train[idx]
-            labels = torch.as_tensor(labels).long()
-            keep = labels >= 0  # a corrupt file of a folder (bad_images="drop"): left out
-            if not bool(keep.all()):
-                corrupt += int((~keep).sum()) if epoch == 0 else 0
-                images, labels = images[keep], labels[keep]
-                if len(labels) < 2:
-                    continue
-            images, labels = images.to(device), labels.to(device)
-            if in_channels is not None:
-                images = adapt_channels(images, in_channels)
-            if augment is not None:
-                x = augment(images, 1, g)[0]
-            else:
-                x = eval_transform(images, image_size, mean, std)
-            logits = model(x)
-            loss = F.cross_entropy(logits, labels)
-            sgd.zero_grad(set_to_none=True)
-            loss.backward()
-            sgd.step()
-            schedule.step()
-            step += 1
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.argmax(1) == labels).sum()
-            seen += len(labels)
-        loss_value = float(loss_sum) / max(1, seen)  # the epoch's mean training loss
-        log.info("fine-tune epoch %d/%d: loss %.4f", epoch + 1, opt.epochs, loss_value)
+    for e in range(opt.epochs):
+        epoch = _train_epoch(training, train, train_indices[torch.randperm(n, generator=order_g)], batch)
+        steps, corrupt = steps + epoch.steps, corrupt if e else epoch.corrupt
+        log.info("fine-tune epoch %d/%d: loss %.4f", e + 1, opt.epochs, epoch.loss)
     logits, labels = extract_features(
         model, test, image_size, mean, std, opt.eval_batch_size, device,
         in_channels=in_channels, indices=test_indices,
@@ -133,10 +183,10 @@ def finetune(
     top1 = 100.0 * (logits.argmax(1) == labels).float().mean().item() if len(labels) else float("nan")
     return FinetuneResult(
         top1=top1,
-        train_top1=100.0 * float(correct) / max(1, seen),
-        final_loss=loss_value,
+        train_top1=100.0 * float(epoch.correct) / max(1, epoch.seen),
+        final_loss=epoch.loss,
         num_train=n - corrupt,
         num_test=len(labels),
-        steps=step,
+        steps=steps,
         options={**asdict(opt), "finetune_seed": seed},
     )

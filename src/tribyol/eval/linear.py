@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tribyol.data.sampling import stratified_split
 from tribyol.eval.options import LinearOptions
-from tribyol.eval.splits import stratified_split
 
 # L2 penalties tried (on the mean cross-entropy, weights only): 1e-6 is near unregularised,
 # 1e-2 is strong for standardised features of a few hundred dimensions.

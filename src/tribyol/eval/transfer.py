@@ -17,11 +17,12 @@ from typing import Any
 from tribyol.channels import channel_stats
 from tribyol.data import DatasetNotFoundError, get_spec
 from tribyol.errors import ConfigError
-from tribyol.eval.common import EvalData, Source, cache_name, check_carve_unseen, load_eval_data
+from tribyol.eval.carve_overlap import check_carve_unseen
+from tribyol.eval.data import EvalData, cache_name, check_test_size, load_eval_data
 from tribyol.eval.features import FeatureCache
 from tribyol.eval.linear import LinearResult, linear_probe
 from tribyol.eval.options import NORMS
-from tribyol.eval.splits import check_test_size
+from tribyol.eval.sources import Source
 
 log = logging.getLogger(__name__)
 

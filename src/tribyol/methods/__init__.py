@@ -13,34 +13,35 @@ from tribyol.methods import (  # noqa: F401  (registers the methods)
 from tribyol.methods.base import (
     Method,
     MethodContext,
+    MethodOptions,
     MomentumMethod,
     MomentumOptions,
     StepOutput,
     ema_update_,
-    upgrade_state_keys,
+    method_name,
 )
-from tribyol.methods.heads import BYOLHeads, byol_heads, projection_head
 from tribyol.methods.losses import info_nce, negative_cosine, normalized_mse, nt_xent
 from tribyol.methods.registry import (
     METHODS,
-    canonical_method,
     default_options,
     register,
     resolve_options,
 )
+from tribyol.nets.heads import BYOLHeads, byol_heads, projection_head
 
 __all__ = [
     "BYOLHeads",
     "METHODS",
     "Method",
     "MethodContext",
+    "MethodOptions",
     "MomentumMethod",
     "MomentumOptions",
     "StepOutput",
     "byol_heads",
-    "canonical_method",
     "default_options",
     "ema_update_",
+    "method_name",
     "info_nce",
     "negative_cosine",
     "normalized_mse",
@@ -48,5 +49,4 @@ __all__ = [
     "projection_head",
     "register",
     "resolve_options",
-    "upgrade_state_keys",
 ]

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from tribyol.config import AugmentConfig, ModelConfig
+from tribyol.config.fields import check_fields, option, within
 
 if TYPE_CHECKING:  # a hint only: methods need not load the data readers
     from tribyol.data.pretrain import DataInfo
@@ -62,14 +62,6 @@ class StepOutput:
     logs: dict[str, Tensor] = field(default_factory=dict)
 
 
-def frozen_copy(module: nn.Module) -> nn.Module:
-    """A deep copy that takes no gradients (a target network)."""
-    target = copy.deepcopy(module)
-    for p in target.parameters():
-        p.requires_grad_(False)
-    return target
-
-
 def reinitialize(module: nn.Module) -> nn.Module:
     """Give every layer of ``module`` fresh random weights (uses the current torch RNG).
 
@@ -116,6 +108,24 @@ def tau_at(step: int, total_steps: int, base: float, schedule: str, final: float
     return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
 
 
+def method_name(name: str) -> Any:
+    """The ``name`` field of a method's ``Options``: its registry name, and only that."""
+    return option(name, "the method", choices=(name,))
+
+
+@dataclass
+class MethodOptions:
+    """What every method's ``Options`` holds: its name first (``method.name``), then option
+    fields (``config.fields.option``) with their rules. A method whose options constrain each
+    other extends ``validate`` with ``require``s."""
+
+    name: str = method_name("")
+
+    def validate(self) -> None:
+        """Each option's rule; a bad value is a ``ConfigError`` naming ``method.<option>``."""
+        check_fields(self, lambda option: f"method.{option}")
+
+
 class Method(nn.Module):
     """Networks and a loss over ``num_views`` augmented views of a batch.
 
@@ -125,24 +135,18 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = False
-    # Deprecated option name -> its new name; accepted with a warning (registry.canonical_method).
-    renamed_options: ClassVar[dict[str, str]] = {}
-    # Options that went with no successor -> what to use instead (said when one is given).
-    removed_options: ClassVar[dict[str, str]] = {}
-    # Old attribute prefix -> new one (e.g. "student." -> "online."): checkpoints written before
-    # a rename still load (upgrade_state_keys).
-    renamed_state_keys: ClassVar[dict[str, str]] = {}
-
-    @dataclass
-    class Options:
-        pass
+    Options = MethodOptions  # each method's own: a MethodOptions dataclass
 
     def __init__(self, ctx: MethodContext, options: Any) -> None:
         super().__init__()
         self.options = options
         self.backbone = ctx.backbone
-        if self.renamed_state_keys:
-            self.register_load_state_dict_pre_hook(_upgrade_state_dict_hook)
+
+    @classmethod
+    def check_state_keys(cls, keys: Iterable[str], prefix: str = "") -> None:
+        """Refuse a state dict (its ``keys``; the method's under ``prefix``) that this version
+        cannot load, with one ``CheckpointError`` that says why; the resume check calls it before
+        comparing keys. Nothing to refuse by default."""
 
     @property
     def num_views(self) -> int:
@@ -182,75 +186,19 @@ class Method(nn.Module):
         return (p for p in self.parameters() if p.requires_grad)
 
 
-T = TypeVar("T")
-
-
-@overload
-def upgrade_state_keys(method: type[Method] | Method, state: Mapping[str, T],
-                       prefix: str = "") -> dict[str, T]: ...
-
-
-@overload
-def upgrade_state_keys(method: type[Method] | Method, state: Iterable[str],
-                       prefix: str = "") -> list[str]: ...
-
-
-def upgrade_state_keys(method: type[Method] | Method, state: Mapping[str, T] | Iterable[str],
-                       prefix: str = "") -> dict[str, T] | list[str]:
-    """State-dict keys (a state dict, or an iterable of its keys) with the method's old names
-    under ``prefix`` renamed to the current ones, per ``method.renamed_state_keys``.
-
-    ``prefix`` is where the method sits in the dict: ``"method."`` in a training checkpoint,
-    ``""`` for the method's own ``state_dict()``. A state dict comes back as a new ordered dict
-    (its ``_metadata`` renamed too), keys as a list, both in the input's order; a key whose new
-    name is already present keeps its old one.
-    """
-    renames = [(prefix + old, prefix + new) for old, new in method.renamed_state_keys.items()]
-    keys = list(state)
-    present = set(keys)
-
-    def upgraded(key: str) -> str:
-        for old, new in renames:
-            if key.startswith(old) and new + key[len(old):] not in present:
-                return new + key[len(old):]
-        return key
-
-    if not isinstance(state, Mapping):
-        return [upgraded(key) for key in keys]
-    out: OrderedDict[str, T] = OrderedDict((upgraded(key), value) for key, value in state.items())
-    metadata = getattr(state, "_metadata", None)
-    if metadata is not None:  # per-module versions, keyed by module path without the dot
-        out._metadata = OrderedDict(  # type: ignore[attr-defined]
-            (upgraded(path + ".")[:-1] if path else path, value) for path, value in metadata.items())
-    return out
-
-
-def _upgrade_state_dict_hook(module: Method, state_dict: dict[str, Any], prefix: str,
-                             *args: Any) -> None:
-    """``load_state_dict`` pre-hook: renames the module's old keys in ``state_dict`` in place."""
-    keys = list(state_dict)
-    for old, new in zip(keys, upgrade_state_keys(module, keys, prefix), strict=True):
-        if new != old:
-            state_dict[new] = state_dict.pop(old)
-
-
 @dataclass
-class MomentumOptions:
+class MomentumOptions(MethodOptions):
     """EMA options shared by every momentum method."""
 
-    tau: float = 0.996  # poster: moving average 0.996
-    tau_schedule: str = "constant"  # constant (poster) | cosine (BYOL: rises to tau_final)
-    tau_final: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.tau <= 1.0 or not 0.0 <= self.tau_final <= 1.0:
-            raise ValueError(f"tau and tau_final must be in [0, 1], got {self.tau}, {self.tau_final}")
-        if self.tau_schedule not in ("constant", "cosine"):
-            raise ValueError(f"tau_schedule must be 'constant' or 'cosine', got {self.tau_schedule!r}")
+    tau: float = option(0.996, "the targets' EMA coefficient", rule=within(0, 1, "[]"))  # poster
+    tau_schedule: str = option("constant", "how tau moves: constant as the poster, or cosine "
+                               "up to tau_final as BYOL", choices=("constant", "cosine"))
+    tau_final: float = option(1.0, "tau at the last step under the cosine schedule",
+                              rule=within(0, 1, "[]"))
 
 
 @dataclass
-class ConcatViewsOptions:
+class ConcatViewsOptions(MethodOptions):
     """Opt-in: run all views through a network as one batch (one pass instead of one per view).
 
     Faster (fewer, larger kernels), but BatchNorm then normalises over every view's samples
@@ -258,7 +206,8 @@ class ConcatViewsOptions:
     training dynamics; off by default so that the default matches the separate passes of BYOL.
     """
 
-    concat_views: bool = False
+    concat_views: bool = option(False, "all views through a network as one batch: faster, "
+                                "but BatchNorm then sees every view's samples at once")
 
 
 def forward_each(net: nn.Module, views: list[Tensor], concat: bool) -> list[Tensor]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from tribyol.config.fields import option
 from tribyol.methods.base import (
     ConcatViewsOptions,
     MethodContext,
@@ -15,10 +16,11 @@ from tribyol.methods.base import (
     MomentumOptions,
     StepOutput,
     forward_each,
+    method_name,
 )
-from tribyol.methods.heads import byol_heads
 from tribyol.methods.losses import normalized_mse
 from tribyol.methods.registry import register
+from tribyol.nets.heads import byol_heads
 
 
 @register
@@ -27,7 +29,10 @@ class BYOL(MomentumMethod):
 
     @dataclass
     class Options(MomentumOptions, ConcatViewsOptions):
-        symmetric: bool = True  # BYOL symmetrises: l(q(v), z'(v')) + l(q(v'), z'(v))
+        name: str = method_name("byol")
+        # BYOL symmetrises: l(q(v), z'(v')) + l(q(v'), z'(v))
+        symmetric: bool = option(True, "the symmetrised loss (both views through the online "
+                                 "network)")
         # concat_views (default off): both views in one online and one target pass; changes BN.
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:

@@ -8,44 +8,65 @@ reconstruction and why the loss is normalised: docs/methods.md#cross.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from tribyol.config import require
+from tribyol.config.fields import non_negative, option
+from tribyol.errors import CheckpointError
 from tribyol.methods.base import (
     MethodContext,
     MomentumMethod,
     MomentumOptions,
     StepOutput,
+    method_name,
 )
-from tribyol.methods.heads import byol_heads
 from tribyol.methods.losses import normalized_mse
 from tribyol.methods.registry import register
+from tribyol.nets.heads import byol_heads
+
+
+def _check_loaded_keys(module: Cross, state_dict: dict[str, Tensor], prefix: str, *_: object) -> None:
+    """``load_state_dict`` pre-hook: a checkpoint from before the rename is refused as it loads."""
+    module.check_state_keys(state_dict, prefix)
 
 
 @register
 class Cross(MomentumMethod):
     name = "cross"
-    # Checkpoints from before the rename hold the poster's names.
-    renamed_state_keys = {"student.": "online.", "teacher.": "target."}
 
     @dataclass
     class Options(MomentumOptions):
-        cross_view_weight: float = 1.0  # online(v) vs target(v')
-        cross_model_weight: float = 1.0  # online(v) vs target(v); 0 turns Cross into BYOL
-        symmetric: bool = True  # also v' through the online network against the target
+        name: str = method_name("cross")
+        cross_view_weight: float = option(1.0, "weight of online(v) vs target(v')",
+                                          rule=non_negative())
+        cross_model_weight: float = option(1.0, "weight of online(v) vs target(v); 0 turns "
+                                           "Cross into BYOL", rule=non_negative())
+        symmetric: bool = option(True, "also v' through the online network against the target")
 
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.cross_view_weight < 0 or self.cross_model_weight < 0:
-                raise ValueError("cross_view_weight and cross_model_weight must be >= 0")
-            if self.cross_view_weight + self.cross_model_weight <= 0:
-                raise ValueError("cross_view_weight + cross_model_weight must be > 0")
+        def validate(self) -> None:
+            super().validate()
+            total = self.cross_view_weight + self.cross_model_weight
+            require(total > 0, "method.cross_view_weight + method.cross_model_weight must be "
+                               f"> 0, got {total:g}; give either term a weight (default 1 each)")
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
         self.projector, self.predictor, self.online, (self.target,) = byol_heads(ctx)
+        self.register_load_state_dict_pre_hook(_check_loaded_keys)
+
+    @classmethod
+    def check_state_keys(cls, keys: Iterable[str], prefix: str = "") -> None:
+        """The poster's ``student`` / ``teacher`` names, which issue 12 renamed ``online`` /
+        ``target``, are refused: such a checkpoint came from an older tribyol."""
+        old = next((k for k in keys if k.startswith((f"{prefix}student.", f"{prefix}teacher."))), None)
+        if old is not None:
+            raise CheckpointError(
+                f"this Cross checkpoint was written by tribyol before the issue-12 rename (it "
+                f"holds {old}, now online./target.); re-run its pre-training with this version")
 
     def momentum_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.online, self.target)]

@@ -14,7 +14,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tribyol.methods.base import Method, MethodContext, StepOutput
+from tribyol.config.fields import at_least, option, positive, within
+from tribyol.methods.base import Method, MethodContext, MethodOptions, StepOutput
 from tribyol.methods.losses import info_nce
 
 
@@ -60,35 +61,21 @@ class MemoryBank(nn.Module):
 
 
 @dataclass
-class PIRLOptions:
+class PIRLOptions(MethodOptions):
     """Options shared by PIRL-Jigsaw and PIRL-Rotation (defaults: PIRL's paper unless noted)."""
 
-    # negatives drawn from the bank per step (PIRL: 32000 of ImageNet's 1.28M images); at most
-    # the number of training images
-    num_negatives: int = 4096
-    lam: float = 0.5  # PIRL's lambda: weight of the transformed term, 1 - lam on the plain one
-    temperature: float = 0.07
-    memory_momentum: float = 0.5  # m_I <- 0.5 m_I + 0.5 f(v_I)
-
-    def __post_init__(self) -> None:
-        if self.num_negatives < 1:
-            raise ValueError(f"num_negatives must be >= 1, got {self.num_negatives}")
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lam must be in [0, 1], got {self.lam}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if not 0.0 <= self.memory_momentum < 1.0:
-            raise ValueError(f"memory_momentum must be in [0, 1), got {self.memory_momentum}")
+    # PIRL: 32000 of ImageNet's 1.28M images
+    num_negatives: int = option(4096, "negatives drawn from the bank per step (at most the "
+                                "training images)", rule=at_least(1))
+    lam: float = option(0.5, "PIRL's lambda: the weight of the transformed term (1 - lam on "
+                        "the plain one)", rule=within(0, 1, "[]"))
+    temperature: float = option(0.07, "the NCE temperature", rule=positive())
+    memory_momentum: float = option(0.5, "the bank rows' moving average: m_I <- momentum m_I + "
+                                    "(1 - momentum) f(v_I)", rule=within(0, 1, "[)"))
 
 
 class PIRLBase(Method):
     """PIRL's objective; subclasses say how a view is transformed and embedded (``g``)."""
-
-    removed_options = {  # the queue and key network before PIRL followed its paper (issue 13)
-        "bank_size": "the bank now holds one row per training image; num_negatives sets the "
-                     "negatives per step",
-        "bank_momentum": "there is no key network any more; memory_momentum updates the bank rows",
-    }
 
     def __init__(self, ctx: MethodContext, options: PIRLOptions) -> None:
         super().__init__(ctx, options)

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tribyol.methods.base import MethodContext
+from tribyol.config.fields import at_least, option
+from tribyol.methods.base import MethodContext, method_name
 from tribyol.methods.pirl import PIRLBase, PIRLOptions
 from tribyol.methods.registry import register
 
@@ -60,15 +61,10 @@ class PIRLJigsaw(PIRLBase):
 
     @dataclass
     class Options(PIRLOptions):
-        grid: int = 3  # PIRL: 3x3 tiles
-        min_tile_size: int = 8  # tiles smaller than this (px) are resized up to it
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.grid < 2:
-                raise ValueError(f"grid must be >= 2, got {self.grid}")
-            if self.min_tile_size < 1:
-                raise ValueError(f"min_tile_size must be >= 1, got {self.min_tile_size}")
+        name: str = method_name("pirl-jigsaw")
+        grid: int = option(3, "tiles per side (PIRL: 3x3)", rule=at_least(2))
+        min_tile_size: int = option(8, "tiles smaller than this (px) are resized up to it",
+                                    rule=at_least(1))
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)

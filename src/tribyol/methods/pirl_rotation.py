@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tribyol.methods.base import MethodContext
+from tribyol.methods.base import MethodContext, method_name
 from tribyol.methods.pirl import PIRLBase, PIRLOptions
 from tribyol.methods.registry import register
 
@@ -34,7 +34,7 @@ class PIRLRotation(PIRLBase):
 
     @dataclass
     class Options(PIRLOptions):
-        pass
+        name: str = method_name("pirl-rotation")
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)

@@ -4,8 +4,6 @@ and import the module in ``tribyol/methods/__init__.py``."""
 from __future__ import annotations
 
 import dataclasses
-import logging
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,65 +11,41 @@ from tribyol.config.fields import did_you_mean
 from tribyol.config.structured import build_dataclass
 from tribyol.errors import ConfigError
 
-log = logging.getLogger("tribyol")  # the deprecation notes read "WARNING tribyol: ..."
-
 METHODS: dict[str, type] = {}
 
 
 def register(cls: type) -> type:
     if not cls.name or cls.name in METHODS:
         raise ValueError(f"method name {cls.name!r} is empty or already registered")
+    if cls.Options().name != cls.name:
+        raise ValueError(f"{cls.__name__}.Options needs name: str = method_name({cls.name!r})")
     METHODS[cls.name] = cls
     return cls
 
 
-def canonical_method(method: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``method`` (``{"name": ..., option: value}``) with every deprecated option name
-    the method's class lists in ``renamed_options`` replaced by its new name, in place in the
-    key order. Each old name used warns (``DeprecationWarning`` and a log line); giving both the
-    old and the new name is a ``ConfigError``. Unknown methods and options pass through as they
-    are (``resolve_options`` reports them)."""
-    values = dict(method)
-    name = values.get("name")
-    cls = METHODS.get(name) if isinstance(name, str) else None
-    renamed: dict[str, str] = getattr(cls, "renamed_options", {})
-    used = {old: new for old, new in renamed.items() if old in values}
-    for old, new in used.items():
-        if new in values:
-            raise ConfigError(
-                f"method.{old} and method.{new} are one option (method.{old} is its deprecated "
-                f"name); give only method.{new}"
-            )
-        message = f"method.{old} is deprecated; use method.{new} (the old name goes in the next release)"
-        warnings.warn(message, DeprecationWarning, stacklevel=2)
-        log.warning(message)
-    return {used.get(key, key): value for key, value in values.items()}
+def option_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls.Options)}
 
 
 def resolve_options(method: Mapping[str, Any]) -> tuple[type, Any]:
-    """``{"name": "tribyol", "tau": 0.99}`` -> (class, validated Options)."""
-    values = canonical_method(method)
-    name = values.pop("name", None)
-    if name not in METHODS:
+    """``{"name": "tribyol", "tau": 0.99}`` -> (class, its Options, built and validated once).
+
+    An unknown method, an option of another method, a value of the wrong type or one against
+    its rule: one ``ConfigError`` that names ``method.<option>``."""
+    name = method.get("name")
+    if not isinstance(name, str) or name not in METHODS:
         raise ConfigError(
             f"unknown method '{name}'.{did_you_mean(str(name), METHODS)} "
             f"Known: {', '.join(sorted(METHODS))}"
         )
-    cls = METHODS[name]
-    own = {f.name for f in dataclasses.fields(cls.Options)}
-    for key in values:
-        if key in cls.removed_options:
-            raise ConfigError(f"method '{name}': method.{key} was removed: "
-                              f"{cls.removed_options[key]}")
-        owners = [m for m, c in sorted(METHODS.items())
-                  if key in {f.name for f in dataclasses.fields(c.Options)}]
-        if key not in own and owners:
+    cls, own = METHODS[name], option_names(METHODS[name])
+    for key in (k for k in method if k not in own):
+        owners = [m for m, c in sorted(METHODS.items()) if key in option_names(c)]
+        if owners:
             raise ConfigError(f"method '{name}': method.{key} is an option of {', '.join(owners)}, "
                               f"not of {name}; drop it, or pick one of those methods")
-    try:
-        options = build_dataclass(cls.Options, values, where="method")
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"method '{name}': {err}") from None
+    options = build_dataclass(cls.Options, dict(method), where="method")
+    options.validate()
     return cls, options
 
 
@@ -99,5 +73,6 @@ def compute_factor(method: Mapping[str, Any]) -> float | None:
 
 
 def default_options(name: str) -> dict[str, Any]:
-    """The documented defaults of a method's options (for config files and --help)."""
+    """The documented defaults of a method's options, its name first (for config files and
+    --help)."""
     return dataclasses.asdict(METHODS[name].Options())

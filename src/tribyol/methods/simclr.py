@@ -14,10 +14,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from tribyol.methods.base import Method, MethodContext, StepOutput
-from tribyol.methods.heads import projection_head
+from tribyol.config.fields import option, positive
+from tribyol.methods.base import Method, MethodContext, MethodOptions, StepOutput, method_name
 from tribyol.methods.losses import nt_xent
 from tribyol.methods.registry import register
+from tribyol.nets.heads import projection_head
 
 
 def distributed_world() -> tuple[int, int]:
@@ -65,12 +66,10 @@ class SimCLR(Method):
     name = "simclr"
 
     @dataclass
-    class Options:
-        temperature: float = 0.5  # SimCLR's CIFAR-10 setting (0.1 suits very large batches)
-
-        def __post_init__(self) -> None:
-            if self.temperature <= 0:
-                raise ValueError(f"temperature must be > 0, got {self.temperature}")
+    class Options(MethodOptions):
+        name: str = method_name("simclr")
+        # 0.5: SimCLR's CIFAR-10 setting (0.1 suits very large batches)
+        temperature: float = option(0.5, "NT-Xent's temperature", rule=positive())
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from tribyol.methods.base import Method, MethodContext, StepOutput
-from tribyol.methods.heads import byol_heads
+from tribyol.config.fields import at_least, option
+from tribyol.methods.base import Method, MethodContext, MethodOptions, StepOutput, method_name
 from tribyol.methods.losses import negative_cosine
 from tribyol.methods.registry import register
+from tribyol.nets.heads import byol_heads
 
 
 def simsiam_loss(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
@@ -27,14 +28,11 @@ class SimSiam(Method):
     name = "simsiam"
 
     @dataclass
-    class Options:
+    class Options(MethodOptions):
+        name: str = method_name("simsiam")
         # SimSiam's predictor is a bottleneck (2048 -> 512 -> 2048: a quarter of the output).
-        # None: model.proj_dim // 4 (at least 1); an int sets the hidden size directly.
-        pred_hidden_dim: int | None = None
-
-        def __post_init__(self) -> None:
-            if self.pred_hidden_dim is not None and self.pred_hidden_dim < 1:
-                raise ValueError(f"pred_hidden_dim must be >= 1, got {self.pred_hidden_dim}")
+        pred_hidden_dim: int | None = option(None, "the predictor's hidden size", rule=at_least(1),
+                                             default_text="a quarter of model.proj_dim, at least 1")
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)

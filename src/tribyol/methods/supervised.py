@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from tribyol.config import AugmentConfig
+from tribyol.config.fields import option
 from tribyol.errors import CheckpointError, ConfigError, torch_load_reason
-from tribyol.methods.base import Method, MethodContext, StepOutput
+from tribyol.methods.base import Method, MethodContext, MethodOptions, StepOutput, method_name
 from tribyol.methods.losses import labelled_cross_entropy
 from tribyol.methods.registry import register
 
@@ -148,13 +149,10 @@ class Supervised(Method):
     needs_labels = True
 
     @dataclass
-    class Options:
-        augment: str = "crop-flip"  # crop-flip (standard supervised) | byol (view 0 of BYOL's)
-
-        def __post_init__(self) -> None:
-            if self.augment not in AUGMENTATIONS:
-                raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, "
-                                 f"got {self.augment!r}")
+    class Options(MethodOptions):
+        name: str = method_name("supervised")
+        augment: str = option("crop-flip", "the augmentation: crop-flip, the standard "
+                              "supervised one, or byol, view 0 of BYOL's", choices=AUGMENTATIONS)
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)
@@ -186,7 +184,9 @@ class SupervisedImageNet(Supervised):
 
     @dataclass
     class Options(Supervised.Options):
-        weights: str | None = None  # a state-dict file; None: the torch hub cache (find_imagenet_weights)
+        name: str = method_name("supervised-imagenet")
+        weights: str | None = option(None, "the ImageNet state-dict file",
+                                     default_text="the torch hub cache")
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)

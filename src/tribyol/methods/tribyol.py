@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from tribyol.config.fields import Rule, option
 from tribyol.methods.base import (
     ConcatViewsOptions,
     MethodContext,
@@ -19,11 +20,12 @@ from tribyol.methods.base import (
     MomentumOptions,
     StepOutput,
     forward_each,
+    method_name,
     reinitialize,
 )
-from tribyol.methods.heads import byol_heads
 from tribyol.methods.losses import normalized_mse
 from tribyol.methods.registry import register
+from tribyol.nets.heads import byol_heads
 
 TARGET_POLICIES = ("shared", "independent-init", "alternating-ema")
 MAX_VIEWS = 64
@@ -32,27 +34,19 @@ MAX_VIEWS = 64
 @register
 class TriBYOL(MomentumMethod):
     name = "tribyol"
-    renamed_options = {"views": "num_views"}  # until the next release
 
     @dataclass
     class Options(MomentumOptions, ConcatViewsOptions):
-        target_policy: str = "shared"  # shared | independent-init | alternating-ema
-        symmetric: bool = True  # the poster's symmetrised loss, as BYOL does
-        num_views: int = 3  # >= 3; more than 3 generalises the triple-view loss
+        name: str = method_name("tribyol")
+        target_policy: str = option("shared", "the targets: one shared, or one per other view "
+                                    "(independent-init, alternating-ema)", choices=TARGET_POLICIES)
+        symmetric: bool = option(True, "the poster's symmetrised loss, as BYOL's")
+        # each view is a forward pass (and maybe a target): at most MAX_VIEWS
+        num_views: int = option(3, "views per image; more than 3 generalises the triple-view "
+                                "loss", rule=Rule(lambda v: 3 <= v <= MAX_VIEWS,
+                                                  f">= 3 for TriBYOL, and at most {MAX_VIEWS}"))
         # concat_views (default off): all views in one online pass and one pass per target
         # network (BN then sees N * B samples at once).
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.target_policy not in TARGET_POLICIES:
-                raise ValueError(
-                    f"target_policy must be one of {', '.join(TARGET_POLICIES)}, "
-                    f"got {self.target_policy!r}"
-                )
-            if self.num_views < 3:
-                raise ValueError(f"num_views must be >= 3 for TriBYOL, got {self.num_views}")
-            if self.num_views > MAX_VIEWS:  # each view is a forward pass (and maybe a target)
-                raise ValueError(f"num_views must be <= {MAX_VIEWS}, got {self.num_views}")
 
     def __init__(self, ctx: MethodContext, options: Options) -> None:
         super().__init__(ctx, options)

@@ -1,6 +1,7 @@
-"""Backbones (encoders) and MLP heads."""
+"""Backbones (encoders) and heads (the MLP; the BYOL family's projector, predictor, targets)."""
 
 from tribyol.nets.backbones import BACKBONES, build_backbone, uses_small_stem
-from tribyol.nets.heads import MLPHead
+from tribyol.nets.heads import BYOLHeads, MLPHead, byol_heads, frozen_copy, projection_head
 
-__all__ = ["BACKBONES", "MLPHead", "build_backbone", "uses_small_stem"]
+__all__ = ["BACKBONES", "BYOLHeads", "MLPHead", "build_backbone", "byol_heads", "frozen_copy",
+           "projection_head", "uses_small_stem"]

@@ -25,13 +25,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from tribyol.config import NORMS  # the config's one list of norms
+
 if TYPE_CHECKING:
     import torchvision
 
 SMALL_STEM_MAX_SIZE = 64  # at or below this many pixels a 7x7/2 stem + max-pool throws away too much
 
-
-NORMS = ("bn", "gn", "gn-ws")
 WS_EPS = 1e-5
 
 

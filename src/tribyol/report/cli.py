@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tribyol.errors import ConfigError
+from tribyol.report.names import row_name
+from tribyol.report.records import filter_records, latest
 from tribyol.store import DEFAULT_STORE, read_results
 
 TSNE_POINTS = 2000  # t-SNE is O(n log n) but slow on 2 cores beyond a few thousand points
@@ -28,7 +30,6 @@ def tsne_plots(records: list[dict[str, Any]], out_dir: Path, max_plots: int, poi
 
     from tribyol.eval.features import cached_class_names
     from tribyol.report.plots import plot_tsne
-    from tribyol.report.tables import latest
 
     chosen: dict[tuple, dict[str, Any]] = {}
     for r in latest(records):
@@ -47,15 +48,10 @@ def tsne_plots(records: list[dict[str, Any]], out_dir: Path, max_plots: int, poi
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    # Imported when the command runs: `tribyol --help` imports this module, not the tables.
+    # Imported when the command runs: `tribyol --help` imports this module, not the tables
+    # (names and records are plain Python, imported above).
     from tribyol.report.plots import plot_batch_curves
-    from tribyol.report.tables import (
-        build_tables,
-        filter_records,
-        render_markdown,
-        row_name,
-        runs_table,
-    )
+    from tribyol.report.tables import build_tables, render_markdown, runs_table
 
     filters = dict(f.split("=", 1) for f in args.filter or [])
     records = filter_records(read_results(args.store), filters)

@@ -8,9 +8,11 @@ from typing import Any
 
 import torch
 
-from tribyol.data.subsets import stratified_sample
+from tribyol.data.sampling import stratified_sample
 from tribyol.report import paper
-from tribyol.report.tables import base_method, latest, method_rows, row_name
+from tribyol.report.names import base_method, row_name
+from tribyol.report.records import latest
+from tribyol.report.rows import method_rows
 
 TSNE_POINTS = 2000  # t-SNE is O(n log n) but slow on 2 cores beyond a few thousand points (cli repeats it)
 LEGEND_CLASSES = 20  # t-SNE legends name at most this many classes
