@@ -100,8 +100,11 @@ def test_second_ctrl_c_interrupts_at_once_keeping_the_last_checkpoint(tmp_path: 
 # The folder scan (or a download) before training, interrupted: the scan sends the signal to
 # its own process, then waits for it to act.
 SIGNAL_DURING_SCAN = """
-import os, sys, time
+import os, signal, sys, time
 import tribyol.engine.run as run
+
+# A shell's background job (CI under `cmd &`) starts with SIGINT ignored; a terminal's does not.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def scan(cfg):
     os.kill(os.getpid(), int(sys.argv[1]))
