@@ -62,3 +62,55 @@ def test_scripts_carve_with_the_fraction_and_seed_they_evaluate_with() -> None:
         assert "/work/" not in text, f"{script.name}: default paths must be relative to the repository"
         checked += 1
     assert checked >= 2
+
+
+def _scientific():  # experiments/ is not a package: load the script as a module
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("scientific", EXPERIMENTS / "scientific.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["scientific"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scientific_without_the_shared_data_is_one_error_line(tmp_path: Path, monkeypatch,
+                                                             capsys) -> None:
+    import pytest
+
+    sci = _scientific()
+    monkeypatch.setattr(sci, "SHARED", tmp_path / "nowhere")
+    with pytest.raises(SystemExit) as exit_info:
+        sci.main(["--quick", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "eurosat_ms_sample.tar.gz" in err[0]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()  # nothing written
+
+
+def test_scientific_eight_bit_arms_from_the_real_files(tmp_path: Path) -> None:
+    """The RGB-only and 8-bit CT baselines' PNG pixels (skips without ../shared/data)."""
+    import tarfile
+
+    import numpy as np
+    import pytest
+
+    sci = _scientific()
+    if not all((sci.SHARED / ds.tarball).is_file() for ds in sci.DATASETS.values()):
+        pytest.skip("../shared/data has no EuroSAT-MS / CT tarball")
+    tifffile = pytest.importorskip("tifffile")
+    for ds in sci.DATASETS.values():
+        with tarfile.open(sci.SHARED / ds.tarball) as t:
+            member = next(m for m in t.getmembers() if m.name.endswith((".tif", ".dcm")))
+            t.extract(member, tmp_path, filter="data")
+        path = tmp_path / member.name
+        if path.suffix == ".tif":
+            dn = tifffile.imread(path)
+            rgb = sci.rgb_png(path)
+            assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
+            expect = np.round(np.clip(dn[..., 3] / sci.RGB_PEAK, 0, 1) * 255)  # B04 is red
+            assert np.array_equal(rgb[..., 0], expect)
+        else:
+            png = sci.ct_png(path)
+            assert png.shape == (512, 512) and png.dtype == np.uint8 and png.max() > png.min()

@@ -86,3 +86,42 @@ def test_the_readme_names_only_metadata_keys_an_export_has() -> None:
     keys = [k.strip() for k in listed[1].split(",") if k.strip() != "..."]
     fields = {f for f in EncoderInfo.__dataclass_fields__} | {"format"}
     assert keys and set(keys) <= fields, set(keys) - fields  # no "budget"
+
+
+def timm_snippet() -> str:
+    """The README's Python block that loads a ``timm:NAME`` export into plain timm."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    (block,) = [b for b in blocks if '"timm_backbone.safetensors"' in b]
+    return block
+
+
+def test_the_readme_loads_a_timm_export_into_plain_timm(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("timm")
+    from tribyol.resolve import load_config
+
+    cfg = load_config({"data": {"dataset": "digits"}, "model": {"backbone": "timm:test_resnet"}})
+    channels, size = 4, 16  # not RGB: in_chans must come from the metadata
+    encoder = build_backbone("timm:test_resnet", in_channels=channels, image_size=size)
+    scramble(encoder, seed=4)
+    info = {"channels": channels, "image_size": size, "num_classes": 10, "num_train_images": 64,
+            "mean": (0.3,) * channels, "std": (0.35,) * channels}
+    ckpt = tmp_path / "run" / "checkpoints" / CHECKPOINT_NAME
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"state_dict": {BACKBONE_PREFIX + k: v for k, v in encoder.state_dict().items()},
+                "hyper_parameters": {"config": to_dict(cfg), "data_info": info},
+                "epoch": 0, "global_step": 1}, ckpt)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(tmp_path / "run"), "--out", "timm_backbone.safetensors"]) == 0
+
+    namespace: dict = {}
+    torch.manual_seed(0)
+    exec(compile(timm_snippet(), str(README), "exec"), namespace)  # noqa: S102 (our own README)
+    net, images, features = namespace["net"], namespace["images"], namespace["features"]
+    assert type(net).__module__.startswith("timm.")  # timm's own class
+    loaded, _ = load_encoder(tmp_path / "timm_backbone.safetensors")
+    x = (images - 0.3) / 0.35
+    with torch.no_grad():
+        expected = encoder.eval()(x)
+        torch.testing.assert_close(loaded.eval()(x), expected)
+    assert features.shape == (2, encoder.out_dim)
+    torch.testing.assert_close(features.detach(), expected)

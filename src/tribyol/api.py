@@ -135,7 +135,7 @@ def evaluate(
                           limit_test=opts.limit_test, seed=opts.seed, split_seed=opts.split_seed,
                           download=download)
     check_carve_unseen(src, data, name)
-    common = dict(image_size=src.image_size, mean=src.mean, std=src.std,
+    common = dict(image_size=src.image_size, mean=src.mean, std=src.std, **src.pixels,
                   batch_size=opts.eval_batch_size, device=opts.device, in_channels=src.in_channels)
     train_x, train_y = extract_features(src.encoder, data.train, indices=data.train_indices, **common)
     test_x, test_y = extract_features(src.encoder, data.test, indices=data.test_indices, **common)

@@ -115,22 +115,27 @@ def saved_config(tree: Mapping[str, Any]) -> RunConfig:
 
 
 def apply_augment_preset(tree: dict[str, Any]) -> None:
-    """Put the dataset's augmentation preset under the user's own ``augment`` settings (theirs
-    win)."""
-    from tribyol.data import DATASETS  # here, not at the top: the torch-free checks come first
+    """Put the dataset's augmentation preset, then the named ``augment.preset`` (the user's, or
+    else the dataset's), under the user's own ``augment`` settings: theirs win, then the named
+    preset's values, then the dataset's."""
+    # here, not at the top: the torch-free checks come first
+    from tribyol.data.registry import AUGMENT_PRESETS, DATASETS
 
     data = tree.get("data") or {}
     name = data.get("dataset", DataConfig.dataset) if isinstance(data, dict) else None
     augment = tree.get("augment", {})
-    if name in DATASETS and isinstance(augment, dict):
-        tree["augment"] = {**DATASETS[name].augment.as_dict(), **augment}
+    if not isinstance(augment, dict):
+        return
+    dataset = DATASETS[name].augment.as_dict() if name in DATASETS else {}
+    named = AUGMENT_PRESETS.get(augment.get("preset", dataset.get("preset")))
+    tree["augment"] = {**dataset, **(named.as_dict() if named else {}), **augment}
 
 
 def check_names(cfg: RunConfig) -> None:
     """The dataset and the backbone must be registered (the method: ``resolve_method``)."""
     # Imported here: the registries import torch, and validate_values' errors come before it.
     from tribyol.data import DATASETS
-    from tribyol.nets.backbones import BACKBONES, norm_channels
+    from tribyol.nets.backbones import BACKBONES, TIMM_PREFIX, norm_channels
 
     d, m = cfg.data, cfg.model
     require(
@@ -138,8 +143,13 @@ def check_names(cfg: RunConfig) -> None:
         f"unknown dataset '{d.dataset}'.{did_you_mean(d.dataset, DATASETS)} "
         f"Known: {', '.join(sorted(DATASETS))}",
     )
+    timm = m.backbone.startswith(TIMM_PREFIX)
+    if timm:
+        check_timm_model(cfg)  # norm must stay bn there, so the groups check below passes
+    require(timm or m.weights is None, f"model.weights is for timm backbones, not {m.backbone}; "
+                                       "drop model.weights, or use --backbone timm:NAME")
     require(
-        m.backbone in BACKBONES,
+        timm or m.backbone in BACKBONES,
         f"unknown backbone '{m.backbone}'.{did_you_mean(m.backbone, BACKBONES)} "
         f"Known: {', '.join(sorted(BACKBONES))}",
     )
@@ -150,6 +160,20 @@ def check_names(cfg: RunConfig) -> None:
                          f"the {bad[0] if bad else 0} channels of a {m.backbone} layer; choose "
                          f"model.norm_groups dividing {min(channels) if channels else 0} (e.g. "
                          f"{math.gcd(min(channels) if channels else 1, m.norm_groups)})")
+
+
+def check_timm_model(cfg: RunConfig) -> None:
+    """A ``timm:NAME`` backbone: a timm architecture (else the closest names), without the
+    options timm models do not take, and its ``model.weights`` a file here."""
+    from tribyol.nets.backbones import check_timm_name, timm_options_problem
+
+    m = cfg.model
+    check_timm_name(m.backbone)
+    problem = timm_options_problem(m.norm, m.small_stem)
+    require(problem is None, problem or "")
+    if m.weights is not None and not Path(m.weights).expanduser().is_file():
+        raise FileNotFoundError(f"model.weights {m.weights} is not a file; give the path of a "
+                                ".safetensors or .pt file on this machine")
 
 
 def physical_memory() -> int | None:
@@ -167,7 +191,7 @@ def check_view_memory(cfg: RunConfig, memory: int | None = None) -> None:
 
     spec = DATASETS[cfg.data.dataset]
     size = cfg.data.image_size or spec.image_size
-    channels = cfg.data.channels if cfg.data.dataset == "folder" else spec.channels
+    channels = (cfg.data.channels or spec.channels) if cfg.data.dataset == "folder" else spec.channels
     need = cfg.train.batch_size * channels * size * size * 4
     memory = physical_memory() if memory is None else memory
     require(memory is None or need <= memory,

@@ -118,3 +118,12 @@ def test_to_float_keeps_uint8_as_today_and_scales_others() -> None:
     u16 = torch.tensor([0, 5000, 20000], dtype=torch.int32).to(torch.uint16).view(1, 1, 1, 3)
     torch.testing.assert_close(bands.to_float(u16, 10000.0, (0.0, 1.0)),
                                torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3))
+
+
+def test_to_float_leaves_a_float_input_alone_and_divides_a_copy() -> None:
+    x = torch.full((1, 2, 2, 2), 500.0)
+    out = bands.to_float(x, 1000.0, [(0.0, 1.0), (0.0, 0.25)])  # one pair per band
+    assert torch.equal(x, torch.full_like(x, 500.0))  # the caller's tensor is not divided
+    assert out[0, 0].eq(0.5).all() and out[0, 1].eq(0.25).all()
+    u8 = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    assert torch.equal(bands.to_float(u8), u8.float().div_(255.0))  # bit for bit, as before

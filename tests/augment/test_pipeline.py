@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.helpers import gen, within_sampling_error
-from tribyol.augment import MultiViewAugment, eval_transform
+from tribyol.augment import MultiViewAugment, bands, eval_transform, ops
 from tribyol.augment.pipeline import per_view_probabilities
 from tribyol.config import DEFAULT_EXTRA_VIEWS, EXTRA_VIEWS, AugmentConfig
 from tribyol.errors import ConfigError
@@ -263,3 +263,179 @@ def test_recipe_defaults_are_byols() -> None:
         0.8, 0.4, 0.4, 0.2, 0.1)
     assert cfg.grayscale_p == 0.2 and cfg.crop_scale == (0.08, 1.0) and cfg.flip_p == 0.5
     assert cfg.blur_sigma == (0.1, 2.0) and cfg.solarize_p == [0.0, 0.2]
+
+
+# -- N bands (issue 22; docs/data.md, "Augmentation for N bands") ---------------------------------
+
+RGB_OPS = ("color_jitter", "random_grayscale", "solarize", "_adjust_hue", "grayscale")
+
+
+def head_recipe_views(aug: MultiViewAugment, images_u8: torch.Tensor, num_views: int,
+                      g: torch.Generator) -> list[torch.Tensor]:
+    """The views as the pipeline made them before N bands (HEAD of issue 21): the uint8 batch
+    divided by 255 in place, then crop, colour jitter, grayscale, blur, solarize, normalise."""
+    c = aug.cfg
+    x = images_u8.float().div_(255.0)
+    blur, solarize = aug.probabilities(num_views)
+    out = []
+    for k in range(num_views):
+        v = ops.random_resized_crop(x, aug.image_size, g, c.crop_scale, c.crop_ratio, c.flip_p)
+        v = ops.color_jitter(v, g, c.jitter_p, c.brightness, c.contrast, c.saturation, c.hue)
+        v = ops.random_grayscale(v, g, c.grayscale_p)
+        v = ops.solarize(ops.gaussian_blur(v, g, blur[k], c.blur_sigma), g, solarize[k])
+        out.append((v - aug.mean) / aug.std)
+    return out
+
+
+@pytest.mark.parametrize(("channels", "size", "changes"), [
+    (3, 32, {}), (1, 28, {"crop_scale": (0.25, 1.0), "flip_p": 0.0}),
+    (3, 64, {"solarize_p": [0.3, 0.6]}), (3, 48, {"extra_views": "uniform"})])
+def test_uint8_views_are_bit_identical_to_the_rgb_recipe(channels: int, size: int,
+                                                         changes: dict) -> None:
+    """The uint8 path (CIFAR, MNIST, JPEG folders) draws and computes exactly what it did:
+    the same bits for the same seed (checked against HEAD's own module when this was written)."""
+    mean, std = (0.49, 0.48, 0.45)[:channels], (0.25, 0.24, 0.26)[:channels]
+    aug = MultiViewAugment(dataclasses.replace(AugmentConfig(), **changes), size, mean, std)
+    batch = images(16, channels, size + 8, seed=11)
+    got = aug(batch, 3, gen(123))
+    want = head_recipe_views(aug, batch, 3, gen(123))
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    assert torch.equal(eval_transform(batch, size, mean, std),
+                       eval_transform(batch.float() / 255, size, mean, std, scale=1.0))
+
+
+def multispectral(b: int = 512, c: int = 13, size: int = 16) -> torch.Tensor:
+    """uint16 tiles, one value per image and band, band k in [0, 1000 (k + 1)]: bands in very
+    different units, as Sentinel-2's are."""
+    top = 1000.0 * torch.arange(1, c + 1).view(1, c, 1, 1)
+    values = torch.rand(b, c, 1, 1, generator=gen(5)) * top
+    return values.expand(b, c, size, size).round().to(torch.int32).to(torch.uint16)
+
+
+def data_stats(batch: torch.Tensor, scale: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    x = bands.to_float(batch, scale)
+    return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).tolist())
+
+
+def test_thirteen_band_uint16_views_have_the_shape_and_normalised_stats() -> None:
+    batch = multispectral()
+    mean, std = data_stats(batch, 10000.0)
+    aug = MultiViewAugment(AugmentConfig(), 16, mean, std, scale=10000.0)
+    assert not aug.uses_rgb_ops(batch)
+    views = aug(batch, 3, gen())
+    for v in views:
+        assert v.dtype == torch.float32 and tuple(v.shape) == (512, 13, 16, 16)
+        assert torch.isfinite(v).all()
+        # every band normalised by its own statistics (band 12 is 13x band 0 in raw units);
+        # the jitter of +-20 % widens each a little, drop-out fills with the mean (0)
+        per_band_mean, per_band_std = v.mean(dim=(0, 2, 3)), v.std(dim=(0, 2, 3))
+        assert per_band_mean.abs().max() < 0.15, per_band_mean
+        assert per_band_std.min() > 0.8 and per_band_std.max() < 1.3, per_band_std
+    assert not torch.equal(views[0], views[1])
+
+
+def test_crop_flip_and_blur_work_on_thirteen_bands() -> None:
+    """Crop, flip and blur treat every band alike: a batch whose 13 bands are one image
+    gives 13 equal bands (the colour and band ops off)."""
+    one = images(6, 1, 40, seed=2).to(torch.uint16) * 100
+    batch = one.expand(6, 13, 40, 40).contiguous()
+    cfg = dataclasses.replace(plain_views(crop_scale=(0.2, 1.0), flip_p=0.5, blur_p=[1.0]),
+                              band_jitter_p=0.0, noise_p=0.0, band_drop_p=0.0)
+    aug = MultiViewAugment(cfg, 33, (0.0,) * 13, (1.0,) * 13)
+    (view,) = aug(batch, 1, gen())
+    assert tuple(view.shape) == (6, 13, 33, 33)
+    assert all(torch.equal(view[:, k], view[:, 0]) for k in range(13))
+    single = MultiViewAugment(cfg, 33, (0.0,), (1.0,))(one, 1, gen())[0]
+    torch.testing.assert_close(view[:, :1], single)  # the same draws as the 1-band batch
+
+
+@pytest.mark.parametrize(("channels", "dtype"), [
+    (13, torch.uint16), (4, torch.uint8), (1, torch.float32), (3, torch.uint16), (2, torch.int16)])
+def test_no_rgb_op_touches_n_band_data(channels: int, dtype: torch.dtype,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an RGB op ran on N-band data")
+
+    for name in RGB_OPS:
+        monkeypatch.setattr(ops, name, refuse)
+    batch = (torch.rand(8, channels, 24, 24, generator=gen()) * 100).to(dtype)
+    aug = MultiViewAugment(AugmentConfig(solarize_p=[1.0, 1.0]), 24, (50.0,) * channels,
+                           (30.0,) * channels)
+    assert all(torch.isfinite(v).all() for v in aug(batch, 3, gen()))
+    with pytest.raises(AssertionError, match="RGB op"):  # the patch is live: 8-bit RGB uses them
+        MultiViewAugment(AugmentConfig(), 24, RGB_MEAN, RGB_STD)(images(2, 3, 24), 2, gen())
+
+
+def test_rgb_bands_get_the_colour_ops_and_the_other_bands_do_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    jitter = ops.color_jitter
+
+    def recording(x: torch.Tensor, *args: object) -> torch.Tensor:
+        seen.append(x.clone())
+        return jitter(x, *args)
+
+    monkeypatch.setattr(ops, "color_jitter", recording)
+    batch = multispectral(8, 13, 8)
+    x = bands.to_float(batch, 10000.0, (0.0, 1.0))
+    cfg = dataclasses.replace(plain_views(jitter_p=1.0, hue=0.5), rgb_bands=[3, 2, 1],
+                              band_jitter_p=0.0, noise_p=0.0, band_drop_p=0.0)
+    aug = MultiViewAugment(cfg, 8, (0.0,) * 13, (1.0,) * 13, scale=10000.0, value_range=(0, 1))
+    (view,) = aug(batch, 1, gen())
+    assert len(seen) == 1 and torch.allclose(seen[0], x[:, [3, 2, 1]], atol=1e-6)  # in that order
+    others = [k for k in range(13) if k not in (1, 2, 3)]
+    torch.testing.assert_close(view[:, others], x[:, others], atol=1e-5, rtol=0)
+    changed = (view[:, [1, 2, 3]] - x[:, [1, 2, 3]]).abs().amax(dim=(2, 3))
+    assert (changed > 1e-3).all()  # each of the three bands of every image jittered
+
+
+def test_band_ops_only_run_on_the_bands_recipe() -> None:
+    """auto: 8-bit 1- or 3-band data get BYOL's colour ops, everything else the band ops;
+    recipe and rgb_bands override it."""
+    u8, u16 = images(2, 3, 8), images(2, 3, 8).to(torch.uint16)
+    auto = MultiViewAugment(AugmentConfig(), 8, RGB_MEAN, RGB_STD)
+    assert auto.uses_rgb_ops(u8) and auto.uses_rgb_ops(images(2, 1, 8))
+    assert not auto.uses_rgb_ops(u16) and not auto.uses_rgb_ops(u8.float())
+    assert not MultiViewAugment(AugmentConfig(), 8, RGB_MEAN, RGB_STD, scale=1.0).uses_rgb_ops(u8)
+    forced = MultiViewAugment(AugmentConfig(recipe="rgb"), 8, RGB_MEAN, RGB_STD, scale=65535.0)
+    assert forced.uses_rgb_ops(u16)
+    assert not MultiViewAugment(AugmentConfig(recipe="bands"), 8, RGB_MEAN, RGB_STD).uses_rgb_ops(u8)
+    named = MultiViewAugment(AugmentConfig(rgb_bands=[2, 1, 0]), 8, RGB_MEAN, RGB_STD)
+    assert not named.uses_rgb_ops(u8)
+
+
+def test_bands_the_data_lacks_are_one_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"rgb_bands \[3, 2, 13\] names band 13, but the data "
+                                          r"has 13 band\(s\)") as info:
+        MultiViewAugment(AugmentConfig(rgb_bands=[3, 2, 13]), 16, (0.0,) * 13, (1.0,) * 13)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="recipe=rgb runs RGB colour ops, but the data has 13"):
+        MultiViewAugment(AugmentConfig(recipe="rgb"), 16, (0.0,) * 13, (1.0,) * 13)
+
+
+def test_the_aerial_views_turn_and_flip_every_band_alike() -> None:
+    """rotate_p / vflip_p (the aerial preset): every view is one of the square's 8 symmetries of
+    the image, the same one for all its bands, and all 8 occur."""
+    base = torch.arange(64, dtype=torch.uint8).view(1, 1, 8, 8).expand(256, 3, 8, 8).contiguous()
+    cfg = dataclasses.replace(plain_views(flip_p=0.5), rotate_p=0.75, vflip_p=0.5)
+    (view,) = MultiViewAugment(cfg, 8, (0.0,) * 3, (1.0,) * 3)(base, 1, gen())
+    x = base[0, 0].float() / 255
+    symmetries = [torch.rot90(m, k) for k in range(4) for m in (x, x.flip(-1))]
+    found = []
+    for v in view:
+        assert torch.equal(v[0], v[1]) and torch.equal(v[1], v[2])
+        found.append(next(i for i, s in enumerate(symmetries) if torch.allclose(v[0], s, atol=1e-5)))
+    counts = torch.bincount(torch.tensor(found), minlength=8)
+    assert (counts > 10).all(), counts  # ~32 each
+
+
+def test_ucmerced_resolves_to_the_aerial_views() -> None:
+    cfg = load_config(overrides=["data.dataset=ucmerced"])
+    assert (cfg.augment.preset, cfg.augment.rotate_p, cfg.augment.vflip_p) == ("aerial", 0.75, 0.5)
+    assert load_config(overrides=["data.dataset=cifar10"]).augment.rotate_p == 0.0
+
+
+def test_eval_transform_scales_and_clips_n_bands() -> None:
+    batch = multispectral(4, 13, 8)
+    out = eval_transform(batch, 8, (0.0,) * 13, (1.0,) * 13, scale=10000.0, value_range=(0, 0.5))
+    torch.testing.assert_close(out, (batch.float() / 10000).clamp(0, 0.5))

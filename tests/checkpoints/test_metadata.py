@@ -36,3 +36,17 @@ def test_encoder_info_names_a_bad_or_missing_field() -> None:
         EncoderInfo.from_metadata({k: v for k, v in meta.items() if k != "std"}, "enc.safetensors")
     with pytest.raises(CheckpointError, match="bad value"):
         EncoderInfo.from_metadata({**meta, "image_size": "big"}, "enc.safetensors")
+
+
+def test_timm_backbones_pass_the_metadata_check_and_unknown_ones_do_not() -> None:
+    pytest.importorskip("timm")
+    meta = EncoderInfo("timm:test_resnet", 13, 32, False, (0.1,) * 13, (0.2,) * 13).to_metadata()
+    info = EncoderInfo.from_metadata(meta)
+    assert info.backbone == "timm:test_resnet"
+    import torch
+
+    encoder = info.build_encoder()  # timm's own model, for 13 bands
+    assert type(encoder).__module__.startswith("timm.")
+    assert encoder(torch.zeros(2, 13, 32, 32)).shape == (2, encoder.out_dim)
+    with pytest.raises(CheckpointError, match="timm:NAME of a timm model"):
+        EncoderInfo.from_metadata({**meta, "backbone": "timm:nonexistent"})

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from tribyol.data import BadImageError, DatasetNotFoundError, TensorImages, load_split, read_idx, readers
+from tribyol.errors import ConfigError
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -485,18 +486,24 @@ def test_folder_grayscale_and_sixteen_bit(tmp_path: Path) -> None:
     gray = pattern(1, 16, 16, seed=15)[0]
     save(tmp_path / "scans" / "a.png", gray)
     save(tmp_path / "scans" / "b.png", np.full((16, 16, 3), 77, np.uint8))  # RGB file
-    ramp = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)  # 16-bit: 0..65535
-    save(tmp_path / "scans" / "c.png", ramp)
 
     data = load_split("folder", tmp_path, "train", image_size=16, channels=1)
-    images, _ = data[[0, 1, 2]]
-    assert tuple(images.shape) == (3, 1, 16, 16)
+    images, _ = data[[0, 1]]
+    assert tuple(images.shape) == (2, 1, 16, 16) and images.dtype == torch.uint8
     assert torch.equal(images[0, 0], torch.from_numpy(gray))
     assert (images[1] == 77).all()
-    # PIL alone clips 16-bit values to 255 (an all-white scan); they must be scaled instead.
-    assert torch.equal(images[2, 0], torch.arange(256).view(16, 16).to(torch.uint8))
     rgb = load_split("folder", tmp_path, "train", image_size=16, channels=3)[[0]][0]
     assert tuple(rgb.shape) == (1, 3, 16, 16) and torch.equal(rgb[0, 0], rgb[0, 2])
+    # A 16-bit scan keeps its 16 bits (PIL alone clips them to 255; 8 bits would drop 8), so
+    # its folder reads every file as it is: one RGB file among grayscale ones is named.
+    ramp = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)  # 16-bit: 0..65535
+    save(tmp_path / "scans" / "c.png", ramp)
+    with pytest.raises(ConfigError, match="b.png has 3 bands of uint8 but .*a.png has 1 band"):
+        load_split("folder", tmp_path, "train", image_size=16, channels=1)
+    (tmp_path / "scans" / "a.png").unlink()
+    (tmp_path / "scans" / "b.png").unlink()
+    images = load_split("folder", tmp_path, "train", image_size=16, channels=None)[[0]][0]
+    assert images.dtype == torch.uint16 and torch.equal(images[0, 0], torch.from_numpy(ramp))
 
 
 def test_folder_applies_exif_orientation(tmp_path: Path) -> None:

@@ -35,4 +35,5 @@ def test_the_presets_are_the_ones_the_datasets_had() -> None:
     digits = {"crop_scale": [0.25, 1.0], "flip_p": 0.0}
     assert {n: s.augment.as_dict() for n, s in DATASETS.items() if s.augment.as_dict()} == {
         "mnist": digits, "kmnist": digits, "usps": digits, "digits": digits,
-        "fashionmnist": {"crop_scale": [0.25, 1.0]}, "svhn": {"flip_p": 0.0}}
+        "fashionmnist": {"crop_scale": [0.25, 1.0]}, "svhn": {"flip_p": 0.0},
+        "ucmerced": {"preset": "aerial", "rotate_p": 0.75, "vflip_p": 0.5}}  # issue 22

@@ -90,3 +90,38 @@ def test_image_size_reaches_vits_only() -> None:
         assert vit(images(4, size=32)).shape == (2, vit.out_dim)
     cnn = timm_encoder("timm:test_resnet", 4, image_size=32)  # no img_size argument: left out
     assert cnn.out_dim == cnn.num_features
+
+
+def test_build_backbone_takes_timm_names_and_refuses_what_timm_models_lack() -> None:
+    from tribyol.nets import build_backbone, is_backbone
+
+    net = build_backbone("timm:test_resnet", in_channels=5, image_size=16)
+    assert net.out_dim == net.num_features and net(images(5)).shape == (2, net.out_dim)
+    assert is_backbone("timm:test_resnet") and is_backbone("resnet18")
+    assert not is_backbone("timm:nonexistent") and not is_backbone("resnet19")
+    for kwargs, word in (({"norm": "gn"}, "model.norm=gn"), ({"small_stem": True}, "small_stem")):
+        with pytest.raises(ConfigError, match=word):
+            build_backbone("timm:test_resnet", in_channels=3, image_size=16, **kwargs)
+    with pytest.raises(ConfigError, match="model.weights is for timm backbones"):
+        build_backbone("resnet18", in_channels=3, image_size=16, weights="any.pt")
+
+
+def test_activation_checkpointing_on_timm_resnets_gives_the_same_gradients() -> None:
+    from tribyol.nets import build_backbone
+
+    torch.manual_seed(0)
+    plain = build_backbone("timm:test_resnet", in_channels=3, image_size=16)
+    torch.manual_seed(0)
+    recomputed = build_backbone("timm:test_resnet", in_channels=3, image_size=16,
+                                activation_checkpointing=True)
+    assert recomputed.state_dict().keys() == plain.state_dict().keys()  # exports unchanged
+    assert type(recomputed.layer1).__name__ == "_CheckpointedStage"
+    x = images(3, b=4).requires_grad_(False)
+    for net in (plain, recomputed):
+        net(x).square().sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), recomputed.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+    torch.testing.assert_close(plain.bn1.running_mean, recomputed.bn1.running_mean)
+    torch.testing.assert_close(plain.layer1[0].bn1.running_var, recomputed.layer1[0].bn1.running_var)
+    with pytest.raises(ConfigError, match="activation_checkpointing"):
+        build_backbone("timm:test_vit", in_channels=3, image_size=32, activation_checkpointing=True)

@@ -25,7 +25,10 @@ def to_float(images: Tensor, scale: float | None = None,
     ``tribyol.data.band_stats.scale_and_clip``, which the statistics are computed with."""
     if scale is None:
         scale = 255.0 if images.dtype == torch.uint8 else 1.0
-    x = images.float() / scale
+    x = images.float()
+    # in place on the new float copy (the uint8 path's one allocation, as before); float32
+    # input is the caller's own tensor, so it gets a new one
+    x = x.div_(scale) if x is not images else x / scale
     if value_range is not None:
         bounds = torch.as_tensor(value_range, dtype=x.dtype, device=x.device).reshape(-1, 2)
         low, high = bounds[:, 0].view(1, -1, 1, 1), bounds[:, 1].view(1, -1, 1, 1)

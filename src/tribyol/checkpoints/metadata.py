@@ -18,9 +18,10 @@ from torch import nn
 from tribyol.channels import channel_stats
 from tribyol.config import NORMS, RunConfig, to_dict
 from tribyol.config.structured import build_dataclass
+from tribyol.data.formats import DTYPES
 from tribyol.errors import CheckpointError
 from tribyol.methods.supervised import imagenet_stem
-from tribyol.nets import BACKBONES, build_backbone, uses_small_stem
+from tribyol.nets import BACKBONES, TIMM_PREFIX, build_backbone, is_backbone, uses_small_stem
 
 ENCODER_FORMAT = "tribyol-encoder-v1"
 
@@ -70,6 +71,18 @@ class EncoderInfo:
     pretrain_seed: int | None = None
     stem: str | None = None  # "random 3x3": supervised-imagenet without ImageNet's 7x7 stem
     settings: str | None = None  # run_settings as JSON: what tells configurations apart
+    # The input transform evaluation rebuilds: the pixels' dtype, the scale they are divided by
+    # and the clip range (JSON: one [low, high] per band, in scaled units) before mean/std.
+    # None in exports from before they were recorded: uint8 / 255, as those all were.
+    bands: int | None = None  # = in_channels; recorded so a reader need not know our names
+    dtype: str | None = None
+    scale: float | None = None
+    value_range: str | None = None
+
+    @property
+    def clip(self) -> list[list[float]] | None:
+        """``value_range`` parsed: one [low, high] per band, or None."""
+        return json.loads(self.value_range) if self.value_range else None
 
     def to_metadata(self) -> dict[str, str]:
         meta = {"format": ENCODER_FORMAT}
@@ -154,7 +167,7 @@ def _stats_fit(values: tuple[float, ...], info: dict[str, Any]) -> bool:
 # What each metadata field must be: an encoder built from a bad value fails far from the
 # cause, or worse scores at chance (a NaN mean, a zero std) without a word.
 _CHECKS: dict[str, Any] = {
-    "backbone": lambda v, _: v in BACKBONES,
+    "backbone": lambda v, _: is_backbone(v),
     "in_channels": _count(1),
     "image_size": _count(1),
     "width": _count(1),
@@ -168,11 +181,15 @@ _CHECKS: dict[str, Any] = {
     "steps_done": _count(0),
     "epochs_planned": _count(0),
     "epochs_done": lambda v, _: math.isfinite(v) and v >= 0,
+    "bands": lambda v, info: v == info.get("in_channels", v),
+    "dtype": lambda v, _: v in DTYPES,
+    "scale": lambda v, _: math.isfinite(v) and v > 0,
+    "value_range": lambda v, _: _value_range_ok(v),
 }
 
 
 _RULES = {
-    "backbone": f"one of {', '.join(BACKBONES)}",
+    "backbone": f"one of {', '.join(BACKBONES)}, or {TIMM_PREFIX}NAME of a timm model",
     "in_channels": "a positive integer",
     "image_size": "a positive integer",
     "small_stem": "true or false",
@@ -187,7 +204,24 @@ _RULES = {
     "steps_done": "an integer >= 0",
     "epochs_planned": "an integer >= 0",
     "epochs_done": "a finite number >= 0",
+    "bands": "in_channels",
+    "dtype": f"one of {', '.join(DTYPES)}",
+    "scale": "a positive finite number",
+    "value_range": "JSON [[low, high], ...] with low < high",
 }
+
+
+def _value_range_ok(text: str) -> bool:
+    try:
+        pairs = json.loads(text)
+        return all(len(p) == 2 and float(p[0]) < float(p[1]) for p in pairs)
+    except (ValueError, TypeError):
+        return False
+
+
+def small_stem_of(backbone: str, image_size: int, small_stem: bool | None) -> bool:
+    """Whether the encoder has tribyol's small ResNet stem (a timm model keeps its own: no)."""
+    return False if backbone.startswith(TIMM_PREFIX) else uses_small_stem(image_size, small_stem)
 
 
 def run_settings(cfg: RunConfig, info: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,7 +233,7 @@ def run_settings(cfg: RunConfig, info: Mapping[str, Any]) -> dict[str, Any]:
     records whose settings differ, and the records' ``config_id`` hashes them."""
     tree = to_dict(cfg)
     m, d = cfg.model, cfg.data
-    small = uses_small_stem(int(info["image_size"]), m.small_stem)
+    small = small_stem_of(m.backbone, int(info["image_size"]), m.small_stem)
     method = dict(tree["method"])
     if method.get("weights"):  # supervised-imagenet's file: the same file anywhere is the same
         method["weights"] = Path(str(method["weights"])).name
@@ -208,6 +242,8 @@ def run_settings(cfg: RunConfig, info: Mapping[str, Any]) -> dict[str, Any]:
         "model": {"backbone": m.backbone, "width": m.width, "small_stem": small,
                   "stem": imagenet_stem(cfg.method.get("name"), m.backbone, small),
                   "hidden_dim": m.hidden_dim, "proj_dim": m.proj_dim, "sync_bn": m.sync_bn,
+                  # A timm model's starting weights, by file name (as method.weights above).
+                  **({"weights": Path(m.weights).name} if m.weights else {}),
                   # Only when not BatchNorm: the settings (and config ids) of bn runs stay those
                   # recorded before model.norm existed.
                   **({"norm": m.norm, "norm_groups": m.norm_groups} if m.norm != "bn" else {})},
@@ -218,8 +254,19 @@ def run_settings(cfg: RunConfig, info: Mapping[str, Any]) -> dict[str, Any]:
         "data": {"dataset": d.dataset, "images": info.get("num_train_images"),
                  "classes": info.get("num_classes"), "channels": info.get("channels"),
                  "size": info.get("image_size"), "limit": d.limit, "resize": d.resize,
-                 "monitor_fraction": d.monitor_fraction},
+                 "monitor_fraction": d.monitor_fraction, **_pixel_settings(info)},
     }
+
+
+def _pixel_settings(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The dtype, scale and clip range where not uint8 / 255 / none: the settings (and config
+    ids) of uint8 runs stay those recorded before these existed."""
+    dtype, scale = info.get("dtype", "uint8"), float(info.get("scale", 255.0))
+    if dtype == "uint8" and scale == 255.0 and not info.get("value_range"):
+        return {}
+    ranges = info.get("value_range")
+    return {"dtype": dtype, "scale": scale,
+            "value_range": [list(p) for p in ranges] if ranges else None}
 
 
 def encoder_info(ckpt: dict[str, Any]) -> EncoderInfo:
@@ -243,7 +290,7 @@ def encoder_info(ckpt: dict[str, Any]) -> EncoderInfo:
         backbone=m.backbone,
         in_channels=int(info["channels"]),
         image_size=int(info["image_size"]),
-        small_stem=uses_small_stem(info["image_size"], m.small_stem),
+        small_stem=small_stem_of(m.backbone, int(info["image_size"]), m.small_stem),
         mean=tuple(float(v) for v in info["mean"]),
         std=tuple(float(v) for v in info["std"]),
         width=m.width,
@@ -264,6 +311,11 @@ def encoder_info(ckpt: dict[str, Any]) -> EncoderInfo:
         pretrain_seed=cfg.train.seed,
         stem=settings["model"]["stem"],
         settings=json.dumps(settings, sort_keys=True, default=str),
+        bands=int(info["channels"]),
+        dtype=info.get("dtype", "uint8"),
+        scale=float(info.get("scale", 255.0)),
+        value_range=json.dumps([list(p) for p in info["value_range"]])
+        if info.get("value_range") else None,
     )
 
 

@@ -15,12 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tribyol.config.augment import (  # noqa: F401 (the augment section, re-exported)
+    DEFAULT_EXTRA_VIEWS,
+    EXTRA_VIEWS,
+    PROBABILITY,
+    AugmentConfig,
+    check_augment,
+)
 from tribyol.config.fields import (
     Rule,
     at_least,
     check_fields,
     non_negative,
-    one_of,
     option,
     option_name,
     positive,
@@ -34,11 +40,19 @@ PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true")
 # convolutions); the heads follow it (docs/methods.md).
 NORMS = ("bn", "gn", "gn-ws")
 SEED_LIMIT = 2**32  # NumPy's seeds, and so Lightning's, must be in [0, 2**32)
-PROBABILITY = within(0, 1, "[]")
 # Views past 8192 px are a typo, not a tile: one float32 batch of 32 RGB views of 8192 px
 # already takes 26 GB (100000 px: 3.8 TB).
 MAX_IMAGE_SIZE = 8192
 IMAGE_SIZE = within(8, MAX_IMAGE_SIZE, "[]")
+
+
+def _value_range_ok(value: Any) -> bool:
+    pairs = list(value or ())
+    return (len(pairs) >= 2 and len(pairs) % 2 == 0
+            and all(lo < hi for lo, hi in zip(pairs[::2], pairs[1::2], strict=True)))
+
+
+VALUE_RANGE = Rule(_value_range_ok, "[low, high] (or pairs, one per band, flat) with low < high")
 
 
 def _devices_ok(value: Any) -> bool:
@@ -64,8 +78,27 @@ class DataConfig:
     # and views crop from those.
     resize: int | None = option(None, "folders: the decoded size views are cropped from",
                                 rule=IMAGE_SIZE, default_text="image_size * 8/7, ImageNet's 256 for 224")
-    channels: int = option(3, "folders: 3 (RGB) or 1 (grayscale); config.yaml records the loaded value",
-                           rule=one_of((1, 3)))
+    channels: int | None = option(
+        None, "folders: the band count, 1 to 64 (1 or 3 for JPEG/8-bit PNG: grayscale or RGB); "
+        "config.yaml records the loaded value", rule=within(1, 64, "[]"),
+        default_text="the files' own (TIFF, DICOM, .npy, 16-bit PNG); 3 for JPEG/8-bit PNG")
+    layout: str = option("auto", ".npy files: axis order [C, H, W] or [H, W, C]",
+                         choices=("auto", "CHW", "HWC"))
+    scale: float | None = option(None, "pixels are divided by this (e.g. 10000 for Sentinel-2)",
+                                 rule=positive(), default_text="255 for uint8, 1 otherwise")
+    value_range: list[float] | None = option(
+        None, "clip to [low, high] after scaling (e.g. a CT window [-1000, 400]), or one pair per "
+        "band, flat: [low1, high1, low2, high2, ...]", rule=VALUE_RANGE, each=False,
+        default_text="no clipping")
+    stats: str = option("auto", "normalisation mean/std: the preset's, or per band from a seeded "
+                        "sample of the training images (data)", choices=("auto", "preset", "data"),
+                        default_text="auto: data for TIFF/DICOM/.npy/16-bit folders, else the preset's")
+    stats_sample: int = option(512, "training images read for data statistics", rule=at_least(1))
+    # Written by the run (config.yaml records the statistics it normalised with); given, they win.
+    mean: list[float] | None = option(None, "per-band normalisation mean, in scaled units",
+                                      default_text="from data.stats")
+    std: list[float] | None = option(None, "per-band normalisation std, in scaled units",
+                                     rule=positive(), default_text="from data.stats")
     limit: int | None = option(None, "a seeded, stratified subset of N training images",
                                rule=at_least(1), default_text="all")
     on_device: bool = option(True, "hold in-memory datasets as one uint8 tensor on the device")
@@ -77,45 +110,14 @@ class DataConfig:
                               rule=at_least(0))
 
 
-# How a method with three or more views sets the blur / solarize probabilities of the views past
-# BYOL's pair (docs/methods.md, "The third view"): "cycle" (the per-view lists cycled, so v''
-# copies v), "byol-pairs" (every view past v drawn like v', so each pair with the anchor v is
-# BYOL's asymmetric pair), "uniform" (every view from one distribution, the mean of BYOL's pair).
-# Two-view methods always get BYOL's pair. The default is this one constant: byol-pairs led the
-# CPU ablation on its test carve; on a validation carve no third view is told apart, and it stays
-# by the rule of configs/grids/third_view_validation.yaml (RESULTS.md A1; docs/methods.md why).
-EXTRA_VIEWS = ("cycle", "byol-pairs", "uniform")
-DEFAULT_EXTRA_VIEWS = "byol-pairs"
-
-
-@dataclass
-class AugmentConfig:
-    """Batched augmentation; defaults follow BYOL's recipe (Grill et al. 2020, table 6)."""
-
-    crop_scale: tuple[float, float] = option((0.08, 1.0), "random resized crop: area range")
-    crop_ratio: tuple[float, float] = option((3 / 4, 4 / 3), "random resized crop: aspect range")
-    flip_p: float = option(0.5, "horizontal flip probability", rule=PROBABILITY)
-    jitter_p: float = option(0.8, "colour jitter probability", rule=PROBABILITY)
-    brightness: float = option(0.4, "colour jitter: brightness strength", rule=non_negative())
-    contrast: float = option(0.4, "colour jitter: contrast strength", rule=non_negative())
-    saturation: float = option(0.2, "colour jitter: saturation strength", rule=non_negative())
-    hue: float = option(0.1, "colour jitter: hue strength", rule=within(0, 0.5, "[]"))
-    grayscale_p: float = option(0.2, "grayscale probability", rule=PROBABILITY)
-    blur_p: list[float] | None = option(
-        None, "per-view blur probabilities (BYOL's asymmetric pair)", rule=PROBABILITY,
-        default_text="BYOL's [1.0, 0.1] above blur_min_size px, none at or below it")
-    blur_min_size: int = option(32, "views of at most this size are not blurred by default",
-                                rule=at_least(0))
-    blur_sigma: tuple[float, float] = option((0.1, 2.0), "Gaussian blur: sigma range")
-    solarize_p: list[float] = option(help="per-view solarization probabilities", rule=PROBABILITY,
-                                     default_factory=lambda: [0.0, 0.2])
-    extra_views: str = option(DEFAULT_EXTRA_VIEWS, "how the views past BYOL's pair are augmented",
-                             choices=EXTRA_VIEWS)
-
-
 @dataclass
 class ModelConfig:
-    backbone: str = option("convnet", "the encoder: convnet, resnet18 or resnet50")
+    backbone: str = option("convnet", "the encoder: convnet, resnet18, resnet50, or timm:NAME "
+                                      "(any timm architecture, e.g. timm:convnext_tiny)")
+    weights: str | None = option(None, "timm backbones: a local weights file (.safetensors or "
+                                       "a torch state dict) to start from, its first conv "
+                                       "adapted to the data's bands; nothing is downloaded",
+                                 default_text="random initialisation")
     small_stem: bool | None = option(None, "ResNets: a 3x3 stem without max-pool",
                                      default_text="on for views of <= 64 px")
     width: int = option(32, "the ConvNet's base width", rule=at_least(1))
@@ -277,13 +279,7 @@ def validate_values(cfg: RunConfig) -> None:
     check_fields(cfg, lambda name: name)
     for section in ("data", "augment", "model", "optim", "train"):
         check_fields(getattr(cfg, section), lambda name, section=section: f"{section}.{name}")
-    v = cfg.augment  # [low, high] pairs (OmegaConf holds them to two numbers)
-    require(0 < v.crop_scale[0] <= v.crop_scale[1] <= 1,
-            f"augment.crop_scale must be [a, b] with 0 < a <= b <= 1, got {list(v.crop_scale)}")
-    require(0 < v.crop_ratio[0] <= v.crop_ratio[1],
-            f"augment.crop_ratio must be [a, b] with 0 < a <= b, got {list(v.crop_ratio)}")
-    require(0 < v.blur_sigma[0] <= v.blur_sigma[1],
-            f"augment.blur_sigma must be [a, b] with 0 < a <= b, got {list(v.blur_sigma)}")
+    check_augment(cfg.augment)
     monitor, every = cfg.data.monitor_fraction, cfg.train.knn_every_epochs
     require((monitor > 0) == (every > 0),
             f"the online kNN monitor needs both data.monitor_fraction > 0 (the labelled images "
@@ -293,7 +289,3 @@ def validate_values(cfg: RunConfig) -> None:
     require(not (m.sync_bn and m.norm != "bn"),
             f"model.sync_bn=true synchronises BatchNorm, but model.norm={m.norm} has none; set "
             "model.sync_bn=false (GroupNorm needs no synchronising) or model.norm=bn")
-    for name in ("blur_p", "solarize_p"):
-        require(v.extra_views == "cycle" or len(getattr(v, name) or []) <= 2,
-                f"augment.{name} with more than two entries sets each view itself, which needs "
-                f"augment.extra_views=cycle (got {v.extra_views}); or give BYOL's pair [p_v, p_v']")

@@ -1,4 +1,4 @@
-"""Datasets: a registry of specs whose readers yield uint8 image batches."""
+"""Datasets: a registry of specs whose readers yield image batches in the pixels' own dtype."""
 
 from tribyol.data.images import BadImageError, FolderImages, TensorImages
 from tribyol.data.readers import read_idx

@@ -44,7 +44,7 @@ def pretrain_subset(root: Path, sub: Path, per_class: int, test_fraction: float 
             raise FileExistsError(f"{tmp} holds files this function did not write ({foreign[:3]}); "
                                   "move it away")
         shutil.rmtree(tmp)
-    train = load_split("folder", root, "train", image_size=32, channels=3)
+    train = load_split("folder", root, "train", image_size=32, channels=None)
     written = []
     picked = outside_carve(train.labels, per_class, test_fraction, seed, validation_fraction)
     for i in picked.tolist():  # outside eval's carves
@@ -68,7 +68,7 @@ def validation_manifest(root: Path, test_fraction: float, validation_fraction: f
     --validation-from-train validation_fraction --split-seed seed`` scores on the folder
     ``root``: its parameters, images per class and the sha256 of its sorted ``class/file``
     names (the digest whose first 12 digits end the records' ``test_split``)."""
-    train = load_split("folder", root, "train", image_size=32, channels=3)
+    train = load_split("folder", root, "train", image_size=32, channels=None)
     labels = torch.as_tensor(train.labels).long().cpu()
     known = (labels >= 0).nonzero().flatten()  # as tribyol eval draws it
     _train, scored = carve_from_train(labels[known], test_fraction, seed, validation_fraction)

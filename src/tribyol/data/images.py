@@ -1,6 +1,7 @@
-"""Image sets that yield whole uint8 batches: in-memory tensors and lazily decoded folders.
+"""Image sets that yield whole batches: in-memory tensors and lazily decoded folders.
 
-Both are indexed with a *list* of indices and return ``(uint8 [B, C, H, W], int64 [B])``, so a
+Both are indexed with a *list* of indices and return ``(pixels [B, C, H, W], int64 [B])``, the
+pixels in their own dtype (uint8, uint16, int16 or float32; ``tribyol.data.formats``), so a
 batch is one fancy-index for in-memory data, with no per-sample Python. Label -1 = unlabelled.
 """
 
@@ -19,8 +20,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from tribyol.data import arrays
 from tribyol.data.scan import scan_classes
-from tribyol.errors import BadImageError
+from tribyol.errors import BadImageError, ConfigError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -37,7 +39,8 @@ def class_map(own: Sequence[str], classes: Sequence[str]) -> list[int]:
 
 
 class TensorImages(Dataset):
-    """A whole dataset held as one uint8 tensor ``[N, C, H, W]`` (on CPU or the device).
+    """A whole dataset held as one tensor ``[N, C, H, W]`` (on CPU or the device), in one of
+    ``arrays.TORCH_DTYPES`` (uint8 for the presets).
 
     ``info``: what the reader wants recorded with a run (e.g. the UC Merced split manifest);
     carried by ``to`` and ``subset``.
@@ -45,8 +48,9 @@ class TensorImages(Dataset):
 
     def __init__(self, images: Tensor, labels: Tensor, classes: Sequence[str] = (),
                  info: dict | None = None) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {images.shape}")
+        if images.dtype not in arrays.TORCH_DTYPES.values() or images.ndim != 4:
+            raise ValueError("images must be uint8, uint16, int16 or float32 [N, C, H, W], got "
+                             f"{images.dtype} {images.shape}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
@@ -69,6 +73,11 @@ class TensorImages(Dataset):
     @property
     def image_size(self) -> int:
         return self.images.shape[-1]
+
+    @property
+    def dtype(self) -> str:
+        """The pixels' dtype name, e.g. ``"uint8"``."""
+        return str(self.images.dtype).removeprefix("torch.")
 
     def to(self, device: torch.device | str) -> TensorImages:
         return TensorImages(self.images.to(device), self.labels.to(device), self.classes, self.info)
@@ -184,6 +193,12 @@ class FolderImages(Dataset):
     a blank image labelled -1, unlabelled, so that they are left out rather than scored as a
     copy of another image, or, with ``bad_images="error"``, raise ``BadImageError`` naming the
     file.
+
+    A folder holding TIFF, DICOM, ``.npy`` or 16-bit PNG files (``arrays.needs_arrays``) keeps
+    its pixels' own dtype and any band count: ``formats.folder_format`` reads its one band
+    count and dtype from every file's header once, here (mixed ones, or a count that is not
+    ``channels``, are one ``ConfigError`` naming a file). Others are decoded by PIL to uint8,
+    ``channels`` 1 (grayscale) or 3 (RGB; the default when ``channels`` is None).
     """
 
     def __init__(
@@ -191,8 +206,9 @@ class FolderImages(Dataset):
         root: str | Path,
         image_size: int = 224,
         resize: int | None = None,
-        channels: int = 3,
+        channels: int | None = None,
         bad_images: str = "skip",
+        layout: str = "auto",
     ) -> None:
         self.root = Path(root)
         self.classes, self.samples = scan_classes(self.root)
@@ -200,7 +216,16 @@ class FolderImages(Dataset):
         self.image_size = image_size  # the side of the decoded squares
         self.view_size = image_size  # the side of the views made from them (pre-training sets it)
         self.resize = resize or image_size
-        self.channels = channels
+        self.layout = layout  # .npy axis order (formats.LAYOUTS)
+        self.format = None  # ImageFormat for the array path; None: PIL's uint8 path
+        if arrays.needs_arrays([p for p, _ in self.samples]):
+            self.format = arrays.array_folder_format([p for p, _ in self.samples], channels, layout)
+        elif channels not in (None, 1, 3):
+            raise ConfigError(f"data.channels is {channels} but {self.root} holds JPEG/8-bit "
+                              "images, which are read as 1 (grayscale) or 3 (RGB) channels; set "
+                              "data.channels to 1 or 3, or use TIFF/.npy files for more bands")
+        self.channels = self.format.bands if self.format else (channels or 3)
+        self.dtype = self.format.dtype if self.format else "uint8"
         self.bad_images = bad_images
         self.bad_files: set[str] = set()
 
@@ -227,8 +252,10 @@ class FolderImages(Dataset):
         """SHA-256 over each file's path, label, size, mtime and inode (and the decoding
         settings): a file edited, replaced, added, removed, or moved or swapped into another
         class changes it, without an image being decoded."""
-        digest = hashlib.sha256(
-            f"{self.image_size}|{self.resize}|{self.channels}|{'|'.join(self.classes)}\n".encode())
+        head = f"{self.image_size}|{self.resize}|{self.channels}|{'|'.join(self.classes)}\n"
+        if self.format:  # PIL-path folders keep the digests (and feature caches) they had
+            head += f"{self.dtype}|{self.layout}\n"
+        digest = hashlib.sha256(head.encode())
         for path, label in self.samples:
             try:
                 st = os.stat(path)
@@ -250,6 +277,9 @@ class FolderImages(Dataset):
         sides = []
         for path, _ in self.samples[::step][:sample]:
             try:
+                if self.format:
+                    sides.append(arrays.shorter_side(path, self.layout))
+                    continue
                 with Image.open(path) as img:
                     sides.append(min(img.size))
             except Exception:  # a corrupt file: the loader skips or reports it later
@@ -263,6 +293,12 @@ class FolderImages(Dataset):
         from PIL import Image, ImageOps
 
         path = self.samples[i][0]
+        if self.format:
+            x = arrays.decode_array(path, self.resize, self.image_size, self.layout)
+            if (x.shape[0], str(x.dtype).removeprefix("torch.")) != (self.channels, self.dtype):
+                raise BadImageError(f"{path} has {x.shape[0]} bands of {x.dtype} but the folder "
+                                    f"has {self.channels} of {self.dtype}")
+            return x
         try:
             with Image.open(path) as img:
                 img.load()
@@ -292,7 +328,7 @@ class FolderImages(Dataset):
                                 name, len(self.bad_files))
                 if self.bad_images == "drop":
                     blank = torch.zeros((self.channels, self.image_size, self.image_size),
-                                        dtype=torch.uint8)
+                                        dtype=arrays.TORCH_DTYPES[self.dtype])
                     return blank, -1
         raise BadImageError(f"no image under {self.root} can be decoded")
 

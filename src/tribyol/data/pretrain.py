@@ -18,10 +18,12 @@ from typing import Any
 
 from tribyol.channels import channel_stats
 from tribyol.config import RunConfig
+from tribyol.data.band_stats import band_stats, check_value_range, default_scale
 from tribyol.data.carves import SUBSET_MANIFEST
 from tribyol.data.images import FolderImages
 from tribyol.data.registry import get_spec, load_split
 from tribyol.data.sampling import limit_dataset
+from tribyol.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ def load_pretrain_data(cfg: RunConfig) -> Any:
         image_size=d.image_size or spec.image_size,
         channels=d.channels,
         bad_images=d.bad_images,
+        layout=d.layout,
     )
     if isinstance(dataset, FolderImages):
         view = folder_view_size(cfg, dataset)
@@ -92,11 +95,26 @@ class DataInfo:
     # (``pretrain_source``): {"root": the resolved data.root, "subset": its subset.json or None}.
     # None in checkpoints from before it was recorded.
     source: dict[str, Any] | None = None
+    # The pixels' dtype in memory and how the view pipeline turns them into floats
+    # (``tribyol.augment.bands.to_float(images, scale, value_range)``), before ``mean``/``std``:
+    # ``scale`` resolved (255 for uint8), ``value_range`` one [low, high] per band or None.
+    # Checkpoints from before they were recorded hold uint8 data: the defaults are theirs.
+    dtype: str = "uint8"
+    scale: float = 255.0
+    value_range: tuple[tuple[float, float], ...] | None = None
+    stats: str = "preset"  # where mean/std came from: preset, data (train images) or config
+
+    @property
+    def bands(self) -> int:
+        return self.channels
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DataInfo:
         """From the plain dict a checkpoint's hyper-parameters hold (lists for tuples)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        out = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        if out.get("value_range") is not None:
+            out["value_range"] = tuple(tuple(float(x) for x in p) for p in out["value_range"])
+        return cls(**out)
 
 
 def pretrain_source(cfg: RunConfig) -> dict[str, Any]:
@@ -119,8 +137,11 @@ def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:
     spec = get_spec(cfg.data.dataset)
     channels = getattr(dataset, "channels", spec.channels)
     num_classes = len(getattr(dataset, "classes", ()) or ()) or spec.num_classes
-    # The spec's statistics carried to the loaded channel count, by the rule evaluation uses.
-    mean, std = channel_stats(spec.mean, channels), channel_stats(spec.std, channels)
+    dtype = getattr(dataset, "dtype", "uint8")
+    ranges = check_value_range(cfg.data.value_range and _pairs(cfg.data.value_range), channels)
+    value_range = None if ranges is None else tuple(tuple(map(float, p)) for p in ranges.tolist())
+    scale = default_scale(dtype, cfg.data.scale)
+    mean, std, stats = normalisation(cfg, dataset, channels, scale, value_range)
     return DataInfo(
         channels=channels,
         # A folder knows the size its views are made at (its images' own by default).
@@ -130,4 +151,54 @@ def data_info_for(cfg: RunConfig, dataset: Any) -> DataInfo:
         mean=tuple(mean),
         std=tuple(std),
         source=pretrain_source(cfg),
+        dtype=dtype,
+        scale=scale,
+        value_range=value_range,
+        stats=stats,
     )
+
+
+def _pairs(flat: list[float]) -> list[list[float]]:
+    """``data.value_range`` as written (flat) -> one pair, or one pair per band."""
+    pairs = [list(flat[i:i + 2]) for i in range(0, len(flat), 2)]
+    return pairs[0] if len(pairs) == 1 else pairs
+
+
+def _train_reader(dataset: Any) -> tuple[list[Any], Any]:
+    """The training images' keys and a reader of one as numpy ``[C, H, W]``: a folder's files
+    (``formats.read_image``), or an in-memory set's indices."""
+    if isinstance(dataset, FolderImages):
+        return [path for path, _ in dataset.samples], None
+    images = dataset.images
+    return list(range(len(images))), lambda i: images[i].cpu().numpy()
+
+
+def normalisation(cfg: RunConfig, dataset: Any, channels: int, scale: float,
+                  value_range: Any) -> tuple[tuple[float, ...], tuple[float, ...], str]:
+    """Per-band (mean, std) and where they came from: ``data.mean``/``data.std`` when given;
+    with ``data.stats`` data (``auto``: for TIFF/DICOM/.npy/16-bit folders) a seeded
+    (``train.seed``) sample of ``dataset``, the *training* images only (the monitor's and any
+    carved test images have left it), in the units ``to_float`` gives; else the preset's."""
+    d = cfg.data
+    if d.mean is not None or d.std is not None:
+        try:
+            mean = channel_stats(tuple(d.mean or ()), channels)
+            std = channel_stats(tuple(d.std or ()), channels)
+        except ValueError as err:
+            raise ConfigError(f"data.mean / data.std: {err}; give one value or {channels} "
+                              "(both), or leave them out to compute them") from None
+        return mean, std, "config"
+    mode = d.stats
+    if mode == "auto":
+        mode = "data" if getattr(dataset, "format", None) is not None else "preset"
+    if mode == "data":
+        keys, reader = _train_reader(dataset)
+        mean, std = band_stats(keys, d.stats_sample, cfg.train.seed, scale, value_range, reader)
+        return mean, std, "data"
+    spec = get_spec(d.dataset)
+    try:  # the spec's statistics carried to the loaded channel count, as evaluation does
+        return channel_stats(spec.mean, channels), channel_stats(spec.std, channels), "preset"
+    except ValueError:
+        raise ConfigError(f"the {d.dataset} preset's statistics are for {len(spec.mean)} "
+                          f"channels, the data has {channels}; set data.stats=data to compute "
+                          "them from the training images") from None

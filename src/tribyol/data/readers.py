@@ -237,8 +237,9 @@ def read_folder(
     download: bool = False,
     image_size: int = 224,
     resize: int | None = None,
-    channels: int = 3,
+    channels: int | None = None,
     bad_images: str = "skip",
+    layout: str = "auto",
     **_: Any,
 ) -> FolderImages:
     """``root/<split>/<class>/*`` when such split folders exist, else ``root/<class>/*``."""
@@ -254,4 +255,4 @@ def read_folder(
         raise DatasetNotFoundError(
             f"{root} has no test/ folder; evaluation needs ROOT/test/<class>/<images>"
         )
-    return FolderImages(folder, image_size, resize, channels, bad_images)
+    return FolderImages(folder, image_size, resize, channels, bad_images, layout)

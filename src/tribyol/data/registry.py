@@ -29,6 +29,13 @@ class AugmentPreset:
 
     crop_scale: tuple[float, float] | None = None
     flip_p: float | None = None
+    # The named presets' keys (augment.preset; docs/data.md, "Augmentation for N bands").
+    preset: str | None = None
+    recipe: str | None = None
+    noise_p: float | None = None
+    band_drop_p: float | None = None
+    rotate_p: float | None = None
+    vflip_p: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The values set, as an ``augment:`` section holds them (pairs as lists)."""
@@ -40,6 +47,20 @@ class AugmentPreset:
 # Per-dataset augmentation presets.
 DIGIT_AUGMENT = AugmentPreset(crop_scale=(0.25, 1.0), flip_p=0.0)  # flips change a digit's meaning
 GRAY_SMALL_AUGMENT = AugmentPreset(crop_scale=(0.25, 1.0))  # 28 px: an 8 % crop keeps too little
+
+# The named presets (augment.preset: NAME), put under the user's own augment keys and over a
+# dataset's. Overhead imagery has no "up": rotations by 90 degrees (rotate_p 0.75 makes the
+# number of quarter turns uniform) and flips give all 8 symmetries of the square, equally likely.
+AERIAL = AugmentPreset(preset="aerial", rotate_p=0.75, vflip_p=0.5)
+AUGMENT_PRESETS: dict[str, AugmentPreset] = {
+    "aerial": AERIAL,
+    # Satellite tiles (Sentinel-2, 13 bands): overhead, so aerial's symmetries; the band ops.
+    "multispectral": AugmentPreset(preset="multispectral", recipe="bands", rotate_p=0.75,
+                                   vflip_p=0.5),
+    # CT, X-ray, microscopy (1 band, 12-16 bit or float): the band ops (brightness and contrast
+    # as a window change, noise); one band, so nothing to drop.
+    "grayscale16": AugmentPreset(preset="grayscale16", recipe="bands", band_drop_p=0.0),
+}
 
 
 @dataclass(frozen=True)
@@ -90,7 +111,7 @@ DATASETS: dict[str, DatasetSpec] = {
         # decoded once to 256 px in memory, views at 224 (BYOL's blur, the 7x7 ResNet stem).
         DatasetSpec("ucmerced", channels=3, image_size=ucmerced.VIEW_SIZE,
                     num_classes=len(ucmerced.CLASSES), mean=ucmerced.MEAN, std=ucmerced.STD,
-                    reader=ucmerced.read_ucmerced),
+                    reader=ucmerced.read_ucmerced, augment=AERIAL),
         DatasetSpec("folder", channels=3, image_size=224, num_classes=0, mean=IMAGENET_MEAN,
                     std=IMAGENET_STD, reader=read_folder, in_memory=False),
     )

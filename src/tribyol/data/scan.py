@@ -8,7 +8,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm",
+                    ".npy", ".dcm", ".dicom")  # the last three: tribyol.data.formats
 
 
 def _hidden(path: Path, root: Path) -> bool:

@@ -70,7 +70,7 @@ def build_encoder(cfg: RunConfig, info: DataInfo) -> nn.Module:
     m = cfg.model
     return build_backbone(m.backbone, info.channels, info.image_size, m.small_stem, m.width,
                           activation_checkpointing=m.activation_checkpointing,
-                          norm=m.norm, norm_groups=m.norm_groups)
+                          norm=m.norm, norm_groups=m.norm_groups, weights=m.weights)
 
 
 class PretrainModule(L.LightningModule):
@@ -113,7 +113,8 @@ class PretrainModule(L.LightningModule):
             self.method.to(memory_format=torch.channels_last)
         # The method picks its augmentation from the run's views (supervised: crop and flip only).
         views_cfg = self.method.augment_config(cfg.augment)
-        self.augment = MultiViewAugment(views_cfg, info.image_size, info.mean, info.std)
+        self.augment = MultiViewAugment(views_cfg, info.image_size, info.mean, info.std,
+                                        cfg.data.scale, cfg.data.value_range)
         use_probe = cfg.train.online_probe and info.num_classes > 0 and not cls.needs_labels
         self.probe = nn.Linear(ctx.backbone.out_dim, info.num_classes) if use_probe else None
         # Any NaN/Inf seen since the last check; read only at log steps and before saving.

@@ -53,6 +53,7 @@ class KNNMonitor(L.Callback):
     def evaluate(self, module: Any) -> float:
         info = module.info
         common = dict(image_size=info.image_size, mean=info.mean, std=info.std,
+                      scale=info.scale, value_range=info.value_range,
                       batch_size=self.batch_size, device=module.device)
         # extract_features switches the encoder to eval mode and restores its mode afterwards
         bank_x, bank_y = extract_features(module.encoder, self.bank, **common)

@@ -60,7 +60,7 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> dict[str, tuple[Any, A
     changes = config_changes(saved, to_dict(cfg))
     # Older runs saved data.channels / image_size unresolved (the default 3, null); what the
     # data decided is no change by the user, and a real one fails the weight-shape check.
-    for key in ("data.channels", "data.image_size"):
+    for key in ("data.channels", "data.image_size", "data.mean", "data.std"):
         if key in changes and (key == "data.channels" or changes[key][0] is None):
             del changes[key]
     breaking = [k for k in changes if k in BREAKING_KEYS]

@@ -83,7 +83,8 @@ def run_name(cfg: RunConfig, num_images: int | None = None) -> str:
     if t.max_steps > 0 and (num_images is None
                             or t.max_steps < t.epochs * planned_steps_per_epoch(cfg, num_images)):
         budget = f"s{t.max_steps}"
-    return f"{cfg.method.name}_{cfg.model.backbone}_{batch}_{budget}_{cfg.data.dataset}"
+    backbone = cfg.model.backbone.replace(":", "-")  # timm:resnet18: no ':' in a folder name
+    return f"{cfg.method.name}_{backbone}_{batch}_{budget}_{cfg.data.dataset}"
 
 
 def _run_dir_choices() -> str:
@@ -135,8 +136,9 @@ def _split_record(dataset: Any) -> dict[str, Any] | None:
 
 
 def resolved_config(cfg: RunConfig, info: DataInfo) -> RunConfig:
-    """The config with what the data decided written in (channels, view size)."""
-    data = dataclasses.replace(cfg.data, channels=info.channels, image_size=info.image_size)
+    """The config with what the data decided written in (channels, view size, mean, std)."""
+    data = dataclasses.replace(cfg.data, channels=info.channels, image_size=info.image_size,
+                               mean=list(info.mean), std=list(info.std))
     return dataclasses.replace(cfg, data=data)
 
 
@@ -144,6 +146,8 @@ def build_module(cfg: RunConfig, info: DataInfo) -> PretrainModule:
     """The networks for this config and data; one that cannot be built is a ``ConfigError``."""
     try:
         return PretrainModule(cfg, info)
+    except ConfigError:  # already one line (e.g. model.weights that do not fit the backbone)
+        raise
     except ValueError as err:  # a method's options that do not fit the data, e.g. PIRL's grid
         raise ConfigError(f"method '{cfg.method.name}' cannot be built for this data: {err}; "
                           "change the method's option or data.image_size") from None

@@ -46,13 +46,16 @@ def start_summary(run_dir: Path, cfg: RunConfig, info: DataInfo, online_paramete
     planned = min(t.epochs, math.ceil(total_steps / per_epoch)) if per_epoch else t.epochs
     epochs = f" ({per_epoch:,} per epoch, {_count(planned, 'epoch')})" if per_epoch \
         else f" ({_count(planned, 'epoch')} at most)"
-    settings = nondefault_config(cfg)
+    # the data's own statistics: the data line says where they came from
+    settings = {k: v for k, v in nondefault_config(cfg).items() if k not in ("data.mean", "data.std")}
+    pixels = "" if info.dtype == "uint8" and info.stats == "preset" else \
+        f" of {info.dtype} (scale {info.scale:g}, {info.stats} mean/std)"
     return "\n".join([
         f"tribyol: resuming run {run_dir} at step {start_step}" if start_step
         else f"tribyol: starting run {run_dir}",
         f"  data: {cfg.data.dataset}, {_count(info.num_train_images, 'image')}, "
         f"{_count(info.num_classes, 'class', 'classes')}, "
-        f"{info.image_size} px views, {_count(info.channels, 'channel')}",
+        f"{info.image_size} px views, {_count(info.channels, 'channel')}{pixels}",
         f"  networks: {online_parameters:,} parameters in the online network "
         f"(encoder {encoder_parameters:,})",
         f"  plan: {_count(total_steps, 'step')}{epochs}, batch {t.batch_size} per device x "

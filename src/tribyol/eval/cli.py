@@ -207,7 +207,7 @@ def _features(args: argparse.Namespace, loaded: Loaded) -> Features:
 
     src, data, cache = loaded.src, loaded.data, loaded.cache
     common = dict(name=cache_name(data, args.data_root), image_size=src.image_size,
-                  mean=src.mean,
+                  mean=src.mean, **src.pixels,
                   std=src.std, in_channels=src.in_channels,
                   batch_size=args.eval_batch_size, device=args.device)
     train_x, train_y, _ = cache.features(src.encoder, data.train, split="train",
@@ -305,7 +305,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     result = finetune(
         src.encoder, data.train, subset, data.test, data.test_indices,
         num_classes=data.num_classes, image_size=src.image_size,
-        mean=src.mean, std=src.std,
+        mean=src.mean, std=src.std, pixels=src.pixels,
         in_channels=src.in_channels, augment_preset=get_spec(spec_name).augment.as_dict(),
         options=options, device=args.device,
     )

@@ -66,6 +66,15 @@ def adapt_channels(images: Tensor, channels: int) -> Tensor:
     raise ValueError(f"cannot turn {c}-channel images into {channels}-channel ones")
 
 
+def _labelled(images: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int]:
+    """The images and labels without those labelled -1 (unlabelled or corrupt: never scored
+    as an image), and how many were left out."""
+    keep = y >= 0
+    if bool(keep.all()):
+        return images, y, 0
+    return images[keep.to(images.device)], y[keep], int((~keep).sum())
+
+
 @torch.no_grad()
 def extract_features(
     encoder: nn.Module,
@@ -79,16 +88,18 @@ def extract_features(
     in_channels: int | None = None,
     indices: Sequence[int] | Tensor | None = None,
     progress: str | None = None,
+    scale: float | None = None, value_range: Any = None,
 ) -> tuple[Tensor, Tensor]:
     """Features ``[N, D]`` (float32, CPU) and labels ``[N]`` of ``dataset`` under ``encoder``.
 
-    ``dataset`` is indexed with lists of indices and returns ``(uint8 images, labels)``
-    (``TensorImages``/``FolderImages``). ``in_channels`` converts the images' channels to the
-    encoder's; ``indices`` restricts extraction to those items. Items labelled -1 (unlabelled,
-    or a corrupt file of a folder read with ``bad_images="drop"``) are left out, so N counts
-    the images scored. The encoder runs in eval mode without gradients; its training mode and
-    device are restored afterwards. ``progress`` names the set in a progress line on stderr
-    (the log) at most every ``PROGRESS_SECONDS``.
+    ``dataset`` is indexed with lists of indices and returns ``(images, labels)``
+    (``TensorImages``/``FolderImages``); the pixels become floats by ``scale`` and
+    ``value_range`` as in pre-training (``Source.pixels``). ``in_channels`` converts the
+    images' channels to the encoder's; ``indices`` restricts extraction to those items. Items
+    labelled -1 (unlabelled, or a corrupt file of a folder read with ``bad_images="drop"``)
+    are left out, so N counts the images scored. The encoder runs in eval mode without
+    gradients; its training mode and device are restored afterwards. ``progress`` names the
+    set in a progress line on stderr (the log) at most every ``PROGRESS_SECONDS``.
     """
     device = torch.device(device) if device is not None else default_device()
     order = torch.arange(len(dataset)) if indices is None else torch.as_tensor(indices).long().cpu()
@@ -104,17 +115,14 @@ def extract_features(
                 log.info("%s: %d/%d images", progress, start, len(order))
                 last_report = time.monotonic()
             images, y = dataset[order[start : start + batch_size]]
-            y = torch.as_tensor(y).long()
-            keep = y >= 0
-            if not bool(keep.all()):  # unlabelled or corrupt: never scored as an image
-                dropped += int((~keep).sum())
-                images, y = images[keep.to(images.device)], y[keep]
-                if not len(y):
-                    continue
+            images, y, left_out = _labelled(images, torch.as_tensor(y).long())
+            dropped += left_out
+            if not len(y):
+                continue
             images = images.to(device, non_blocking=True)
             if in_channels is not None:
                 images = adapt_channels(images, in_channels)
-            x = eval_transform(images, image_size, mean, std)
+            x = eval_transform(images, image_size, mean, std, scale, value_range)
             feats.append(encoder(x).float())  # one copy to the host at the end, not per batch
             labels.append(y)
     finally:
@@ -198,6 +206,8 @@ class FeatureCache:
         batch_size: int = 256,
         device: torch.device | str | None = None,
         encoder_hash: str | None = None,
+        scale: float | None = None,
+        value_range: Any = None,
     ) -> CachedFeatures:
         """Cached ``extract_features``: a set without a ``fingerprint`` is never cached."""
         fingerprint = getattr(dataset, "fingerprint", None)
@@ -206,6 +216,7 @@ class FeatureCache:
             feats, labels = extract_features(
                 encoder, dataset, image_size, mean, std, batch_size, device,
                 in_channels=in_channels, indices=indices, progress=progress,
+                scale=scale, value_range=value_range,
             )
             return CachedFeatures(feats, labels, None)
         index_hash = None
@@ -223,6 +234,8 @@ class FeatureCache:
             "mean": [round(float(m), 6) for m in mean],
             "std": [round(float(s), 6) for s in std],
         }
+        if scale is not None or value_range is not None:  # uint8 / 255: the keys they had
+            parts["pixels"] = [scale, value_range and [list(p) for p in value_range]]
         key = self.key(**parts)
         hit = self.load(key)
         if hit is not None:
@@ -230,6 +243,7 @@ class FeatureCache:
         feats, labels = extract_features(
             encoder, dataset, image_size, mean, std, batch_size, device,
             in_channels=in_channels, indices=indices, progress=progress,
+            scale=scale, value_range=value_range,
         )
         meta = {k: json.dumps(v) for k, v in parts.items()}
         meta["classes"] = json.dumps(class_names(dataset))  # for plot legends; not in the key

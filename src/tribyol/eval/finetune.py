@@ -44,7 +44,7 @@ def augment_config(augment: str, preset: dict[str, Any], crop_min: float) -> Aug
     cfg = build_dataclass(AugmentConfig, dict(preset))
     if augment == "crop-flip":
         cfg.crop_scale = (crop_min, 1.0)
-        cfg.jitter_p, cfg.grayscale_p, cfg.blur_p, cfg.solarize_p = 0.0, 0.0, [0.0], [0.0]
+        cfg = cfg.geometric_only()  # colour, band, blur and solarize ops off
     return cfg
 
 
@@ -63,6 +63,7 @@ class _Training:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     in_channels: int | None
+    pixels: dict[str, Any]  # to_float's scale and value_range (Source.pixels)
 
     def inputs(self, images: Tensor) -> Tensor:
         images = images.to(self.device)
@@ -70,7 +71,7 @@ class _Training:
             images = adapt_channels(images, self.in_channels)
         if self.augment is not None:
             return self.augment(images, 1, self.generator)[0]
-        return eval_transform(images, self.image_size, self.mean, self.std)
+        return eval_transform(images, self.image_size, self.mean, self.std, **self.pixels)
 
     def step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """One optimiser step on a batch: (logits, loss)."""
@@ -153,6 +154,7 @@ def finetune(
     augment_preset: dict[str, Any] | None = None,
     options: FinetuneOptions | None = None,
     device: torch.device | str | None = None,
+    pixels: dict[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``encoder`` (in place) with a new linear head; returns test top-1."""
     opt = options or FinetuneOptions()
@@ -162,13 +164,14 @@ def finetune(
     head = nn.Linear(encoder.out_dim, num_classes)
     model = nn.Sequential(encoder, head).to(device)
     vcfg = augment_config(opt.augment, augment_preset or {}, opt.crop_min)
-    augment = MultiViewAugment(vcfg, image_size, mean, std).to(device) if vcfg else None
+    pixels = dict(pixels or {})
+    augment = MultiViewAugment(vcfg, image_size, mean, std, **pixels).to(device) if vcfg else None
     train_indices = torch.as_tensor(train_indices).long().cpu()
     n = len(train_indices)
     batch = min(opt.batch_size, n)
     sgd, schedule = _optimizer(model, opt, opt.epochs * max(1, math.ceil(n / batch)))
     training = _Training(model, sgd, schedule, augment, torch.Generator(device=device).manual_seed(seed),
-                         device, image_size, mean, std, in_channels)
+                         device, image_size, mean, std, in_channels, pixels)
     order_g = torch.Generator().manual_seed(seed)
     epoch, steps, corrupt = _Epoch(), 0, 0
     model.train()
@@ -178,7 +181,7 @@ def finetune(
         log.info("fine-tune epoch %d/%d: loss %.4f", e + 1, opt.epochs, epoch.loss)
     logits, labels = extract_features(
         model, test, image_size, mean, std, opt.eval_batch_size, device,
-        in_channels=in_channels, indices=test_indices,
+        in_channels=in_channels, indices=test_indices, **pixels,
     )
     top1 = 100.0 * (logits.argmax(1) == labels).float().mean().item() if len(labels) else float("nan")
     return FinetuneResult(

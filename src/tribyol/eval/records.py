@@ -55,6 +55,9 @@ def base_record(src: Source, data: EvalData, protocol: str, seed: int,
         "pretrain_stem": None if method == "random-init" else info.stem,
         # not a store field: kept in params (ImageNet weights can be scored at several sizes)
         "encoder_image_size": src.image_size,
+        # the pixels the encoder read (exports before they were recorded: uint8)
+        "bands": src.in_channels,
+        "dtype": info.dtype or "uint8",
     }
 
 

@@ -46,6 +46,13 @@ class Source:
     def std(self) -> tuple[float, ...]:
         return channel_stats(self.info.std, self.in_channels)
 
+    @property
+    def pixels(self) -> dict:
+        """How pre-training turned pixels into floats (``to_float``'s scale and clip range):
+        evaluation does the same. Empty for exports from before they were recorded (uint8)."""
+        info = self.info
+        return {"scale": info.scale, "value_range": info.clip}
+
 
 def run_id_of(path: Path) -> str:
     """``runs/X`` -> X; ``runs/X/checkpoints/last.ckpt`` -> X; ``enc.safetensors`` -> enc."""

@@ -62,7 +62,7 @@ def transfer_one(
 ) -> tuple[LinearResult, Path | None]:
     """Linear probe of ``src``'s encoder on one target's data (channels and size adapted)."""
     common = dict(name=cache_name(data, root), image_size=src.image_size, mean=mean, std=std,
-                  in_channels=src.in_channels, batch_size=batch_size, device=device,
+                  **src.pixels, in_channels=src.in_channels, batch_size=batch_size, device=device,
                   encoder_hash=encoder_hash)
     train_x, train_y, _ = cache.features(src.encoder, data.train, split="train",
                                          indices=data.train_indices, **common)

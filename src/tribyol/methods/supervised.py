@@ -7,7 +7,6 @@ from random weights, ``supervised-imagenet`` from torchvision's ImageNet weights
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,9 +137,8 @@ AUGMENTATIONS = ("crop-flip", "byol")
 
 def crop_flip_views(views: AugmentConfig) -> AugmentConfig:
     """The standard supervised augmentation from the run's views: crop and flip as configured
-    (dataset presets included), every colour, blur and solarise op off."""
-    return dataclasses.replace(views, jitter_p=0.0, grayscale_p=0.0, blur_p=[0.0],
-                               solarize_p=[0.0])
+    (dataset presets included), every colour, band, blur and solarise op off."""
+    return views.geometric_only()
 
 
 @register

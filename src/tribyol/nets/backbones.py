@@ -12,6 +12,11 @@ forward of compute, the same loss, gradients and BatchNorm running statistics.
 (GroupNorm, every convolution a ``WSConv2d``), as in Richemond et al. 2020, "BYOL works even
 without batch statistics". With gn/gn-ws a sample's features do not depend on the rest of
 its batch. The parameter names stay torchvision's, so exports still load there.
+
+``timm:NAME`` is any timm architecture (``tribyol.nets.timm_backbone``): timm's own model for
+the data's bands, optionally from a local ``weights`` file. It takes neither ``norm`` nor
+``small_stem`` (``timm_options_problem``); activation checkpointing works where the model has
+four ``nn.Sequential`` stages ``layer1..4`` (timm's ResNet family).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from tribyol.config import NORMS  # the config's one list of norms
+from tribyol.errors import ConfigError
+from tribyol.nets.timm_backbone import PREFIX as TIMM_PREFIX
+from tribyol.nets.timm_backbone import check_name as check_timm_name
+from tribyol.nets.timm_backbone import timm_encoder
 
 if TYPE_CHECKING:
     import torchvision
@@ -218,6 +227,35 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def timm_options_problem(norm: str = "bn", small_stem: bool | None = None) -> str | None:
+    """Why these model options cannot go with a timm backbone (None: they can): timm builds its
+    own normalisation and stem."""
+    if norm != "bn":
+        return (f"model.norm={norm} applies to tribyol's own backbones only (timm models keep "
+                "their own normalisation); set model.norm=bn")
+    if small_stem:
+        return ("model.small_stem=true applies to tribyol's ResNets only (a timm model keeps its "
+                "own stem); leave model.small_stem unset, or pick a timm model made for small "
+                "images")
+    return None
+
+
+def _timm_backbone(name: str, in_channels: int, image_size: int, small_stem: bool | None,
+                   activation_checkpointing: bool, norm: str, weights: str | None) -> nn.Module:
+    problem = timm_options_problem(norm, small_stem)
+    if problem:
+        raise ConfigError(problem)
+    net = timm_encoder(name, in_channels, weights=weights, image_size=image_size)
+    if not activation_checkpointing:
+        return net
+    try:
+        return enable_activation_checkpointing(net)
+    except ValueError:
+        raise ConfigError(f"model.activation_checkpointing=true needs four nn.Sequential stages "
+                          f"layer1..layer4 (timm's ResNets have them), and {name} has not; set "
+                          "model.activation_checkpointing=false") from None
+
+
 def build_backbone(
     name: str,
     in_channels: int,
@@ -227,13 +265,21 @@ def build_backbone(
     activation_checkpointing: bool = False,
     norm: str = "bn",
     norm_groups: int = 32,
+    weights: str | None = None,
 ) -> nn.Module:
-    """Build an encoder by name; it has an ``out_dim`` attribute.
+    """Build an encoder by name (``BACKBONES``, or ``timm:NAME``); it has an ``out_dim`` attribute.
 
     ``activation_checkpointing``: recompute each stage in the backward pass (less memory).
     ``norm``: bn, gn or gn-ws (GroupNorm with ``norm_groups`` groups; gn-ws also standardises
-    every convolution's weight).
+    every convolution's weight). ``weights``: timm only, a local file to start from (the first
+    conv adapted to ``in_channels``).
     """
+    if name.startswith(TIMM_PREFIX):
+        return _timm_backbone(name, in_channels, image_size, small_stem, activation_checkpointing,
+                              norm, weights)
+    if weights is not None:
+        raise ConfigError(f"model.weights is for timm backbones, not {name}; drop model.weights "
+                          "or use --backbone timm:NAME")
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone '{name}'; known: {', '.join(sorted(BACKBONES))}")
     net = BACKBONES[name](
@@ -243,3 +289,14 @@ def build_backbone(
     if norm == "gn-ws":
         standardize_convs(net)  # after the stem swap, so conv1 is standardised too
     return enable_activation_checkpointing(net) if activation_checkpointing else net
+
+
+def is_backbone(name: str) -> bool:
+    """Whether ``name`` is a backbone: a ``BACKBONES`` key, or ``timm:`` and a timm architecture."""
+    if name.startswith(TIMM_PREFIX):
+        try:
+            check_timm_name(name)
+        except ConfigError:
+            return False
+        return True
+    return name in BACKBONES

@@ -9,6 +9,7 @@ load into ``timm.create_model(NAME, in_chans=N, num_classes=0)`` with strict key
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 
 import torch
@@ -26,15 +27,19 @@ def close_names(name: str, n: int = 5) -> list[str]:
     return difflib.get_close_matches(name, timm.list_models(), n=n, cutoff=0.5)
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
+    """``ConfigError`` (one line, the closest timm names) unless ``name`` (``timm:`` prefix
+    optional, a pretrained tag such as ``.a1_in1k`` allowed) is a timm architecture."""
     import timm
     from timm.models import split_model_name_tag
 
-    arch, _ = split_model_name_tag(name)
-    if not timm.is_model(arch):
-        near = close_names(arch)
-        hint = f"did you mean {', '.join(near)}?" if near else "see timm.list_models() for names"
-        raise ConfigError(f"timm has no model {name!r}; {hint}")
+    bare = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    arch, _ = split_model_name_tag(bare)
+    if not arch or not timm.is_model(arch):
+        near = close_names(arch) if arch else []
+        hint = (f"did you mean {', '.join(PREFIX + n for n in near)}?" if near
+                else "see timm.list_models() for the names")
+        raise ConfigError(f"unknown backbone '{PREFIX}{bare}': timm has no model {arch!r}; {hint}")
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -46,7 +51,12 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"model.weights {path} does not exist; give the path of a "
                                 ".safetensors or .pt file on this machine")
     try:
-        return load_state_dict(str(path), use_ema=False, weights_only=True)
+        quiet = logging.getLogger("timm.models._helpers")  # its "Loaded ..." line, per file
+        level, quiet.level = quiet.level, logging.WARNING
+        try:
+            return load_state_dict(str(path), use_ema=False, weights_only=True)
+        finally:
+            quiet.setLevel(level)
     except Exception as err:  # safetensors and torch.load raise many types for bad files
         raise CheckpointError(f"model.weights {path} cannot be read as weights: "
                               f"{torch_load_reason(err)}; give a .safetensors or a torch "
@@ -94,11 +104,12 @@ def _shape_problem(model: nn.Module, state: dict[str, torch.Tensor]) -> str | No
 def load_weights(model: nn.Module, path: str | Path, in_chans: int) -> None:
     """Load ``model.weights`` into ``model`` with strict keys (after ``adapt_state``); a file
     for another architecture is one ``ConfigError`` line naming the first misfit tensor."""
-    state = adapt_state(model, _read_weights(Path(path)), in_chans)
+    state = adapt_state(model, _read_weights(Path(path).expanduser()), in_chans)
     problem = _shape_problem(model, state)
     if problem:
         arch = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
-        raise ConfigError(f"model.weights {path} does not fit timm:{arch} with {in_chans} bands: "
+        raise ConfigError(f"model.weights {path} does not fit timm:{arch} with {in_chans} "
+                          f"band{'s' if in_chans != 1 else ''}: "
                           f"{problem}; give weights saved from this model")
     model.load_state_dict(state, strict=True)
 
@@ -125,7 +136,7 @@ def timm_encoder(name: str, in_chans: int, weights: str | Path | None = None,
     the input side, for ViTs. Unknown names: ``ConfigError`` with the closest timm names."""
     if name.startswith(PREFIX):
         name = name[len(PREFIX):]
-    _check_name(name)
+    check_name(name)
     model = _create(name, in_chans, image_size)
     if weights is not None:
         load_weights(model, weights, in_chans)
