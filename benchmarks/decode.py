@@ -17,6 +17,14 @@ decoders is checked on every tile decoded.
 
     python benchmarks/decode.py --data-root /tmp/data --method tribyol --backbone resnet18 \\
         --batch 16 --rounds 3 --out benchmarks/results/cpu_decode.json
+
+``--mode formats`` (issue 22): the N-band paths, in benchmarks/decode_formats.py: images/s to
+decode (``formats.read_image``) and to feed a step (``FolderImages`` batches: decode, resize
+and crop in the file's dtype), against a ConvNet TriBYOL step on the same tiles, for 13-band
+uint16 64-px tiles (the real EuroSAT-MS GeoTIFFs where ../shared/data has them, and the same
+pixels as ``.npy``) and 1-band uint16 256-px tiles (TIFF and ``.npy``, written here).
+``--mode uint8-ab --base TREE``: CIFAR-shaped uint8 steps of ``throughput.py`` at another
+source tree (e.g. a ``git worktree`` of the commit before) and at this one, alternated.
 """
 
 from __future__ import annotations
@@ -52,8 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--steps", type=int, default=2, help="timed training steps per round")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--mode", default="ucmerced", choices=["ucmerced", "formats", "uint8-ab"])
+    p.add_argument("--base", type=Path, default=None, help="uint8-ab: the other source tree")
+    p.add_argument("--files", type=int, default=64, help="formats: tiles written per kind")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
+    if args.mode != "ucmerced":
+        import decode_formats
+
+        return decode_formats.main(args, argv)
 
     folder, names, paths, labels = ucm.scan(args.data_root)
     train_idx, _, _ = ucm.split_indices(names, paths, labels)
