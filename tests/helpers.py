@@ -87,3 +87,23 @@ def free_port() -> int:
 def copy_run(run_dir: Path, runs_root: Path, name: str) -> Path:
     """A copy of ``run_dir`` as ``runs_root/name``, for a test that changes or resumes a shared run."""
     return Path(shutil.copytree(run_dir, runs_root / name, symlinks=True))
+
+
+def uint16_tiff_folder(root: Path, counts: dict[str, int], bands: int, side: int,
+                       ramp: int = 0) -> Path:
+    """``root/<split>/c<k>/<i>.tif`` for each split's count per class: one-page uint16 tiles with
+    the bands last (as Sentinel-2 GeoTIFFs are), two classes told apart by their brightness;
+    ``ramp`` brightens file i by ``ramp * i``, so statistics over different files differ."""
+    import numpy as np
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    for split, count in counts.items():
+        for k in range(2):
+            folder = root / split / f"c{k}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                tile = rng.integers(0, 3000, (side, side, bands), dtype=np.uint16) + 4000 * k + ramp * i
+                tifffile.imwrite(folder / f"{i}.tif", tile, photometric="minisblack",
+                                 planarconfig="contig")
+    return root

@@ -33,6 +33,20 @@ CASES = [
 ]
 
 
+
+def export_run(tmp_path: Path, monkeypatch, cfg, encoder, channels: int, size: int, out: str) -> None:
+    """``tribyol export`` of a checkpoint holding what a run's holds for export: the encoder's
+    weights under the method's prefix, the config and the data facts; ``out`` in ``tmp_path``."""
+    info = {"channels": channels, "image_size": size, "num_classes": 10, "num_train_images": 64,
+            "mean": (0.3,) * channels, "std": (0.35,) * channels}
+    ckpt = tmp_path / "run" / "checkpoints" / CHECKPOINT_NAME
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"state_dict": {BACKBONE_PREFIX + k: v for k, v in encoder.state_dict().items()},
+                "hyper_parameters": {"config": to_dict(cfg), "data_info": info},
+                "epoch": 0, "global_step": 1}, ckpt)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(tmp_path / "run"), "--out", out]) == 0
+
 def test_the_cases_cover_every_backbone() -> None:
     assert {c[0] for c in CASES} == set(BACKBONES)
 
@@ -49,17 +63,7 @@ def test_the_readme_loads_an_export_of_each_backbone(tmp_path: Path, monkeypatch
     encoder = build_backbone(backbone, in_channels=channels, image_size=size,
                              small_stem=m.small_stem, width=m.width)
     scramble(encoder, seed=3)
-    info = {"channels": channels, "image_size": size, "num_classes": 10, "num_train_images": 64,
-            "mean": (0.3,) * channels, "std": (0.35,) * channels}
-    # A checkpoint holding what a run's holds for export: the encoder's weights under the
-    # method's prefix, the config and the data facts.
-    ckpt = tmp_path / "run" / "checkpoints" / CHECKPOINT_NAME
-    ckpt.parent.mkdir(parents=True)
-    torch.save({"state_dict": {BACKBONE_PREFIX + k: v for k, v in encoder.state_dict().items()},
-                "hyper_parameters": {"config": to_dict(cfg), "data_info": info},
-                "epoch": 0, "global_step": 1}, ckpt)
-    monkeypatch.chdir(tmp_path)
-    assert main(["export", str(tmp_path / "run"), "--out", "backbone.safetensors"]) == 0
+    export_run(tmp_path, monkeypatch, cfg, encoder, channels, size, "backbone.safetensors")
 
     namespace: dict = {}
     torch.manual_seed(0)
@@ -103,15 +107,7 @@ def test_the_readme_loads_a_timm_export_into_plain_timm(tmp_path: Path, monkeypa
     channels, size = 4, 16  # not RGB: in_chans must come from the metadata
     encoder = build_backbone("timm:test_resnet", in_channels=channels, image_size=size)
     scramble(encoder, seed=4)
-    info = {"channels": channels, "image_size": size, "num_classes": 10, "num_train_images": 64,
-            "mean": (0.3,) * channels, "std": (0.35,) * channels}
-    ckpt = tmp_path / "run" / "checkpoints" / CHECKPOINT_NAME
-    ckpt.parent.mkdir(parents=True)
-    torch.save({"state_dict": {BACKBONE_PREFIX + k: v for k, v in encoder.state_dict().items()},
-                "hyper_parameters": {"config": to_dict(cfg), "data_info": info},
-                "epoch": 0, "global_step": 1}, ckpt)
-    monkeypatch.chdir(tmp_path)
-    assert main(["export", str(tmp_path / "run"), "--out", "timm_backbone.safetensors"]) == 0
+    export_run(tmp_path, monkeypatch, cfg, encoder, channels, size, "timm_backbone.safetensors")
 
     namespace: dict = {}
     torch.manual_seed(0)

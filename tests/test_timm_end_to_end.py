@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from tests.conftest import tiny_config
-from tests.helpers import error_line
+from tests.helpers import error_line, uint16_tiff_folder
 from tribyol.cli import main
 
 timm = pytest.importorskip("timm")
@@ -21,18 +20,8 @@ BANDS, SIZE, PER_CLASS = 13, 32, 8
 
 
 def tiff_folder(root: Path) -> Path:
-    """``root/{train,test}/c<k>/<i>.tif``: 13-band uint16 tiles (one page, bands last, as
-    Sentinel-2 GeoTIFFs are), two classes told apart by their brightness."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", PER_CLASS), ("test", PER_CLASS // 2)):
-        for k in range(2):
-            folder = root / split / f"c{k}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                tile = rng.integers(0, 3000, (SIZE, SIZE, BANDS), dtype=np.uint16) + 4000 * k
-                tifffile.imwrite(folder / f"{i}.tif", tile, photometric="minisblack",
-                                 planarconfig="contig")
-    return root
+    """``root/{train,test}/c<k>/<i>.tif``: 13-band uint16 tiles, two classes."""
+    return uint16_tiff_folder(root, {"train": PER_CLASS, "test": PER_CLASS // 2}, BANDS, SIZE)
 
 
 def test_a_13_band_tiff_folder_pretrains_evaluates_and_exports_into_timm(

@@ -13,7 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
-from tests.helpers import error_line
+from tests.helpers import error_line, uint16_tiff_folder
 from tribyol.cli import main
 from tribyol.data.arrays import resize_and_crop
 from tribyol.data.band_stats import band_stats
@@ -32,16 +32,8 @@ PRETRAIN = ["--method", "byol", "--backbone", "convnet", "--batch-size", "4", "-
 
 def tiff_folder(root: Path, per_class: int = 5, bands: int = BANDS) -> Path:
     """``root/train/c<k>/<i>.tif``: uint16 tiles, bands last (as EuroSAT's), classes apart by
-    brightness, one file per class unusually bright, so statistics over different files differ."""
-    rng = np.random.default_rng(0)
-    for k in range(2):
-        folder = root / "train" / f"c{k}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            tile = rng.integers(0, 3000, (SIDE, SIDE, bands), dtype=np.uint16) + 4000 * k + 900 * i
-            tifffile.imwrite(folder / f"{i}.tif", tile, photometric="minisblack",
-                             planarconfig="contig")
-    return root
+    brightness, each file brighter than the last, so statistics over different files differ."""
+    return uint16_tiff_folder(root, {"train": per_class}, bands, SIDE, ramp=900)
 
 
 def test_a_13_band_uint16_folder_pretrains_with_stats_from_its_train_carve_only(
