@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from tribyol.config import DEFAULT_METHOD, config_option
-from tribyol.config.fields import add_flag, flag_name, option
+from tribyol.config.fields import add_flag, comma_list, flag_name, option
 from tribyol.config.schema import type_hints
 from tribyol.errors import DISK_ERRNOS, USER_ERRORS, RunStopped
 from tribyol.resolve import load_config
@@ -128,6 +128,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, overrides_from_args(args, PRETRAIN_FLAGS))
+    from tribyol.engine.plan import format_plan, plan_run
+
+    memory = args.memory if args.memory is not None else cfg.train.memory_gib
+    plan = plan_run(cfg, memory, args.batches, args.steps)
+    print(format_plan(plan, cfg))
+    return 0
+
+
 def _global_rank() -> int:
     """This process's rank in a DDP run (0 outside one), as Lightning set it."""
     from lightning.pytorch.utilities import rank_zero_only
@@ -182,6 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--overwrite", action="store_true",
                        help="replace an existing run (only a tribyol run; deleted once the new one starts)")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "plan", help="the batch finder: peak memory against the batch, and the largest that fits",
+        description="Measure the peak memory of a few real training steps per candidate batch "
+                    "(each in a fresh process) for the run the flags describe, and print the "
+                    "table and the largest batch within --memory. `pretrain --batch-size auto` "
+                    "does the same and trains at that batch (docs/training.md).")
+    add_config_args(p)
+    add_pretrain_flags(p)
+    p.add_argument("--memory", type=float, default=None, metavar="GIB",
+                   help="the budget in GiB (default: train.memory_gib, else 0.9 of what the "
+                        "device has free)")
+    p.add_argument("--batches", type=comma_list(int), default=None, metavar="B,B,...",
+                   help="candidate batches (default: 2, 4, 8, ... up to the number of images)")
+    p.add_argument("--steps", type=int, default=3, help="training steps per candidate (default 3)")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("export", help="write a run's encoder as safetensors")
     p.add_argument("run", help="run directory (or a .ckpt file)")

@@ -192,6 +192,8 @@ def check_view_memory(cfg: RunConfig, memory: int | None = None) -> None:
     spec = DATASETS[cfg.data.dataset]
     size = cfg.data.image_size or spec.image_size
     channels = (cfg.data.channels or spec.channels) if cfg.data.dataset == "folder" else spec.channels
+    if cfg.train.batch_size == "auto":
+        return  # the batch finder measures what fits
     need = cfg.train.batch_size * channels * size * size * 4
     memory = physical_memory() if memory is None else memory
     require(memory is None or need <= memory,

@@ -232,9 +232,14 @@ def comma_list(kind: type) -> Callable[[str], tuple]:
     return parse
 
 
+def _whole_or_text(text: str) -> int | str:
+    """A flag of several kinds (``--batch-size 32`` or ``auto``): digits are a number."""
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
 def _argparse_type(hint: Any) -> Any:
-    if hint is Any:  # e.g. train.devices: auto, 2 or 0,1, read by the config
-        return str
+    if hint is Any:  # e.g. train.devices: auto, 2 or 0,1; train.batch_size: 32 or auto
+        return _whole_or_text
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is tuple:
         return comma_list(args[0])

@@ -55,6 +55,10 @@ def _value_range_ok(value: Any) -> bool:
 VALUE_RANGE = Rule(_value_range_ok, "[low, high] (or pairs, one per band, flat) with low < high")
 
 
+def _batch_ok(value: Any) -> bool:
+    return value == "auto" or isinstance(value, int) and not isinstance(value, bool) and value >= 2
+
+
 def _devices_ok(value: Any) -> bool:
     if isinstance(value, str) and "," in value:  # "0,1": ids, as Lightning reads them
         value = [int(v) if v.strip().isdigit() else v for v in value.split(",")]
@@ -154,9 +158,16 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     epochs: int = option(80, "passes over the data (the poster: 80)", rule=at_least(1))
-    # BatchNorm in training mode cannot normalise one sample (the heads' BatchNorm1d raises).
-    batch_size: int = option(32, "images per device per step", rule=Rule(
-        lambda v: v >= 2, ">= 2 (BatchNorm needs two or more images per device)"))
+    # Two images at least: BatchNorm (model.norm=bn) cannot normalise one, and the collapse
+    # monitor's per-dimension std and the contrastive losses need two under GroupNorm too.
+    batch_size: Any = option(32, "images per device per step, or auto (the largest that fits "
+                                 "train.memory_gib, measured by the batch finder)", each=False,
+                             rule=Rule(_batch_ok, "auto or a whole number >= 2 (two images per "
+                                       "device: the per-dimension std, the contrastive losses and "
+                                       "BatchNorm need them)"))
+    memory_gib: float | None = option(None, "train.batch_size=auto: the memory budget in GiB",
+                                      rule=positive(),
+                                      default_text="0.9 of what the device has free")
     max_steps: int = option(-1, "stop after this many optimizer steps (-1: off); names the run sN",
                             rule=Rule(lambda v: v == -1 or v >= 1, "-1 (off) or >= 1"))
     accumulate: int = option(1, "gradient accumulation (not the same as a larger batch: "

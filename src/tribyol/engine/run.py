@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from tribyol.config import RunConfig
+from tribyol.config import RunConfig, read_yaml_file
 from tribyol.config.fields import option_name
 from tribyol.data.check import check_before_training
 from tribyol.data.pretrain import DataInfo, data_info_for, load_pretrain_data
@@ -80,7 +80,7 @@ def run_name(cfg: RunConfig, num_images: int | None = None) -> str:
     batch = (f"b{t.batch_size}" + (f"-accum{t.accumulate}" if t.accumulate > 1 else "")
              + (f"x{world}" if world > 1 else ""))
     budget = f"e{t.epochs}"
-    if t.max_steps > 0 and (num_images is None
+    if t.max_steps > 0 and (num_images is None or t.batch_size == "auto"
                             or t.max_steps < t.epochs * planned_steps_per_epoch(cfg, num_images)):
         budget = f"s{t.max_steps}"
     backbone = cfg.model.backbone.replace(":", "-")  # timm:resnet18: no ':' in a folder name
@@ -191,6 +191,7 @@ class _Start:
     replace: bool  # --overwrite of an existing run
     ckpt: Path | None
     changes: dict[str, tuple[Any, Any]]
+    batch_plan: dict[str, Any] | None = None  # train.batch_size=auto: the batch finder's table
     replacement: Replacement | None = None
     claimed: bool = False  # a folder this run made (or found holding only a dead run's lock)
 
@@ -211,6 +212,8 @@ def _pretrain(cfg: RunConfig, resume: bool | str | Path, overwrite: bool, extra_
     dataset, monitors = _training_data(cfg)
     run_dir, resume = _run_dir_for(cfg, len(dataset), resume)
     exists = check_run_dir(run_dir, resume, overwrite)
+    cfg, batch_plan = _auto_batch(cfg, dataset, run_dir if exists and resume else None)
+    _check_one_batch(cfg, dataset)
     lock = RunLock(run_dir)
     locks.append(lock)
     if exists and not secondary:
@@ -227,7 +230,7 @@ def _pretrain(cfg: RunConfig, resume: bool | str | Path, overwrite: bool, extra_
     module = build_module(cfg, info)
     changes = check_resume(run_dir, cfg, ckpt, mapped, module) if resume and not secondary else {}
     start = _Start(cfg, dataset, run_dir, lock, secondary, exists and overwrite and not secondary,
-                   ckpt, changes)
+                   ckpt, changes, batch_plan)
     commit = CommitReplacement()
     callbacks: list = [*monitors, *(extra_callbacks or []), commit,
                        RunRecord(run_dir, {"method": cfg.method.name, "dataset": cfg.data.dataset}),
@@ -243,12 +246,33 @@ def _training_data(cfg: RunConfig) -> tuple[Any, list[L.Callback]]:
     dataset = load_pretrain_data(cfg)
     # The monitor's held-out images leave first: the run is named by the steps it will take.
     dataset, monitors = knn_monitor(cfg, dataset)  # holds out data.monitor_fraction, if on
+    return dataset, monitors
+
+
+def _check_one_batch(cfg: RunConfig, dataset: Any) -> None:
     if len(dataset) < cfg.train.batch_size:
         raise ConfigError(
             f"{len(dataset)} training images are fewer than one batch of {cfg.train.batch_size}; "
             "lower train.batch_size or add data"
         )
-    return dataset, monitors
+
+
+def _auto_batch(cfg: RunConfig, dataset: Any, resumed: Path | None) -> tuple[RunConfig, Any]:
+    """``train.batch_size=auto``: the batch finder's choice (and its table, for run.json), or
+    on resume the batch the run's config.yaml recorded; any other batch as it is."""
+    if cfg.train.batch_size != "auto":
+        return cfg, None
+    if resumed is not None:
+        batch, plan = int(read_yaml_file(resumed / "config.yaml")["train"]["batch_size"]), None
+    else:
+        from tribyol.engine.plan import plan_batches
+
+        found = plan_batches(cfg, dataset, data_info_for(cfg, dataset),
+                             memory_gib=cfg.train.memory_gib)
+        batch, plan = found.chosen, found.record()
+        log.info("train.batch_size=auto: batch %d (largest within %.2f GiB)", batch,
+                 plan["budget_gib"])
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=batch)), plan
 
 
 def _run_dir_for(cfg: RunConfig, num_images: int, resume: bool | str | Path) -> tuple[Path, bool]:
@@ -280,7 +304,8 @@ def _write_start(start: _Start, commit: CommitReplacement, resume_command: str |
     write_marker(run_dir, name=run_dir.name, status="starting",
                  resume_command=resume_command, batch_size=cfg.train.batch_size,
                  accumulate=cfg.train.accumulate, epochs_planned=cfg.train.epochs,
-                 max_steps=cfg.train.max_steps, data_split=_split_record(start.dataset))
+                 max_steps=cfg.train.max_steps, data_split=_split_record(start.dataset),
+                 **({"batch_plan": start.batch_plan} if start.batch_plan else {}))
 
 
 def _train(trainer: L.Trainer, module: PretrainModule, start: _Start, commit: CommitReplacement,

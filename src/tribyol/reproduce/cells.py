@@ -42,6 +42,8 @@ class Cell:
     random_init_of: str | None = None  # random-init rows: the run whose architecture they take
     # equal-compute rows: {"factor": F, "of": [the rows F was counted from], "epochs": E}
     compute: dict[str, Any] | None = None
+    # equal-memory rows: {"of": row, "of_batch": B, "of_cell": id, "batch": BYOL's (measured)}
+    memory: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:

@@ -12,6 +12,7 @@ import yaml
 from tribyol.errors import ConfigError
 from tribyol.reproduce.cells import Cell, Grid
 from tribyol.reproduce.data import prepare_data
+from tribyol.reproduce.equal_memory import apply_cached, measure_equal_memory
 from tribyol.reproduce.grid import load_grid, mark_same_runs, resolved_fingerprint, select
 from tribyol.reproduce.runner import GridStopped, Reproduction, subprocess_runner
 from tribyol.reproduce.tables import write_tables
@@ -39,6 +40,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     out = Path(args.out or Path("results") / "grids" / grid.name)
+    _equal_memory_batches(grid, cells, out, args.dry_run)
     cells = _with_their_sources(grid, cells)
     repro = Reproduction(grid, out, runner=subprocess_runner, jobs=args.jobs)
     plan, _wall = repro.plan(cells)
@@ -50,6 +52,20 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 print("  tribyol " + " ".join(argv))
         return 0
     return _run(repro, cells)
+
+
+def _equal_memory_batches(grid: Grid, cells: list[Cell], out: Path, dry_run: bool) -> None:
+    """Equal-memory cells get their measured batch (``equal_memory.json``, else the batch
+    finder on the grid's data, before anything runs; a dry run measures nothing)."""
+    missing = [c for c in apply_cached(grid, out) if c in cells]
+    if not missing:
+        return
+    if dry_run:
+        print(f"{len(missing)} equal-memory cell(s): BYOL's batch is measured before the run "
+              "(the batch finder; the commands below show the other arm's batch)")
+        return
+    prepare_data(grid.spec, out=out)
+    measure_equal_memory(grid, out, missing)
 
 
 def _with_their_sources(grid: Grid, cells: list[Cell]) -> list[Cell]:

@@ -15,13 +15,27 @@ def equal_compute_factor(spec: dict[str, Any]) -> float | bool | None:
     """``equal_compute``: True (each arm's factor, from its counted passes), a fixed factor,
     or None (off)."""
     value = spec.get("equal_compute", False)
-    if value is True:
+    if value is True or isinstance(value, list):
+        matched_rows(spec, "equal_compute")  # checked
         return True
     if value in (False, None, 0):
         return None
     if isinstance(value, (int, float)) and value > 0:
         return float(value)
-    raise ConfigError(f"equal_compute must be true, false or a factor > 0, got {value!r}")
+    raise ConfigError(f"equal_compute must be true, false, a factor > 0 or a list of rows, "
+                      f"got {value!r}")
+
+
+def matched_rows(spec: dict[str, Any], key: str) -> set[str] | None:
+    """``equal_compute`` / ``equal_memory`` as a list: the rows (``tribyol``,
+    ``tribyol@gn-ws``) whose BYOL cells get a matched row; None (true): every row."""
+    value = spec.get(key)
+    if not isinstance(value, list):
+        return None
+    if not value or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"grid: {key} as a list names the rows to match, e.g. [tribyol], "
+                          f"got {value!r}")
+    return set(value)
 
 
 def _shared_settings(cell: Cell) -> dict[str, Any]:
@@ -37,13 +51,14 @@ def equal_compute_cells(cells: list[Cell], spec: dict[str, Any], fixed: float | 
     for cell in cells:
         if str(cell.setting("method.name")) != "byol":
             continue
-        factors = _factors(cell, cells, fixed)
+        factors = _factors(cell, cells, fixed, matched_rows(spec, "equal_compute"))
         if not factors:
             continue
         if int(cell.setting("train.max_steps") or -1) > 0:
             raise ConfigError("equal_compute with train.max_steps: the step cap would stop "
                               "BYOL and its equal-compute row at the same step; drop one")
         out += [_longer_byol(cell, factor, rows, spec, base) for factor, rows in factors.items()]
+    out = only_known_rows(out, cells, matched_rows(spec, "equal_compute"), "equal_compute")
     if fixed is True and not out:
         raise ConfigError("grid: equal_compute: true matches each BYOL cell with the other arms "
                           "of the same settings, and found none whose method counts its passes "
@@ -51,14 +66,25 @@ def equal_compute_cells(cells: list[Cell], spec: dict[str, Any], fixed: float | 
     return out
 
 
-def _factors(cell: Cell, cells: list[Cell], fixed: float | bool) -> dict[float, list[str]]:
+def only_known_rows(out: list[Cell], cells: list[Cell], rows: set[str] | None,
+                     key: str) -> list[Cell]:
+    unknown = sorted((rows or set()) - {c.row for c in cells})
+    if unknown:
+        raise ConfigError(f"grid: {key} names row(s) {', '.join(unknown)} the grid does not "
+                          f"have; its rows: {', '.join(sorted({c.row for c in cells}))}")
+    return out
+
+
+def _factors(cell: Cell, cells: list[Cell], fixed: float | bool,
+             rows: set[str] | None = None) -> dict[float, list[str]]:
     """Factor -> the labels of the arms it was counted from (none for a grid's fixed factor)."""
     if fixed is not True:
         return {float(fixed): []}
     factors: dict[float, list[str]] = {}
     for other in cells:
         if (other is cell or other.setting("method.name") == "byol"
-                or _shared_settings(other) != _shared_settings(cell)):
+                or _shared_settings(other) != _shared_settings(cell)
+                or (rows is not None and other.row not in rows)):
             continue
         factor = cell_compute_factor(other)
         if factor is not None and abs(factor - 1.0) > 1e-9:

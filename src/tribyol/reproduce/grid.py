@@ -15,6 +15,7 @@ from tribyol.config import config_default, dotted_items, read_yaml_file, to_dict
 from tribyol.errors import ConfigError
 from tribyol.reproduce.cells import Cell, Grid, cell_id, dataset_tag, merge
 from tribyol.reproduce.equal_compute import equal_compute_cells, equal_compute_factor
+from tribyol.reproduce.equal_memory import equal_memory_cells
 from tribyol.reproduce.scoring import check_subset_outside_test, select_on
 from tribyol.resolve import load_config
 
@@ -29,7 +30,7 @@ ALIASES = {
     "seed": "train.seed",
 }
 GRID_KEYS = {"name", "description", "estimate", "base", "data", "axes", "arms", "seeds",
-             "equal_compute", "random_init", "eval", "cost", "select_on"}
+             "equal_compute", "equal_memory", "random_init", "eval", "cost", "select_on"}
 ARM_KEYS = {"label", "set", "axes"}
 # Keys a cell's variant text leaves out: columns, or the row's method.
 NOT_A_VARIANT = {"method.name", "train.batch_size", "data.dataset", "train.seed"}
@@ -95,8 +96,11 @@ def expand_grid(spec: dict[str, Any], seeds: Sequence[int] | None = None, name: 
     factor = equal_compute_factor(spec)
     cells = [cell for number, arm in enumerate(arms)
              for cell in _arm_cells(spec, base, number, arm, grid_axes, seeds)]
+    arm_cells = list(cells)
     if factor:
-        cells += equal_compute_cells(cells, spec, factor, base)
+        cells += equal_compute_cells(arm_cells, spec, factor, base)
+    if spec.get("equal_memory"):
+        cells += equal_memory_cells(arm_cells, spec, base)
     if spec.get("random_init"):
         cells += _random_init_cells(cells, spec)
     ids = [c.id for c in cells]
@@ -126,7 +130,9 @@ def _check_sections(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _check_switches(spec: dict[str, Any]) -> None:
     eval_spec = spec.get("eval") or {}
-    for key, value in (("random_init", spec.get("random_init")), ("eval.export", eval_spec.get("export"))):
+    for key, value in (("random_init", spec.get("random_init")), ("eval.export", eval_spec.get("export")),
+                       ("equal_memory", None if isinstance(spec.get("equal_memory"), list)
+                        else spec.get("equal_memory"))):
         if value is not None and not isinstance(value, bool):
             raise ConfigError(f"grid: {key} must be true or false, got {value!r}")
 
@@ -201,8 +207,8 @@ def mark_same_runs(cells: list[Cell], fingerprint: Callable[[Cell], str]) -> Non
     share one run: the later ones get ``same_as``."""
     first: dict[str, str] = {}
     for cell in cells:
-        if cell.random_init_of:
-            continue
+        if cell.random_init_of or (cell.memory and cell.memory.get("batch") is None):
+            continue  # an equal-memory cell's config is known once its batch is measured
         key = fingerprint(cell)
         if key in first:
             cell.same_as = first[key]

@@ -8,6 +8,7 @@ from typing import Any
 
 from tribyol.reproduce.cells import Cell, Grid
 from tribyol.reproduce.equal_compute import equal_compute_text
+from tribyol.reproduce.equal_memory import equal_memory_text
 from tribyol.reproduce.runner import Reproduction
 from tribyol.reproduce.scoring import SPLIT_SEED, VALIDATION_MANIFEST, select_on
 from tribyol.store import read_results
@@ -32,6 +33,9 @@ def grid_records(repro: Reproduction, cells: list[Cell]) -> list[dict[str, Any]]
             copy_["run_id"] = f"{record.get('run_id')}#{cell.id}"
             if cell.compute:
                 copy_["equal_compute"] = cell.compute  # the factor and the rows it came from
+            if cell.memory:  # in the other arm's column: that column's equal-memory comparison
+                copy_["equal_memory"] = cell.memory
+                copy_["pretrain_batch_size"] = cell.memory["of_batch"]
             out.append(copy_)
     return out
 
@@ -45,7 +49,7 @@ def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
              f"number for the method (– none). {CARVED} = "
              + ("scored on a carve of train (here the validation carve, below). "
                 if select_on(grid.spec) == "validation" else "test set carved out of train. ")
-             + equal_compute_text(grid.cells) + "Under each table: every row's mean "
+             + equality_text(grid.cells) + "Under each table: every row's mean "
              "paired difference from the reference row over the seeds both ran.", ""]
     if grid.spec.get("description"):
         parts += [str(grid.spec["description"]).strip(), ""]
@@ -74,6 +78,15 @@ def tables_markdown(records: list[dict[str, Any]], grid: Grid) -> str:
         for extra in (table.separation_text(), table.paired_markdown([table.columns[i] for i in keep])):
             parts += [extra, ""] if extra else []
     return "\n".join(parts) + "\n"
+
+
+def equality_text(cells: list[Cell]) -> str:
+    """In which sense each BYOL row is equal to the arm it is compared with."""
+    byol = [c for c in cells if c.row.partition("@")[0] == "byol"]
+    plain = any(not (c.compute or c.memory) for c in byol)
+    text = ("Equal in which sense: `byol` = the same batch and epochs as the other rows of its "
+            "column (so fewer counted passes than TriBYOL's). " if plain else "")
+    return text + equal_compute_text(cells) + equal_memory_text(cells)
 
 
 def scored_on_text(spec: dict[str, Any]) -> str:
