@@ -19,6 +19,7 @@ from typing import Any
 
 from tribyol.errors import ConfigError
 from tribyol.reproduce.cells import Cell, Grid, cell_id, merge
+from tribyol.reproduce.data import data_paths
 from tribyol.reproduce.equal_compute import matched_rows, only_known_rows
 from tribyol.resolve import load_config
 
@@ -101,6 +102,12 @@ def _set_batch(cell: Cell, found: dict[str, Any]) -> None:
     cell.tree = merge(cell.tree, {"train.batch_size": int(found["batch"])})
 
 
+def _on_grid_data(tree: dict[str, Any], grid: Grid) -> dict[str, Any]:
+    """The tree on the grid's pre-training images, as the runner gives them to a cell."""
+    _root, pre = data_paths(grid.spec)
+    return merge(tree, {"data.root": str(pre)}) if pre is not None else tree
+
+
 def _write_cache(path: Path, cache: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -123,7 +130,8 @@ def measure_equal_memory(grid: Grid, out: Path, cells: list[Cell] | None = None,
         key = _match_key(cell, grid)
         if key not in cache:
             other = next(c for c in grid.cells if c.id == cell.memory["of_cell"])
-            cache[key] = match_batch(peak, other.tree, cell.tree, cell.memory["of_batch"])
+            cache[key] = match_batch(peak, _on_grid_data(other.tree, grid),
+                                     _on_grid_data(cell.tree, grid), cell.memory["of_batch"])
             echo(f"equal memory: byol at batch {cache[key]['batch']} ~ {cell.memory['of']} at "
                  f"batch {cell.memory['of_batch']} ({cache[key]['target_peak_gib']:.3f} GiB)")
             _write_cache(Path(out) / CACHE, cache)
