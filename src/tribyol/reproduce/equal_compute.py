@@ -67,7 +67,8 @@ def equal_compute_cells(cells: list[Cell], spec: dict[str, Any], fixed: float | 
 
 
 def only_known_rows(out: list[Cell], cells: list[Cell], rows: set[str] | None,
-                     key: str) -> list[Cell]:
+                    key: str) -> list[Cell]:
+    """``out``, once every row a list form names is one of the grid's."""
     unknown = sorted((rows or set()) - {c.row for c in cells})
     if unknown:
         raise ConfigError(f"grid: {key} names row(s) {', '.join(unknown)} the grid does not "
@@ -76,7 +77,7 @@ def only_known_rows(out: list[Cell], cells: list[Cell], rows: set[str] | None,
 
 
 def _factors(cell: Cell, cells: list[Cell], fixed: float | bool,
-             rows: set[str] | None = None) -> dict[float, list[str]]:
+             only: set[str] | None = None) -> dict[float, list[str]]:
     """Factor -> the labels of the arms it was counted from (none for a grid's fixed factor)."""
     if fixed is not True:
         return {float(fixed): []}
@@ -84,7 +85,7 @@ def _factors(cell: Cell, cells: list[Cell], fixed: float | bool,
     for other in cells:
         if (other is cell or other.setting("method.name") == "byol"
                 or _shared_settings(other) != _shared_settings(cell)
-                or (rows is not None and other.row not in rows)):
+                or (only is not None and other.row not in only)):
             continue
         factor = cell_compute_factor(other)
         if factor is not None and abs(factor - 1.0) > 1e-9:
