@@ -36,9 +36,8 @@ def peak(method: str, backbone: str, size: int, batch: int, overrides: list[tupl
     import torch
 
     from tribyol.data import TensorImages
-    from tribyol.data.pretrain import data_info_for
+    from tribyol.data.pretrain import data_info_for, resolved_config
     from tribyol.engine.plan import measure
-    from tribyol.engine.run import resolved_config
     from tribyol.resolve import load_config
 
     cfg = load_config(None, [("method.name", method), ("model.backbone", backbone),

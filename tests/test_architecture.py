@@ -44,6 +44,7 @@ IN_FUNCTION_IMPORTS = {
     "reproduce/cost.py": "the method registry and dataset presets (torch) for a plan: fast --help",
     "reproduce/data.py": "the pre-training subset and carves (torch) only when a grid runs: fast --help",
     "reproduce/tables.py": "tables and plots only when a grid's tables are written: fast --help",
+    "reproduce/equal_memory.py": "the batch finder (torch) only when a grid measures: fast --help",
     "resolve.py": "the registries (torch) after the torch-free config checks",
     "api.py": "the engine (Lightning) on the first pretrain() call",
 }
@@ -61,7 +62,7 @@ def test_imports_inside_functions_stay_where_they_have_a_reason() -> None:
                         name = path.relative_to(ROOT / "src" / "tribyol").as_posix()
                         found[name] = found.get(name, 0) + 1
     assert set(found) <= set(IN_FUNCTION_IMPORTS), sorted(set(found) - set(IN_FUNCTION_IMPORTS))
-    assert sum(found.values()) <= 43, found
+    assert sum(found.values()) <= 44, found  # 44: the batch finder under equal_memory (issue 23)
 
 
 # Issue 21: a newcomer reads a module in one sitting and a function on one screen.

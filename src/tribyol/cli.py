@@ -193,21 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replace an existing run (only a tribyol run; deleted once the new one starts)")
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser(
-        "plan", help="the batch finder: peak memory against the batch, and the largest that fits",
-        description="Measure the peak memory of a few real training steps per candidate batch "
-                    "(each in a fresh process) for the run the flags describe, and print the "
-                    "table and the largest batch within --memory. `pretrain --batch-size auto` "
-                    "does the same and trains at that batch (docs/training.md).")
-    add_config_args(p)
-    add_pretrain_flags(p)
-    p.add_argument("--memory", type=float, default=None, metavar="GIB",
-                   help="the budget in GiB (default: train.memory_gib, else 0.9 of what the "
-                        "device has free)")
-    p.add_argument("--batches", type=comma_list(int), default=None, metavar="B,B,...",
-                   help="candidate batches (default: 2, 4, 8, ... up to the number of images)")
-    p.add_argument("--steps", type=int, default=3, help="training steps per candidate (default 3)")
-    p.set_defaults(func=cmd_plan)
+    _add_plan_command(sub)
 
     p = sub.add_parser("export", help="write a run's encoder as safetensors")
     p.add_argument("run", help="run directory (or a .ckpt file)")
@@ -240,6 +226,24 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_commands(sub)
     _remember_parsers(parser)
     return parser
+
+
+def _add_plan_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan", help="the batch finder: peak memory against the batch, and the largest that fits",
+        description="Measure the peak memory of a few real training steps per candidate batch "
+                    "(each in a fresh process) for the run the flags describe, and print the "
+                    "table and the largest batch within --memory. `pretrain --batch-size auto` "
+                    "does the same and trains at that batch (README.md, train.batch_size).")
+    add_config_args(p)
+    add_pretrain_flags(p)
+    p.add_argument("--memory", type=float, default=None, metavar="GIB",
+                   help="the budget in GiB (default: train.memory_gib, else 0.9 of what the "
+                        "device has free)")
+    p.add_argument("--batches", type=comma_list(int), default=None, metavar="B,B,...",
+                   help="candidate batches (default: 2, 4, 8, ... up to the number of images)")
+    p.add_argument("--steps", type=int, default=3, help="training steps per candidate (default 3)")
+    p.set_defaults(func=cmd_plan)
 
 
 def _remember_parsers(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ upscales the images by more than ``UPSCALE_WARNING`` is kept, with a warning.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -202,3 +203,10 @@ def normalisation(cfg: RunConfig, dataset: Any, channels: int, scale: float,
         raise ConfigError(f"the {d.dataset} preset's statistics are for {len(spec.mean)} "
                           f"channels, the data has {channels}; set data.stats=data to compute "
                           "them from the training images") from None
+
+
+def resolved_config(cfg: RunConfig, info: DataInfo) -> RunConfig:
+    """The config with what the data decided written in (channels, view size, mean, std)."""
+    data = dataclasses.replace(cfg.data, channels=info.channels, image_size=info.image_size,
+                               mean=list(info.mean), std=list(info.std))
+    return dataclasses.replace(cfg, data=data)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tribyol.config import RunConfig
 from tribyol.data import TensorImages
+from tribyol.engine.module import uses_cuda
 from tribyol.errors import ConfigError
 
 
@@ -158,3 +159,18 @@ class PretrainData(L.LightningDataModule):
         if self._resume_state is not None:
             self.loader.load_state_dict(self._resume_state)
         return self.loader
+
+
+def planned_world_size(cfg: RunConfig) -> int:
+    """Processes the run will have, as far as the config says (names only; run.json has the truth)."""
+    t = cfg.train
+    devices = t.devices
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif str(devices).strip() in ("auto", "-1"):
+        count = torch.cuda.device_count() if uses_cuda(cfg) else 1
+    elif "," in str(devices):
+        count = len([d for d in str(devices).split(",") if d.strip()])
+    else:
+        count = int(devices)
+    return max(1, count) * t.num_nodes

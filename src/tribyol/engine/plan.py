@@ -13,7 +13,7 @@ precision and device as the run, on synthetic images of the data's stored shape 
 * CPU: the process's ``ru_maxrss`` (Python, torch, the networks and one batch of images; not
   the dataset a real run holds in memory).
 
-docs/training.md ("Choosing the batch") says how to read it.
+README.md (`train.batch_size`) says how to use it.
 """
 
 from __future__ import annotations
@@ -26,13 +26,23 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import torch
+
 from tribyol.config import RunConfig, to_dict
-from tribyol.data.pretrain import data_info_for, load_pretrain_data
+from tribyol.data import TensorImages
+from tribyol.data.pretrain import data_info_for, load_pretrain_data, resolved_config
+from tribyol.engine.loader import PretrainData, planned_world_size
+from tribyol.engine.module import PretrainModule, uses_cuda
+from tribyol.engine.monitor import knn_monitor
+from tribyol.engine.trainer import resolve_precision
 from tribyol.errors import ConfigError
+from tribyol.resolve import load_config
 
 GIB = 2**30
 # The default budget under --batch-size auto / tribyol plan: this share of the free memory, so
@@ -90,8 +100,6 @@ def default_candidates(limit: int) -> list[int]:
 def free_memory(cuda: bool) -> int:
     """Bytes free now: the GPU's (``mem_get_info``), else the host's ``MemAvailable``."""
     if cuda:
-        import torch
-
         return int(torch.cuda.mem_get_info()[0])
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -188,10 +196,6 @@ def plan_batches(cfg: RunConfig, dataset: Any, info: Any, memory_gib: float | No
                  candidates: Sequence[int] | None = None, steps: int = 3) -> Plan:
     """Measure the candidates (default: powers of two up to the data's size) for this run;
     refuses a multi-process run and a budget nothing fits."""
-    from tribyol.engine.module import uses_cuda
-    from tribyol.engine.run import planned_world_size
-    from tribyol.engine.trainer import resolve_precision
-
     if planned_world_size(cfg) > 1:
         raise ConfigError("the batch finder measures one process: train.batch_size=auto (and "
                           "tribyol plan) need train.devices=1 and train.num_nodes=1; find the "
@@ -210,11 +214,16 @@ def plan_batches(cfg: RunConfig, dataset: Any, info: Any, memory_gib: float | No
     return plan
 
 
+def measure_config(cfg: RunConfig, batch: int, steps: int = 3) -> Measure:
+    """``measure`` of the run ``cfg`` describes, its data loaded as pre-training would."""
+    dataset = load_pretrain_data(cfg)
+    info = data_info_for(cfg, dataset)
+    return measure(resolved_config(cfg, info), info, dataset, batch, steps)
+
+
 def plan_run(cfg: RunConfig, memory_gib: float | None = None,
              candidates: Sequence[int] | None = None, steps: int = 3) -> Plan:
     """``tribyol plan``: the run's data loaded as pre-training would, then ``plan_batches``."""
-    from tribyol.engine.monitor import knn_monitor
-
     dataset, _ = knn_monitor(cfg, load_pretrain_data(cfg))
     return plan_batches(cfg, dataset, data_info_for(cfg, dataset), memory_gib, candidates, steps)
 
@@ -233,10 +242,6 @@ def format_plan(plan: Plan, cfg: RunConfig) -> str:
 
 
 def _synthetic(shape: list[int], dtype: str, batch: int) -> Any:
-    import torch
-
-    from tribyol.data import TensorImages
-
     g = torch.Generator().manual_seed(0)
     size = (batch, *shape)
     if dtype == "uint8":
@@ -250,17 +255,7 @@ def _synthetic(shape: list[int], dtype: str, batch: int) -> Any:
 
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     """Build the run's module and fit ``steps`` steps; the peak memory."""
-    import warnings
-
-    import lightning as L
-    import torch
-
-    from tribyol.engine.loader import PretrainData
-    from tribyol.engine.module import PretrainModule, uses_cuda
-    from tribyol.engine.trainer import resolve_precision
-    from tribyol.resolve import load_config
-
-    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("ignore")  # the child's output is its one RESULT line
     cfg = load_config(spec["config"])
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, epochs=spec["steps"], max_steps=spec["steps"]))

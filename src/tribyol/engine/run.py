@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 
 from tribyol.config import RunConfig, read_yaml_file
 from tribyol.config.fields import option_name
 from tribyol.data.check import check_before_training
-from tribyol.data.pretrain import DataInfo, data_info_for, load_pretrain_data
+from tribyol.data.pretrain import DataInfo, data_info_for, load_pretrain_data, resolved_config
 from tribyol.engine.callbacks import CommitReplacement, RunRecord, StopOnSignal
 from tribyol.engine.checkpointing import AtomicCheckpoint
 from tribyol.engine.failures import is_interrupt, run_error
-from tribyol.engine.loader import PretrainData
+from tribyol.engine.loader import PretrainData, planned_world_size
 from tribyol.engine.lock import LOCK_NAME, RunLock
-from tribyol.engine.module import PretrainModule, uses_cuda
+from tribyol.engine.module import PretrainModule
 from tribyol.engine.monitor import knn_monitor
+from tribyol.engine.plan import plan_batches
 from tribyol.engine.resume import (
     check_resume,
     keep_checkpoint_statistics,
@@ -45,21 +45,6 @@ from tribyol.engine.trainer import build_trainer, check_hardware
 from tribyol.errors import ConfigError, RunDirExistsError
 
 log = logging.getLogger(__name__)
-
-
-def planned_world_size(cfg: RunConfig) -> int:
-    """Processes the run will have, as far as the config says (names only; run.json has the truth)."""
-    t = cfg.train
-    devices = t.devices
-    if isinstance(devices, (list, tuple)):
-        count = len(devices)
-    elif str(devices).strip() in ("auto", "-1"):
-        count = torch.cuda.device_count() if uses_cuda(cfg) else 1
-    elif "," in str(devices):
-        count = len([d for d in str(devices).split(",") if d.strip()])
-    else:
-        count = int(devices)
-    return max(1, count) * t.num_nodes
 
 
 def planned_steps_per_epoch(cfg: RunConfig, num_images: int) -> int:
@@ -133,13 +118,6 @@ def _split_record(dataset: Any) -> dict[str, Any] | None:
     """A preset's own train/test split (e.g. ucmerced): its seed and the hash of its file lists."""
     split = (getattr(dataset, "info", None) or {}).get("split")
     return {k: split[k] for k in ("seed", "sha256") if k in split} if split else None
-
-
-def resolved_config(cfg: RunConfig, info: DataInfo) -> RunConfig:
-    """The config with what the data decided written in (channels, view size, mean, std)."""
-    data = dataclasses.replace(cfg.data, channels=info.channels, image_size=info.image_size,
-                               mean=list(info.mean), std=list(info.std))
-    return dataclasses.replace(cfg, data=data)
 
 
 def build_module(cfg: RunConfig, info: DataInfo) -> PretrainModule:
@@ -265,8 +243,6 @@ def _auto_batch(cfg: RunConfig, dataset: Any, resumed: Path | None) -> tuple[Run
     if resumed is not None:
         batch, plan = int(read_yaml_file(resumed / "config.yaml")["train"]["batch_size"]), None
     else:
-        from tribyol.engine.plan import plan_batches
-
         found = plan_batches(cfg, dataset, data_info_for(cfg, dataset),
                              memory_gib=cfg.train.memory_gib)
         batch, plan = found.chosen, found.record()

@@ -157,14 +157,9 @@ def match_batch(peak: Measurer, other: dict[str, Any], byol: dict[str, Any],
 
 def measure_tree(tree: dict[str, Any], batch: int) -> int | None:
     """Peak bytes of a few training steps of the config ``tree`` at ``batch`` (batch finder)."""
-    from tribyol.data.pretrain import data_info_for, load_pretrain_data
-    from tribyol.engine.plan import measure
-    from tribyol.engine.run import resolved_config
+    from tribyol.engine.plan import measure_config
 
-    cfg = load_config(tree)
-    dataset = load_pretrain_data(cfg)
-    info = data_info_for(cfg, dataset)
-    return measure(resolved_config(cfg, info), info, dataset, batch).peak
+    return measure_config(load_config(tree), batch).peak
 
 
 def equal_memory_text(cells: list[Cell]) -> str:
