@@ -30,12 +30,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/lint-imports --no-cache
 
-# Pure-Python wheels a bare GPU machine lacks (its python3 has torch and Lightning only), for
-# `carry: [".carry"]`; benchmarks/carried.sh puts them on PYTHONPATH there (docs/reproduce.md).
+# What a bare GPU machine lacks, for `carry: [".carry"]` (docs/reproduce.md "Packing"): the
+# pure-Python wheels its python3 has not (it has torch, Lightning and the rest of tribyol's
+# dependencies; omegaconf 2.4 vendors its antlr4), which benchmarks/carried.sh puts on PYTHONPATH
+# there, and the CIFAR-10 train archive for benchmarks/gpu.sh's claim (16 MB; the tree that
+# travels must stay under 64 MiB).
 carry: $(STAMP)
-	rm -rf .carry/wheels && mkdir -p .carry/wheels
+	rm -rf .carry/wheels && mkdir -p .carry/wheels .carry/data
 	$(BIN)/pip download -q --no-deps -d .carry/wheels \
 	  "omegaconf==$$($(BIN)/python -c 'import omegaconf; print(omegaconf.__version__)')"
+	@if [ -e ../shared/data/cifar10-train.tar.gz ]; then \
+	  cp -u ../shared/data/cifar10-train.tar.gz .carry/data/; \
+	else echo "note: ../shared/data/cifar10-train.tar.gz not found: gpu.sh will skip the claim"; fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

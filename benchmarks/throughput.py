@@ -240,6 +240,7 @@ class Case:
     kernel_ms: float | None = None
     launches: float | None = None
     top_kernels: list[tuple[str, float]] = field(default_factory=list)
+    warmup_times: list[float] = field(default_factory=list)  # the first round's: compile time
     error: str | None = None
 
 
@@ -271,8 +272,29 @@ def make_config(args: argparse.Namespace, method: str, backbone: str, batch: int
     if args.no_probe:
         overrides.append(("train.online_probe", False))
     overrides += list(VARIANTS[variant].items())
+    overrides += compile_override(args.compile)
     overrides += args.set or []
     return load_config(None, overrides)
+
+
+def has_compile_option() -> bool:
+    from dataclasses import fields
+
+    from tribyol.config.schema import TrainConfig
+
+    return "compile" in {f.name for f in fields(TrainConfig)}
+
+
+def compile_override(mode: str) -> list[tuple[str, Any]]:
+    """``--compile off|on|auto``: ``train.compile``; before that option existed, every step was
+    eager, so ``off`` then changes nothing and ``on`` is refused."""
+    if mode == "default":
+        return []
+    if not has_compile_option():
+        if mode == "off":
+            return []
+        raise SystemExit(f"--compile {mode}: this version has no train.compile option")
+    return [("train.compile", mode)]
 
 
 def make_trainer(args: argparse.Namespace, precision: str, steps: int,
@@ -339,6 +361,8 @@ def fit_round(case: Case, dataset: Any, args: argparse.Namespace, workdir: Path)
 def record_times(case: Case, timer: StepTimer, args: argparse.Namespace) -> None:
     window = slice(args.warmup, args.warmup + args.steps)
     times = timer.step_times()[window]
+    if not case.warmup_times:
+        case.warmup_times = timer.step_times()[: args.warmup]
     case.times.extend(times)
     case.cpu_times.extend(timer.cpu_times()[window])
     if times:
@@ -371,6 +395,8 @@ def summarise(cases: list[Case]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "method": c.method, "backbone": c.backbone, "batch": c.batch,
             "precision": c.precision, "variant": c.variant,
+            "compile": getattr(c.cfg.train, "compile", "absent") if c.cfg is not None else None,
+            "warmup_step_times_s": c.warmup_times,
         }
         if c.times:
             med = statistics.median(c.times)
@@ -479,6 +505,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--show-kernels", action="store_true", help="with --gpu-busy: print top kernels")
     p.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN time its algorithms per shape (Trainer(benchmark=True))")
+    p.add_argument("--compile", default="default", choices=("default", "off", "on", "auto"),
+                   help="train.compile of every config (default: the config's own)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra config override")
     p.add_argument("--out", default="benchmarks/out/throughput.json")
     args = p.parse_args(argv)
@@ -542,8 +570,17 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.empty_cache()
         print_table(summarise(group), file=sys.stderr)
         all_cases.extend(group)
+        # after each group, so that a run stopped by a time cap keeps what it measured
+        write_result(args, summarise(all_cases), started, load_start, complete=False)
     rows = summarise(all_cases)
     print_table(rows)
+    write_result(args, rows, started, load_start, complete=True)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def write_result(args: argparse.Namespace, rows: list[dict[str, Any]], started: float,
+                 load_start: float | None, complete: bool) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
@@ -552,12 +589,13 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_start": load_start,
         "loadavg_end": loadavg(),
         "seconds": time.time() - started,
+        "complete": complete,
         "settings": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in vars(args).items()},
         "rows": rows,
     }
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, out)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,12 @@ BAD_CONFIG = [
      ["unknown config key 'method.tua'", "Did you mean 'tau'?"]),
     (["--method", "simclr", "--set", "method.temprature=0.2"],
      ["unknown config key 'method.temprature'", "Did you mean 'temperature'?"]),
-    (["--batch-size", "0"], ["train.batch_size must be >= 2", "got 0"]),
-    # one image per device: BatchNorm cannot normalise it (it was a ValueError traceback)
+    (["--batch-size", "0"], ["train.batch_size must be auto or a whole number >= 2", "got 0"]),
+    # one image per device: BatchNorm cannot normalise it (it was a ValueError traceback), and
+    # under GroupNorm the per-dimension std and the contrastive losses need two
     (["--set", "train.batch_size=1"],
-     ["train.batch_size must be >= 2 (BatchNorm needs two or more images per device), got 1"]),
+     ["train.batch_size must be auto or a whole number >= 2 (two images per device: the "
+      "per-dimension std, the contrastive losses and BatchNorm need them), got 1"]),
     # 100000 px views: 3.8 TB a batch (it tried to allocate them)
     (["--set", "data.image_size=100000"], ["data.image_size must be in [8, 8192], got 100000"]),
     (["--set", "data.resize=100000"], ["data.resize must be in [8, 8192], got 100000"]),

@@ -54,7 +54,9 @@ def test_fixed_seed_step_and_ema_are_unchanged(name, n, options, expected):
     opt.step()
     m.after_optimizer_step(1, 10)
     second = m(vs).loss.item()
-    assert (first.item(), second) == pytest.approx(expected, rel=0, abs=1e-6)
+    # 1e-5: the second step's loss differs by ~1.4e-6 between CPUs (AVX-512 and AMD EPYC's
+    # kernels round differently); a changed step or EMA moves it by far more
+    assert (first.item(), second) == pytest.approx(expected, rel=0, abs=1e-5)
 
 
 @pytest.mark.parametrize("key", sorted(KEYS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from tribyol.augment import MultiViewAugment
 from tribyol.checkpoints import add_checksum
 from tribyol.config import RunConfig, to_dict
 from tribyol.data.pretrain import DataInfo
+from tribyol.engine.compiled import CompiledStep, compile_wanted
 from tribyol.engine.optim import build_optimizer, lr_lambda
 from tribyol.engine.progress import steps_per_epoch
 from tribyol.errors import NonFiniteLossError
@@ -120,6 +122,11 @@ class PretrainModule(L.LightningModule):
         # Any NaN/Inf seen since the last check; read only at log steps and before saving.
         self.register_buffer("nonfinite", torch.zeros((), dtype=torch.bool), persistent=False)
         self._total_steps = 0
+        # train.compile: decided once a trainer is attached (world size), built on the first step
+        self._compile: bool | None = None
+        self._compiled: CompiledStep | None = None
+        self._first_step_start: float | None = None
+        self.compile_seconds: float | None = None  # the first compiled step's wall time
         # Set once, at the first log step whose z-std is below the threshold; RunRecord writes
         # it into run.json (engine/callbacks.py).
         self.collapse_warning: dict[str, Any] | None = None
@@ -211,7 +218,7 @@ class PretrainModule(L.LightningModule):
         g = self._generator(batch_idx)  # the views draw from it, then the method (PIRL's transforms)
         views = self._make_views(images, g)
         with torch.profiler.record_function("tribyol.method_forward"):
-            out = self.method(views, labels, indices=indices, generator=g)
+            out = self._forward(views, labels, indices, g)
         self.nonfinite |= ~torch.isfinite(out.loss.detach())
         # Lightning writes step metrics only on log steps; skipping self.log elsewhere saves
         # its per-call overhead (milliseconds a step, visible on GPUs) and changes no log line.
@@ -223,6 +230,25 @@ class PretrainModule(L.LightningModule):
         if (self.global_step + 1) % max(1, self.cfg.train.log_every_steps) == 0:
             self.check_finite()
         return loss
+
+    @property
+    def compiling(self) -> bool:
+        """Whether this run's step is compiled (``train.compile``; ``engine/compiled.py``)."""
+        if self._compile is None:
+            world = self.trainer.world_size if self.attached else 1
+            self._compile = compile_wanted(self.cfg.train.compile, uses_cuda(self.cfg), world)
+        return self._compile
+
+    def _forward(self, views: list[Tensor], labels: Tensor, indices: Tensor | None,
+                 g: torch.Generator) -> Any:
+        def eager() -> Any:
+            return self.method(views, labels, indices=indices, generator=g)
+
+        if not self.compiling:
+            return eager()
+        if self._compiled is None:
+            self._compiled = CompiledStep(self.method, self.device.type == "cuda")
+        return self._compiled.forward(self.method, views, labels, eager)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any,
                        optimizer_closure: Any = None) -> None:
@@ -236,7 +262,8 @@ class PretrainModule(L.LightningModule):
         # Once per optimizer step (never per micro-batch). Lightning counts this step in
         # global_step only after the hook returns, hence + 1 (tests/engine pins this).
         with torch.profiler.record_function("tribyol.ema"):
-            self.method.after_optimizer_step(self.trainer.global_step + 1, self._total_steps)
+            ema = {} if self._compiled is None else {"ema": self._compiled.ema}
+            self.method.after_optimizer_step(self.trainer.global_step + 1, self._total_steps, **ema)
 
     def _count_optimizer_steps(self, optimizer: Any) -> list[int]:
         """A counter, zeroed now, of the torch optimizer's real ``step()`` calls.
@@ -285,6 +312,8 @@ class PretrainModule(L.LightningModule):
         self._total_steps = int(self.trainer.estimated_stepping_batches)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.compiling and self.compile_seconds is None:
+            self._first_step_start = time.perf_counter()
         # The run's last optimizer step is a log step too, wherever log_every_steps falls (a
         # run shorter than it wrote no metrics.csv). Lightning writes a step's metrics, and
         # saves its loggers, when should_stop is set; the loop ends after this step anyway.
@@ -294,6 +323,13 @@ class PretrainModule(L.LightningModule):
                      or batch_idx + 1 == trainer.num_training_batches)
         if ends_step and 0 < self._total_steps <= trainer.global_step + 1:
             trainer.should_stop = True
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._first_step_start is not None and self.compile_seconds is None:
+            # The first call compiles (dynamo, inductor: forward, backward, EMA); later ones reuse it.
+            self.compile_seconds = time.perf_counter() - self._first_step_start
+            log.info("train.compile: the first step took %.1f s (compiling the forward, loss, "
+                     "backward and EMA update)", self.compile_seconds)
 
     # -- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -307,6 +343,7 @@ class PretrainModule(L.LightningModule):
             self.method.trainable_parameters(),
             t.batch_size * world * t.accumulate,
             extra,
+            fused=self.compiling,
         )
         total = int(self.trainer.estimated_stepping_batches)  # sets up the loader, so:
         per_epoch = steps_per_epoch(self.trainer) or max(1, total // max(1, t.epochs))

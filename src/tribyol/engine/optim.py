@@ -48,19 +48,29 @@ class LARS(torch.optim.Optimizer):
                     state["momentum_buffer"] = torch.clone(grad).detach()
                 else:
                     state["momentum_buffer"].mul_(group["momentum"]).add_(grad)
-                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+                p.add_(state["momentum_buffer"], alpha=-float(group["lr"]))  # a CPU tensor too
         return loss
 
 
 def build_optimizer(
-    cfg: OptimConfig, params: Iterable[nn.Parameter], batch_size: int, extra_groups=()
+    cfg: OptimConfig, params: Iterable[nn.Parameter], batch_size: int, extra_groups=(),
+    fused: bool = False,
 ) -> torch.optim.Optimizer:
-    lr = cfg.lr * batch_size / 256 if cfg.scale_lr else cfg.lr
+    """``fused`` (train.compile): SGD / AdamW as one fused kernel per device and dtype, the
+    learning rate a CPU float64 tensor that the schedule fills in place (a value, not a
+    constant of any compiled code; read on the host, so no device sync)."""
+    lr: float | torch.Tensor = cfg.lr * batch_size / 256 if cfg.scale_lr else cfg.lr
     groups = [{"params": list(params)}, *extra_groups]
+    kernel = {}
+    if fused:
+        lr, kernel = torch.tensor(lr, dtype=torch.float64), {"fused": True}  # LARS: not fused
+        for group in extra_groups:  # each group its own tensor: the schedule fills each
+            group.setdefault("lr", lr.clone())
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               **kernel)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay, **kernel)
     if cfg.name == "lars":
         return LARS(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer '{cfg.name}'")

@@ -3,6 +3,7 @@ the callbacks every run has."""
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -59,8 +60,31 @@ def show_progress_bar(cfg: RunConfig) -> bool:
     return cfg.train.progress_bar and sys.stderr.isatty()
 
 
+# Set by `tribyol reproduce --jobs N` (reproduce/packing.py) for runs packed onto one GPU.
+MEMORY_FRACTION_ENV = "TRIBYOL_CUDA_MEMORY_FRACTION"
+
+
+def cap_cuda_memory(cfg: RunConfig) -> float | None:
+    """Cap this process's share of each visible GPU's memory at $TRIBYOL_CUDA_MEMORY_FRACTION.
+    PyTorch takes memory as it needs it; the cap keeps one packed run from crowding out the
+    others (it runs out of memory itself instead). Returns the fraction applied, if any."""
+    text = os.environ.get(MEMORY_FRACTION_ENV, "").strip()
+    if not text or not uses_cuda(cfg):
+        return None
+    try:
+        fraction = float(text)
+    except ValueError:
+        fraction = -1.0
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"{MEMORY_FRACTION_ENV}={text!r}: expected a fraction in (0, 1]")
+    for device in range(torch.cuda.device_count()):
+        torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
+
+
 def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
     t = cfg.train
+    cap_cuda_memory(cfg)
     loggers = run_loggers(run_dir)
     callbacks = [
         LoaderPosition(),

@@ -233,8 +233,10 @@ class MomentumMethod(Method):
         o = self.options
         return tau_at(step, total_steps, o.tau, o.tau_schedule, o.tau_final)
 
-    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+    def after_optimizer_step(self, step: int, total_steps: int,
+                             ema: Callable[[nn.Module, nn.Module, float], None] = ema_update_) -> None:
+        """The EMA step; ``ema``: the update (the engine's compiled one under train.compile)."""
         # The tau used for update number `step` is the one scheduled before that step.
         tau = self.current_tau(step - 1, total_steps)
         for online, target in self.momentum_pairs(step):
-            ema_update_(target, online, tau)
+            ema(target, online, tau)

@@ -117,7 +117,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="only cells whose id or label matches a glob (comma-separated), e.g. '*b32*'")
     p.add_argument("--out", help="output folder (default results/grids/<grid name>)")
     p.add_argument("--jobs", type=int, default=1,
-                   help="cells run in parallel as subprocesses (default 1; each gets "
-                        "OMP_NUM_THREADS=1 unless set)")
+                   help="cells run in parallel as subprocesses (default 1), packed: GPUs "
+                        "round-robin, cores // N threads each (unless OMP_NUM_THREADS is set), "
+                        "a 1/N share of the GPU's memory (docs/reproduce.md)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and commands only")
     p.set_defaults(func=cmd_reproduce)

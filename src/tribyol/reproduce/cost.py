@@ -10,6 +10,7 @@ from typing import Any
 from tribyol.errors import ConfigError
 from tribyol.reproduce.cells import Cell, setting
 from tribyol.reproduce.data import data_paths
+from tribyol.reproduce.packing import host_cores
 
 # The cost model (seconds), used until cells of the grid have finished and measured it.
 # One BYOL step of the ConvNet (width 32) at 32 px, batch 32, one CPU thread (measured on the
@@ -19,6 +20,11 @@ GPU_SPEEDUP = 40.0  # the same step on a GPU (rough; measured cells replace it)
 EVAL_SECONDS = 30.0  # one linear or kNN evaluation on ~15,000 images at CPU scale
 FINETUNE_SECONDS = 120.0
 START_SECONDS = 8.0  # interpreter, torch and data start-up per command
+# `--jobs N` on a GPU: the combined throughput of N packed cells over one cell alone, at most N.
+# A stated guess (a host-bound b32 step keeps an H200 11 % busy, BENCHMARKS.md; issue 24's
+# target for 6 runs is 3x); `cost.packing_speedup` in a grid replaces it, e.g. with the figure
+# benchmarks/packing.py measures. On a CPU, N cells share the cores: min(N, cores).
+PACKING_SPEEDUP = 3.0
 METHOD_COST = {"byol": 1.0, "cross": 1.0, "simsiam": 0.8, "simclr": 0.8, "pirl-jigsaw": 1.2,
                "pirl-rotation": 1.0, "supervised": 0.35, "supervised-imagenet": 0.35}
 BACKBONE_COST = {"convnet": 1.0, "resnet18": 12.0, "resnet50": 30.0}
@@ -107,24 +113,62 @@ def eval_count(spec: dict[str, Any], cell: Cell | None = None) -> tuple[int, int
     return probes, tunes
 
 
+def packing_speedup(cost: dict[str, Any]) -> float:
+    """The grid's ``cost.packing_speedup`` (a number >= 1), else the default."""
+    value = cost.get("packing_speedup", PACKING_SPEEDUP)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        raise ConfigError(f"cost.packing_speedup must be a number >= 1 (the combined throughput "
+                          f"of --jobs N cells on a GPU over one alone), got {value!r}")
+    return float(value)
+
+
 class CostModel:
     """Seconds per step unit and per evaluation: defaults until finished cells measure them."""
 
-    def __init__(self, spec: dict[str, Any], measured: list[dict[str, Any]]) -> None:
+    def __init__(self, spec: dict[str, Any], measured: list[dict[str, Any]], jobs: int = 1,
+                 gpu: bool | None = None, cores: int | None = None) -> None:
         cost = spec.get("cost") or {}
-        gpu = str(setting(spec.get("base") or {}, "train.accelerator")) in ("gpu", "cuda")
+        if gpu is None:
+            gpu = str(setting(spec.get("base") or {}, "train.accelerator")) in ("gpu", "cuda")
+        self.jobs, self.gpu = max(1, jobs), gpu
+        self.cores = cores if cores is not None else host_cores()
+        self.packing = packing_speedup(cost)
         self.unit = float(cost.get("byol_step_seconds", BYOL_STEP_SECONDS / (GPU_SPEEDUP if gpu else 1)))
         self.eval = float(cost.get("eval_seconds", EVAL_SECONDS))
         self.finetune = float(cost.get("finetune_seconds", FINETUNE_SECONDS))
         self.source = "cost model (defaults; measured cells replace them)"
-        units = [m["pretrain_s"] / m["units"] for m in measured
-                 if m.get("units") and m.get("pretrain_s")]
-        evals = [m["eval_s"] / m["evals"] for m in measured if m.get("evals") and m.get("eval_s")]
+        # a cell measured while packed with others ran slower than alone: undo that
+        units = [m["pretrain_s"] / m["units"] / self.slowdown(int(m.get("jobs") or 1))
+                 for m in measured if m.get("units") and m.get("pretrain_s")]
+        evals = [m["eval_s"] / m["evals"] / self.slowdown(int(m.get("jobs") or 1))
+                 for m in measured if m.get("evals") and m.get("eval_s")]
         if units:
             self.unit = statistics.median(units)
             self.source = f"measured on {len(units)} finished cell(s)"
         if evals:
             self.eval = statistics.median(evals)
+
+    def speedup(self, jobs: int) -> float:
+        """Combined throughput of ``jobs`` concurrent cells over one cell alone."""
+        if jobs <= 1:
+            return 1.0
+        cap = self.packing if self.gpu else float(self.cores)
+        return max(1.0, min(float(jobs), cap))
+
+    def slowdown(self, jobs: int) -> float:
+        """How much longer one cell takes among ``jobs`` concurrent ones than alone."""
+        return max(1, jobs) / self.speedup(jobs)
+
+    def wall(self, total: float, cells: int) -> float:
+        """Wall seconds of ``total`` seconds of single-cell work over ``cells`` cells."""
+        return total / self.speedup(min(self.jobs, max(1, cells)))
+
+    def packing_note(self) -> str:
+        if self.jobs <= 1:
+            return ""
+        where = (f"packing speed-up {self.speedup(self.jobs):.3g}x on the GPU" if self.gpu
+                 else f"{self.cores} core(s) shared: {self.speedup(self.jobs):.3g}x")
+        return f"; {self.jobs} jobs: {where}"
 
     def units(self, cell: Cell, spec: dict[str, Any]) -> float | None:
         steps = planned_steps(cell, spec)

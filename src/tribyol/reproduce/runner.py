@@ -20,9 +20,10 @@ from typing import Any
 
 import yaml
 
-from tribyol.reproduce.cells import Cell, Grid
+from tribyol.reproduce.cells import Cell, Grid, setting
 from tribyol.reproduce.cost import CostModel, applies, duration, planned_steps
 from tribyol.reproduce.data import data_paths
+from tribyol.reproduce.packing import SlotPool, pool_for
 
 EVAL_KEYS = {"linear", "knn", "finetune", "transfer", "export"}
 
@@ -96,6 +97,16 @@ class Reproduction:
         self.grid, self.out, self.runner, self.jobs, self.echo = grid, Path(out), runner, jobs, echo
         self.lock = threading.Lock()
         self.stopping = threading.Event()  # set on Ctrl+C: no cell starts after it
+
+    @functools.cached_property
+    def slots(self) -> SlotPool:
+        """Where the concurrent cells run: their GPU, threads and memory cap (packing.py)."""
+        return pool_for(self.jobs, str(setting(self.grid.spec.get("base") or {}, "train.accelerator")))
+
+    def cost_model(self) -> CostModel:
+        # packed onto GPUs, else what the grid's accelerator says
+        gpu = True if any(s.gpu is not None for s in self.slots.slots) else None
+        return CostModel(self.grid.spec, self.measured(), jobs=self.jobs, gpu=gpu)
 
     # paths
     def run_dir(self, cell: Cell) -> Path:
@@ -203,12 +214,13 @@ class Reproduction:
         return steps + self.eval_steps(cell)
 
     # one cell
-    def run_cell(self, cell: Cell, model: CostModel) -> dict[str, Any]:
+    def run_cell(self, cell: Cell, model: CostModel, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """The cell's commands not done yet, each a child with ``env`` (its packing slot's)."""
         state = self.state(cell)
         state.update(id=cell.id, label=cell.label, row=cell.row, seed=cell.seed,
                      run=str(self.run_dir(cell)), same_as=cell.same_as)
         state.setdefault("steps", {})
-        env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")} if self.jobs > 1 else {}
+        env = dict(env or {})
         log_file = self.out / "logs" / f"{cell.id}.log"
         if not cell.random_init_of and not cell.same_as:
             config = self.out / "cells" / f"{cell.id}.yaml"
@@ -233,10 +245,10 @@ class Reproduction:
             if name == "pretrain":
                 units = model.units(cell, self.grid.spec)
                 state.update(pretrain_s=round(seconds, 2), units=units,
-                             resumed="--resume" in argv)
+                             resumed="--resume" in argv, jobs=self.jobs)
             self.save_state(cell, state)
         evals = [n for n in state["steps"] if n not in ("pretrain", "export")]
-        state.update(done=True, failed=None, evals=len(evals),
+        state.update(done=True, failed=None, evals=len(evals), jobs=self.jobs,
                      eval_s=round(sum(state["steps"][n] for n in evals), 2))
         self.save_state(cell, state)
         return state
@@ -251,7 +263,7 @@ class Reproduction:
         return out
 
     def plan(self, cells: list[Cell]) -> tuple[str, float]:
-        model = CostModel(self.grid.spec, self.measured())
+        model = self.cost_model()
         todo = [c for c in cells if not self.is_done(c)]
         lines = [f"grid {self.grid.name}: {len(cells)} cell(s), {len(cells) - len(todo)} done, "
                  f"{len(todo)} to run, {self.jobs} job(s) in parallel -> {self.out}",
@@ -271,10 +283,11 @@ class Reproduction:
                      else planned_steps(cell, self.grid.spec) or "?")
             lines.append(f"| {cell.id} | {cell.label} | {cell.seed} | {steps} | {status} | "
                          f"{duration(est)} |")
-        wall = total / max(1, min(self.jobs, max(1, len(todo))))
+        wall = model.wall(total, len(todo))
         lines += ["", f"estimated: {duration(total)} of work, about {duration(wall)} with "
                       f"{self.jobs} job(s) ({model.source}: {model.unit:.3g} s per BYOL-step unit, "
-                      f"{model.eval:.3g} s per evaluation)"]
+                      f"{model.eval:.3g} s per evaluation{model.packing_note()})",
+                  self.slots.describe()]
         return "\n".join(lines), wall
 
     def run(self, cells: list[Cell]) -> list[str]:
@@ -315,10 +328,11 @@ class Reproduction:
         """One cell, its outcome counted in ``progress``: stopped (Ctrl+C), failed or done."""
         if self.stopping.is_set():
             return
-        model = CostModel(self.grid.spec, self.measured())
+        model = self.cost_model()
         t0 = time.perf_counter()
         try:
-            self.run_cell(cell, model)
+            with self.slots.take() as slot:
+                self.run_cell(cell, model, slot.env())
         except (CellStopped, KeyboardInterrupt) as err:
             with self.lock:
                 progress.stopped.append(cell.id)
@@ -334,8 +348,8 @@ class Reproduction:
         with self.lock:
             progress.finished += 1
             left = [c for c in progress.todo if not self.is_done(c) and c.id not in progress.failed]
-            model = CostModel(self.grid.spec, self.measured())
-            rest = sum(model.seconds(c, self.grid.spec) for c in left) / max(1, self.jobs)
+            model = self.cost_model()
+            rest = model.wall(sum(model.seconds(c, self.grid.spec) for c in left), len(left))
             self.echo(f"[{progress.finished}/{progress.total} done, {len(left)} left] {cell.id} in "
                       f"{duration(time.perf_counter() - t0)}; elapsed "
                       f"{duration(time.perf_counter() - progress.started)}, ETA {duration(rest)}")
