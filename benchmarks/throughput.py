@@ -67,6 +67,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "views4": {"method.num_views": 4},
     "views5": {"method.num_views": 5},
     "onedir": {"method.symmetric": False},
+    # Issue 23: the memory levers' compute cost, side by side with base.
+    "ckpt": {"model.activation_checkpointing": True},
+    "gnws": {"model.norm": "gn-ws"},
 }
 _FITS = itertools.count()
 PRECISIONS = {"32": "32-true", "fp32": "32-true", "bf16": "bf16-mixed", "auto": "auto"}
