@@ -39,6 +39,9 @@ def _global_bn_worker(rank: int, port: int, x: torch.Tensor, queue: mp.Queue) ->
     # vanish when this process exits before the parent has read them (an EOFError, seen on CI).
     tensors = (y.detach(), local.grad, bn.running_mean, bn.running_var, bn.weight.grad)
     queue.put((rank, *(t.detach().numpy().copy() for t in tensors)))
+    # both ranks done before either tears gloo down: a rank that leaves while the other is
+    # still inside a collective aborts it (SIGABRT at exit, seen once on CI)
+    dist.barrier()
     dist.destroy_process_group()
 
 
