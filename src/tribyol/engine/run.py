@@ -241,7 +241,13 @@ def _auto_batch(cfg: RunConfig, dataset: Any, resumed: Path | None) -> tuple[Run
     if cfg.train.batch_size != "auto":
         return cfg, None
     if resumed is not None:
-        batch, plan = int(read_yaml_file(resumed / "config.yaml")["train"]["batch_size"]), None
+        saved = (read_yaml_file(resumed / "config.yaml")
+                 if (resumed / "config.yaml").is_file() else {}) or {}
+        batch, plan = (saved.get("train") or {}).get("batch_size"), None
+        if not isinstance(batch, int) or isinstance(batch, bool):
+            raise ConfigError(f"train.batch_size=auto on resume reads the batch {resumed} "
+                              "recorded in its config.yaml, which has none; give "
+                              "--batch-size N (the batch the run trained at)")
     else:
         found = plan_batches(cfg, dataset, data_info_for(cfg, dataset),
                              memory_gib=cfg.train.memory_gib)
