@@ -35,7 +35,8 @@ from tribyol.config.fields import (
 from tribyol.errors import ConfigError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true")
+# 64-true: fp64 throughout, slow; for numerical checks (tests/engine/test_compile.py).
+PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "32", "32-true", "bf16-true", "64-true")
 # The encoder's normalisation: BatchNorm, or the batch-free GroupNorm (+ weight-standardised
 # convolutions); the heads follow it (docs/methods.md).
 NORMS = ("bn", "gn", "gn-ws")
@@ -172,8 +173,8 @@ class TrainConfig:
                             rule=Rule(lambda v: v == -1 or v >= 1, "-1 (off) or >= 1"))
     accumulate: int = option(1, "gradient accumulation (not the same as a larger batch: "
                                 "BatchNorm still sees batch_size)", rule=at_least(1))
-    precision: str = option("auto", "auto (bf16 where native), bf16-mixed, 16-mixed or 32",
-                            choices=PRECISIONS)
+    precision: str = option("auto", "auto (bf16 where native), bf16-mixed, 16-mixed, 32, or "
+                                    "64-true (fp64, for numerical checks)", choices=PRECISIONS)
     # auto is off on CPUs: there a compiled BYOL ConvNet b32 step took 80 s to compile and ran
     # no faster than eager (74.7 vs 72.0 ms a step). Any: YAML reads a bare on/off as true/false.
     compile: Any = option("auto", "torch.compile the step (forward, loss, backward, EMA; fused "

@@ -20,12 +20,12 @@ from tribyol.checkpoints import add_checksum
 from tribyol.config import RunConfig, to_dict
 from tribyol.data.pretrain import DataInfo
 from tribyol.engine.compiled import CompiledStep, compile_wanted
-from tribyol.engine.optim import build_optimizer, lr_lambda
+from tribyol.engine.optim import Schedule, build_optimizer, lr_lambda
 from tribyol.engine.progress import steps_per_epoch
 from tribyol.errors import NonFiniteLossError
 from tribyol.methods import METHODS, MethodContext
 from tribyol.methods.base import MomentumMethod
-from tribyol.methods.losses import labelled_cross_entropy
+from tribyol.methods.losses import labelled_cross_entropy, wide
 from tribyol.nets import build_backbone
 from tribyol.nets.sync_bn import convert_to_global_bn
 from tribyol.resolve import resolve_method, saved_config
@@ -166,6 +166,9 @@ class PretrainModule(L.LightningModule):
         # Named ranges, so that a torch.profiler trace splits the step (benchmarks/profile_step.py).
         with torch.profiler.record_function("tribyol.augment"):
             views = self.augment(images, self.method.num_views, g)
+            dtype = next(self.method.parameters()).dtype
+            if dtype != views[0].dtype:  # the -true precisions: the views in the weights' dtype
+                views = [v.to(dtype) for v in views]
             if self.cfg.model.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views
@@ -174,7 +177,7 @@ class PretrainModule(L.LightningModule):
         """The online linear probe's loss on detached features (labelled images only)."""
         if self.probe is None or out.features is None:
             return None
-        loss, acc = labelled_cross_entropy(self.probe(out.features.float()), labels)
+        loss, acc = labelled_cross_entropy(self.probe(wide(out.features)), labels)
         if logging:
             self.log("train/probe_acc", acc)
         return loss
@@ -308,6 +311,12 @@ class PretrainModule(L.LightningModule):
         }
         add_checksum(checkpoint)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning loads the weights before its precision plugin converts the module: without
+        # this, a 64-true run's fp64 weights would round through fp32 on resume.
+        if self.cfg.train.precision == "64-true":
+            self.double()
+
     def on_fit_start(self) -> None:
         self._total_steps = int(self.trainer.estimated_stepping_batches)
 
@@ -347,9 +356,7 @@ class PretrainModule(L.LightningModule):
         )
         total = int(self.trainer.estimated_stepping_batches)  # sets up the loader, so:
         per_epoch = steps_per_epoch(self.trainer) or max(1, total // max(1, t.epochs))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_lambda(self.cfg.optim, total, per_epoch)
-        )
+        schedule = Schedule(optimizer, lr_lambda(self.cfg.optim, total, per_epoch))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     @property

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from tribyol.config import OptimConfig
 
@@ -67,13 +67,50 @@ def build_optimizer(
         for group in extra_groups:  # each group its own tensor: the schedule fills each
             group.setdefault("lr", lr.clone())
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               **kernel)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay, **kernel)
-    if cfg.name == "lars":
-        return LARS(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer '{cfg.name}'")
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay, **kernel)
+    elif cfg.name == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay, **kernel)
+    elif cfg.name == "lars":
+        optimizer = LARS(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer '{cfg.name}'")
+    _keep_kernel_on_load(optimizer)
+    return optimizer
+
+
+def _lr_as(value: float | Tensor, tensor: bool) -> float | Tensor:
+    """A learning rate as a CPU float64 tensor (the fused kernel's form) or as a float."""
+    if not tensor:
+        return float(value)
+    return value if isinstance(value, Tensor) else torch.tensor(float(value), dtype=torch.float64)
+
+
+def _keep_kernel_on_load(optimizer: torch.optim.Optimizer) -> None:
+    """A checkpoint's param groups carry the kernel they were saved with (``fused``, the
+    learning rate a tensor or a float), and loading them would replace this run's: a resume
+    across a ``train.compile`` change keeps the kernel this run built."""
+    built = [({k: g[k] for k in ("fused", "foreach") if k in g}, isinstance(g["lr"], Tensor))
+             for g in optimizer.param_groups]
+
+    def restore(loaded: torch.optim.Optimizer) -> None:
+        for group, (kernel, tensor) in zip(loaded.param_groups, built, strict=True):
+            group.update(kernel)
+            for key in ("lr", "initial_lr"):
+                if key in group:
+                    group[key] = _lr_as(group[key], tensor)
+
+    optimizer.register_load_state_dict_post_hook(restore)
+
+
+class Schedule(torch.optim.lr_scheduler.LambdaLR):
+    """``LambdaLR`` whose saved base learning rates take this run's form on load (a tensor
+    under the fused kernel, else a float; ``_keep_kernel_on_load``)."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.base_lrs = [_lr_as(lr, isinstance(group["lr"], Tensor))
+                         for lr, group in zip(self.base_lrs, self.optimizer.param_groups, strict=True)]
 
 
 def lr_lambda(cfg: OptimConfig, total_steps: int, steps_per_epoch: int):

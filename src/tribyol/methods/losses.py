@@ -1,4 +1,5 @@
-"""The methods' losses, once each. All compute in fp32 and return the batch mean.
+"""The methods' losses, once each. All compute in fp32 (fp64 under ``train.precision=64-true``)
+and return the batch mean.
 
 - ``normalized_mse``: BYOL's ``2 - 2 cos(q, z)`` (BYOL, TriBYOL, Cross);
 - ``negative_cosine``: SimSiam's ``-cos(p, sg z)``;
@@ -16,16 +17,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def wide(x: Tensor) -> Tensor:
+    """``x`` in fp32, or as it is when it is already fp32 or wider (fp64 numerical checks)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def normalized_mse(q: Tensor, z: Tensor) -> Tensor:
     """BYOL's loss ``||q/|q| - z/|z|||^2 = 2 - 2 cos(q, z)``, batch mean, normalised in fp32."""
-    q = F.normalize(q.float(), dim=-1)
-    z = F.normalize(z.float(), dim=-1)
+    q = F.normalize(wide(q), dim=-1)
+    z = F.normalize(wide(z), dim=-1)
     return (2.0 - 2.0 * (q * z).sum(dim=-1)).mean()
 
 
 def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
     """SimSiam's ``D(p, z) = -cos(p, sg(z))``, batch mean, in fp32; ``z`` takes no gradient."""
-    return -F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
+    return -F.cosine_similarity(wide(p), wide(z.detach()), dim=-1).mean()
 
 
 def nt_xent(
@@ -44,8 +50,8 @@ def nt_xent(
     this batch's. The anchors are this rank's projections, the keys the gathered ones.
     """
     b = z1.shape[0]
-    a1 = F.normalize(z1.float(), dim=1)
-    a2 = F.normalize(z2.float(), dim=1)
+    a1 = F.normalize(wide(z1), dim=1)
+    a2 = F.normalize(wide(z2), dim=1)
     k1, k2 = (gather(a1), gather(a2)) if gather is not None else (a1, a2)
     n = k1.shape[0]  # global batch = world * b
     keys = torch.cat([k1, k2])  # [2n, d]: all first views, then all second views
@@ -75,9 +81,9 @@ def info_nce(
     image's own bank row drawn as a negative). This is the softmax form of NCE (as in MoCo);
     PIRL's paper writes the binary NCE form with a noise prior N/|D|.
     """
-    q = F.normalize(query.float(), dim=1)
-    p = F.normalize(positive.detach().float(), dim=1)
-    n = F.normalize(negatives.detach().float(), dim=1)
+    q = F.normalize(wide(query), dim=1)
+    p = F.normalize(wide(positive.detach()), dim=1)
+    n = F.normalize(wide(negatives.detach()), dim=1)
     pos = (q * p).sum(dim=1, keepdim=True)  # [B, 1]
     neg = q @ n.T  # [B, K]
     if exclude is not None:
@@ -92,6 +98,6 @@ def labelled_cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tens
     labelled image both are 0 and the loss keeps its graph (every rank runs the same backward)."""
     known = (labels >= 0).float()
     count = known.sum().clamp(min=1.0)
-    per_sample = F.cross_entropy(logits.float(), labels.clamp(min=0), reduction="none")
+    per_sample = F.cross_entropy(wide(logits), labels.clamp(min=0), reduction="none")
     hits = (logits.argmax(1) == labels).float()
     return (per_sample * known).sum() / count, (hits * known).sum() / count
