@@ -3,13 +3,13 @@
 # Steps, in order, each under its own time cap (`timeout`), so one failure or overrun does not
 # eat the rest (expected minutes on an H200, and how they were estimated: BENCHMARKS.md
 # "GPU call (issue 24)"):
-#   1. tests   GPU tests, tests/gpu/: the compiled step against eager on CUDA, and resume   cap  70 s
+#   1. tests   GPU tests, tests/gpu/: the compiled step against eager on CUDA, and resume   cap  90 s
 #   2. eager   throughput, compile off: TriBYOL + BYOL, ResNet-18, b32 + b128, separate passes cap  45 s
 #      compiled  the same with train.compile=on (CUDA graphs)                               cap 110 s
 #   3. packing 6 concurrent TriBYOL b32 runs against the same 6 one after another          cap  90 s
 #   4. plan    the claim's epochs from steps 2-3's speed, printed (benchmarks/claim_plan.py) cap  15 s
 #      claim   configs/grids/gpu_claim.yaml: ResNet-18, CIFAR-10 JPEGs, carved test split, b32,
-#              TriBYOL / BYOL / BYOL at equal compute, 2 seeds, 6 cells packed; linear + kNN cap 205 s
+#              TriBYOL / BYOL / BYOL at equal compute, 2 seeds, 6 cells packed; linear + kNN cap 185 s
 #   5. summary OUT/summary.md: the tables of BENCHMARKS.md and RESULTS.md filled
 # Caps add up to 535 s at worst (the archive is extracted in the background during step 1). $OUT receives 7 files (the device tool returns at most 8):
 # gpu.log, steps.tsv, throughput_eager.json, throughput_compiled.json, packing.json,
@@ -71,7 +71,7 @@ if [ $SMOKE = 1 ]; then
   COMPILED=${SMOKE_COMPILE:-off}; JOBS=3; PLAN=(--smoke)
 else
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
-  DEV=cuda; T_TESTS=70; T_EAGER=45; T_COMP=110; T_PACK=90; T_PLAN=15; T_CLAIM=205
+  DEV=cuda; T_TESTS=90; T_EAGER=45; T_COMP=110; T_PACK=90; T_PLAN=15; T_CLAIM=185
   NET=(--backbones resnet18 --batches 32,128 --steps 15 --warmup 5 --gpu-busy 5)
   PACK=(--jobs 6 --backbone resnet18 --batch 32 --steps 30 --warmup 5)
   COMPILED=on; JOBS=6; PLAN=()
