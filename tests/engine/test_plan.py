@@ -10,7 +10,7 @@ import yaml
 
 from tests.helpers import error_line
 from tribyol.cli import main
-from tribyol.engine.plan import GIB, Measure, default_candidates, find_batch, largest_within
+from tribyol.engine.plan import GIB, Measure, default_candidates, find_batch, free_memory, largest_within
 
 TINY = ["--dataset", "digits", "--limit", "8", "--backbone", "convnet", "--precision", "32",
         "--accelerator", "cpu", "--set", "model.width=4", "--set", "model.hidden_dim=8",
@@ -43,6 +43,18 @@ def test_an_out_of_memory_candidate_does_not_fit_and_ends_the_search() -> None:
         return Measure(batch, None, note="out of memory") if batch >= 8 else Measure(batch, batch)
     rows, chosen = find_batch(measure, [2, 4, 8, 16], budget=10**12)
     assert chosen == 4 and [r.batch for r in rows] == [2, 4, 8] and rows[-1].fits is False
+
+
+def test_a_packed_run_plans_within_its_share_of_the_gpu(monkeypatch) -> None:
+    """Under reproduce --jobs 6 every cell sees the GPU nearly empty at its start: the budget
+    is its 1/6 share, not what is free."""
+    monkeypatch.setattr("torch.cuda.mem_get_info", lambda *a: (120 * GIB, 140 * GIB))
+    monkeypatch.delenv("TRIBYOL_CUDA_MEMORY_FRACTION", raising=False)
+    assert free_memory(cuda=True) == 120 * GIB
+    monkeypatch.setenv("TRIBYOL_CUDA_MEMORY_FRACTION", str(1 / 6))
+    assert free_memory(cuda=True) == int(140 * GIB / 6)
+    monkeypatch.setattr("torch.cuda.mem_get_info", lambda *a: (10 * GIB, 140 * GIB))
+    assert free_memory(cuda=True) == 10 * GIB  # less free than the share: what is free
 
 
 def test_largest_within_bisects_to_the_exact_batch() -> None:

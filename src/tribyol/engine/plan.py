@@ -40,7 +40,7 @@ from tribyol.data.pretrain import data_info_for, load_pretrain_data, resolved_co
 from tribyol.engine.loader import PretrainData, planned_world_size
 from tribyol.engine.module import PretrainModule, uses_cuda
 from tribyol.engine.monitor import knn_monitor
-from tribyol.engine.trainer import resolve_precision
+from tribyol.engine.trainer import memory_fraction, resolve_precision
 from tribyol.errors import ConfigError
 from tribyol.resolve import load_config
 
@@ -98,9 +98,12 @@ def default_candidates(limit: int) -> list[int]:
 
 
 def free_memory(cuda: bool) -> int:
-    """Bytes free now: the GPU's (``mem_get_info``), else the host's ``MemAvailable``."""
+    """Bytes free now: the GPU's (``mem_get_info``; no more than this process's share of it
+    when ``reproduce --jobs N`` packs runs onto it), else the host's ``MemAvailable``."""
     if cuda:
-        return int(torch.cuda.mem_get_info()[0])
+        free, total = torch.cuda.mem_get_info()
+        share = memory_fraction()
+        return int(free if share is None else min(free, share * total))
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):

@@ -64,12 +64,10 @@ def show_progress_bar(cfg: RunConfig) -> bool:
 MEMORY_FRACTION_ENV = "TRIBYOL_CUDA_MEMORY_FRACTION"
 
 
-def cap_cuda_memory(cfg: RunConfig) -> float | None:
-    """Cap this process's share of each visible GPU's memory at $TRIBYOL_CUDA_MEMORY_FRACTION.
-    PyTorch takes memory as it needs it; the cap keeps one packed run from crowding out the
-    others (it runs out of memory itself instead). Returns the fraction applied, if any."""
+def memory_fraction() -> float | None:
+    """$TRIBYOL_CUDA_MEMORY_FRACTION, this process's share of each GPU, if set."""
     text = os.environ.get(MEMORY_FRACTION_ENV, "").strip()
-    if not text or not uses_cuda(cfg):
+    if not text:
         return None
     try:
         fraction = float(text)
@@ -77,6 +75,16 @@ def cap_cuda_memory(cfg: RunConfig) -> float | None:
         fraction = -1.0
     if not 0 < fraction <= 1:
         raise ConfigError(f"{MEMORY_FRACTION_ENV}={text!r}: expected a fraction in (0, 1]")
+    return fraction
+
+
+def cap_cuda_memory(cfg: RunConfig) -> float | None:
+    """Cap this process's share of each visible GPU's memory at $TRIBYOL_CUDA_MEMORY_FRACTION.
+    PyTorch takes memory as it needs it; the cap keeps one packed run from crowding out the
+    others (it runs out of memory itself instead). Returns the fraction applied, if any."""
+    fraction = memory_fraction()
+    if fraction is None or not uses_cuda(cfg):
+        return None
     for device in range(torch.cuda.device_count()):
         torch.cuda.set_per_process_memory_fraction(fraction, device)
     return fraction
